@@ -1,0 +1,173 @@
+"""Typed, validated stage configs read from one section of ``params.yaml``.
+
+Each stage declares a frozen dataclass. ``load_section`` reads *only* that stage's
+section and builds the dataclass, reporting every bad key at once (unknown keys,
+missing keys, wrong types, failed ``validate`` checks), each named by its dotted path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A params section that does not validate; lists every problem found."""
+
+    def __init__(self, where: str, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid config in {where}:\n{lines}")
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMBT]?)\s*$", re.IGNORECASE)
+_SIZE_MULT = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+
+
+def parse_count(value: Any) -> int:
+    """Parse a token count such as ``100M``, ``1B``, ``250K`` or ``12345`` into an int."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a count like 100M, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"count must be >= 0, got {value}")
+        return value
+    m = _SIZE_RE.match(str(value))
+    if not m:
+        raise ValueError(f"expected a count like 100M / 1B / 250K / 12345, got {value!r}")
+    return int(round(float(m.group(1)) * _SIZE_MULT[m.group(2).upper()]))
+
+
+_BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?)B?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(value: Any) -> int:
+    """Parse a size such as ``2GB``, ``500MB``, ``1GiB`` or ``1048576`` into bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = _BYTES_RE.match(str(value))
+    if not m:
+        raise ValueError(f"expected a size like 2GB / 500MB / 1GiB, got {value!r}")
+    base = 1024 if m.group(3) else 1000
+    power = " KMGT".index(m.group(2).upper() or " ")
+    return int(float(m.group(1)) * base**power)
+
+
+def _check_type(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
+    """Check ``value`` against annotation ``tp``; convert nested dataclasses. Returns value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        sub: list[str] = []
+        for a in non_none:
+            sub = []
+            out = _check_type(value, a, path, sub)
+            if not sub:
+                return out
+        problems.extend(sub)
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            problems.append(f"{path}: must be one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {type(value).__name__}")
+            return value
+        return _build(tp, value, path, problems)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            problems.append(f"{path}: expected a list, got {type(value).__name__}")
+            return value
+        item_t = args[0] if args else Any
+        return [_check_type(v, item_t, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {type(value).__name__}")
+            return value
+        vt = args[1] if len(args) == 2 else Any
+        return {k: _check_type(v, vt, f"{path}.{k}", problems) for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{path}: expected a number, got {value!r}")
+            return value
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            problems.append(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            problems.append(f"{path}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type[T], data: dict, path: str, problems: list[str]) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            problems.append(f"{path}.{key}: unknown key (allowed: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _check_type(data[name], hints[name], f"{path}.{name}", problems)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            problems.append(f"{path}.{name}: missing required key")
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:  # missing required keys: already reported
+        if not problems:
+            problems.append(f"{path}: {exc}")
+        return None  # type: ignore[return-value]
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        for msg in validate() or []:
+            problems.append(f"{path}.{msg}")
+    return obj
+
+
+def build_config(cls: type[T], data: dict | None, where: str) -> T:
+    """Build ``cls`` from ``data``, raising one ``ConfigError`` that lists every problem."""
+    problems: list[str] = []
+    obj = _build(cls, data or {}, where, problems)
+    if problems:
+        raise ConfigError(where, problems)
+    return obj
+
+
+def read_params(params_path: str | Path = "params.yaml") -> dict:
+    path = Path(params_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"params file not found: {path}")
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), ["top level must be a mapping"])
+    return data
+
+
+def load_section(cls: type[T], section: str, params_path: str | Path = "params.yaml") -> T:
+    """Read only ``section`` of the params file into a validated ``cls``."""
+    data = read_params(params_path)
+    if section not in data:
+        raise ConfigError(str(params_path), [f"{section}: missing section"])
+    return build_config(cls, data[section], section)

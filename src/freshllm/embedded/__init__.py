@@ -1,0 +1,1 @@
+"""Embedded offline profile: generated text, chat data and news archives."""

@@ -1,0 +1,83 @@
+"""Loading and saving Hugging Face model directories (safetensors only)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .common import atomic_dir
+
+log = logging.getLogger(__name__)
+
+HUB_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "tokenizer*", "*.jinja",
+                "*.model", "*.tiktoken", "*.txt"]
+
+
+class OfflineError(RuntimeError):
+    pass
+
+
+def check_model_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"not a Hugging Face model directory (no config.json): {path}")
+    if not any(path.glob("*.safetensors")):
+        raise FileNotFoundError(f"no *.safetensors weights in {path} (pickle checkpoints are not loaded)")
+    return path
+
+
+def load_causal_lm(path: str | Path, dtype=None, trust_remote_code: bool = False):
+    """Load an HF causal LM from a local directory, safetensors only."""
+    from transformers import AutoModelForCausalLM
+
+    path = check_model_dir(path)
+    kwargs = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+
+
+def save_model_dir(model, tokenizer, out: str | Path, max_shard_size: str = "2GB") -> None:
+    """Save model (safetensors) + tokenizer to ``out`` atomically (temp dir, rename)."""
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True, max_shard_size=max_shard_size)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+
+
+def hub_snapshot(repo_id: str, out: str | Path, revision: str | None = None) -> Path:
+    """Download a model snapshot by id from the Hugging Face hub into ``out``.
+
+    Raises :class:`OfflineError` with a clear message when the hub cannot be reached
+    (``HF_HUB_OFFLINE`` set, or no network).
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise OfflineError(
+            f"cannot download {repo_id!r}: HF_HUB_OFFLINE is set (no network). "
+            "Use the embedded profile (models.source: embedded) or pre-download the model "
+            "and point models.hub_base / models.hub_instruct at local directories.")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    with atomic_dir(out) as tmp:
+        try:
+            snapshot_download(repo_id=repo_id, revision=revision, local_dir=str(tmp),
+                              allow_patterns=HUB_PATTERNS, etag_timeout=30)
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+            raise OfflineError(f"cannot download {repo_id!r} from the Hugging Face hub: {exc}. "
+                               "Check network access and HF_TOKEN for gated models, or use "
+                               "the embedded profile.") from exc
+        for junk in (tmp / ".cache",):
+            if junk.exists():
+                import shutil
+
+                shutil.rmtree(junk)
+        check_model_dir(tmp)
+    return Path(out)

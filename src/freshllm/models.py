@@ -1,0 +1,224 @@
+"""Stage ``models``: provide the ancestor pair (base, instruct).
+
+* ``source: hub`` (paper profile): snapshot both models by id from the Hugging Face hub
+  (or copy them from local directories), safetensors only.
+* ``source: embedded`` (default): build a tiny Llama-architecture pair locally and
+  deterministically from a seed: a byte-level BPE tokenizer trained on generated text,
+  a ``base`` model pre-trained briefly on that text (d1), and an ``instruct`` model made
+  from the base by a short real SFT on a generated chat set with verifiable instructions
+  (chat template stored in the instruct tokenizer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .common import set_offline, setup_logging, write_json
+from .config import load_section
+
+log = logging.getLogger(__name__)
+
+BOS, EOS, EOT, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|pad|>"
+ROLE_TOKENS = ["<|start_header_id|>", "<|end_header_id|>"]
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n{{ message['content'] }}<|eot_id|>"
+    "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    source: str = "embedded"
+    seed: int = 0
+    vocab_size: int = 1024
+    hidden_size: int = 64
+    intermediate_size: int = 192
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    max_position_embeddings: int = 4096
+    tie_word_embeddings: bool = True
+    pretrain_docs: int = 3000
+    pretrain_steps: int = 200
+    pretrain_lr: float = 3e-3
+    sft_examples: int = 600
+    sft_steps: int = 150
+    sft_lr: float = 1e-3
+    seq_len: int = 128
+    batch_size: int = 16
+    hub_base: str | None = None
+    hub_instruct: str | None = None
+    hub_revision: str | None = None
+    trust_remote_code: bool = False
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.source not in ("embedded", "hub"):
+            errs.append(f"source: must be 'embedded' or 'hub', got {self.source!r}")
+        if self.source == "hub":
+            for key in ("hub_base", "hub_instruct"):
+                if not getattr(self, key):
+                    errs.append(f"{key}: required when source is 'hub'")
+        for key in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+                    "num_kv_heads", "seq_len", "batch_size", "pretrain_docs", "sft_examples"):
+            if getattr(self, key) <= 0:
+                errs.append(f"{key}: must be > 0")
+        if self.num_heads > 0 and self.hidden_size % self.num_heads:
+            errs.append("hidden_size: must be divisible by num_heads")
+        if self.num_kv_heads > 0 and self.num_heads % self.num_kv_heads:
+            errs.append("num_heads: must be divisible by num_kv_heads")
+        if self.vocab_size < 300:
+            errs.append("vocab_size: must be >= 300 (256 byte symbols + special tokens)")
+        return errs
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """Byte-level BPE (Llama-3 style specials); returns (base_tokenizer, instruct_tokenizer)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  special_tokens=[BOS, EOS, EOT, PAD, *ROLE_TOKENS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    bos_id = tok.token_to_id(BOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)])
+    common = dict(tokenizer_object=tok, bos_token=BOS, pad_token=PAD, model_max_length=4096,
+                  additional_special_tokens=[EOT, *ROLE_TOKENS])
+    base = PreTrainedTokenizerFast(eos_token=EOS, **common)
+    instruct = PreTrainedTokenizerFast(eos_token=EOT, **common)
+    instruct.chat_template = CHAT_TEMPLATE
+    return base, instruct
+
+
+def build_llama(cfg: ModelsConfig, tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(cfg.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, attn_implementation="sdpa",
+    )
+    return LlamaForCausalLM(config)
+
+
+def sft_documents(tokenizer, chats: list[list[dict]]):
+    """(ids, loss_mask) per chat: loss only on the assistant reply (incl. its <|eot_id|>)."""
+    for chat in chats:
+        prompt = tokenizer.apply_chat_template(chat[:-1], add_generation_prompt=True, tokenize=True)
+        full = tokenizer.apply_chat_template(chat, tokenize=True)
+        prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+        full = list(full["input_ids"] if hasattr(full, "keys") else full)
+        if full[:len(prompt)] != prompt:
+            raise ValueError("chat template: prompt is not a prefix of the full conversation")
+        yield full, [0] * len(prompt) + [1] * (len(full) - len(prompt))
+
+
+def _loop(cfg: ModelsConfig, lr: float, steps: int):
+    from .train import LoopConfig
+
+    return LoopConfig(lr=lr, steps=steps, batch_size=cfg.batch_size, warmup_steps=max(1, steps // 20),
+                      min_lr_ratio=0.1, weight_decay=0.0, seed=cfg.seed)
+
+
+def build_embedded(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
+    import copy
+
+    from accelerate import Accelerator
+    from transformers import GenerationConfig
+
+    from .embedded.corpus import chat_examples, d1_documents
+    from .hfio import save_model_dir
+    from .packing import pack_in_memory
+    from .train import train
+
+    docs = d1_documents(cfg.seed, cfg.pretrain_docs)
+    chats = chat_examples(cfg.seed, cfg.sft_examples)
+    chat_text = [m["content"] for c in chats for m in c]
+    base_tok, inst_tok = train_tokenizer(docs + chat_text, cfg.vocab_size)
+    model = build_llama(cfg, base_tok)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("built tiny Llama: %d parameters, vocab %d", n_params, len(base_tok))
+
+    accelerator = Accelerator(cpu=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        ids = base_tok(docs, add_special_tokens=True)["input_ids"]
+        d1 = pack_in_memory(((d + [base_tok.eos_token_id], None) for d in ids), cfg.seq_len,
+                            Path(tmp) / "d1", pad_id=base_tok.pad_token_id)
+        sft = pack_in_memory(sft_documents(inst_tok, chats), cfg.seq_len, Path(tmp) / "sft",
+                             pad_id=inst_tok.pad_token_id)
+    pre = train(model, d1, _loop(cfg, cfg.pretrain_lr, cfg.pretrain_steps), accelerator,
+                progress_desc="pretrain base")
+    base = accelerator.unwrap_model(model)
+    base.generation_config = GenerationConfig(bos_token_id=base_tok.bos_token_id,
+                                              eos_token_id=base_tok.eos_token_id,
+                                              pad_token_id=base_tok.pad_token_id)
+    save_model_dir(base, base_tok, base_out)
+    instruct = copy.deepcopy(base)
+    accelerator.free_memory()
+    sft_stats = train(instruct, sft, _loop(cfg, cfg.sft_lr, cfg.sft_steps), Accelerator(cpu=True),
+                      progress_desc="sft instruct")
+    instruct.config.eos_token_id = [inst_tok.convert_tokens_to_ids(EOT), base_tok.eos_token_id]
+    instruct.generation_config = GenerationConfig(bos_token_id=inst_tok.bos_token_id,
+                                                  eos_token_id=instruct.config.eos_token_id,
+                                                  pad_token_id=inst_tok.pad_token_id)
+    save_model_dir(instruct, inst_tok, instruct_out)
+    return {
+        "parameters": n_params,
+        "vocab_size": len(base_tok),
+        "pretrain": {k: v for k, v in pre.items() if k != "losses"},
+        "sft": {k: v for k, v in sft_stats.items() if k != "losses"},
+    }
+
+
+def fetch_hub(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
+    from .hfio import check_model_dir, hub_snapshot
+
+    for ref, out in ((cfg.hub_base, base_out), (cfg.hub_instruct, instruct_out)):
+        if Path(ref).is_dir():  # a pre-downloaded local snapshot
+            check_model_dir(ref)
+            tmp = out.with_name(f".{out.name}.copy")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(ref, tmp)
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+        else:
+            hub_snapshot(ref, out, revision=cfg.hub_revision)
+    return {"base": cfg.hub_base, "instruct": cfg.hub_instruct, "revision": cfg.hub_revision}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--base-out", required=True, type=Path)
+    ap.add_argument("--instruct-out", required=True, type=Path)
+    ap.add_argument("--metrics", required=True, type=Path)
+    args = ap.parse_args(argv)
+    setup_logging()
+    cfg = load_section(ModelsConfig, "models", args.params)
+    set_offline(cfg.source == "embedded")
+    if cfg.source == "embedded":
+        stats = build_embedded(cfg, args.base_out, args.instruct_out)
+    else:
+        stats = fetch_hub(cfg, args.base_out, args.instruct_out)
+    write_json(args.metrics, {"source": cfg.source, "config": asdict(cfg), **stats})
+
+
+if __name__ == "__main__":
+    main()

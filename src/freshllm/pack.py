@@ -1,0 +1,210 @@
+"""Stage ``pack``: tokenize the crawled articles with the model's tokenizer and pack them
+into fixed-length sequences with per-article attention, cut to an exact token budget.
+
+Each article becomes ``[BOS] + text + [EOS]`` (BOS only if the tokenizer adds one, as
+Llama's does and Qwen's does not). Articles are shuffled with a seed, then packed back
+to back; ``position_ids`` restart at 0 at every article, which makes transformers build a
+block-diagonal causal mask when training with ``attention_mask=None``. An article that
+overflows a sequence continues in the next one with continuing positions (not truncated).
+The packed set holds ``ceil(tokens / seq_len)`` sequences, i.e. the budget to within one
+sequence. Output is streamed to disk (see :mod:`freshllm.packing`), never held in RAM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .common import atomic_dir, set_offline, setup_logging, write_json
+from .config import load_section, parse_count
+from .packing import PackWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    seq_len: int = 4096
+    tokens: str = "100M"
+    allow_short: bool = False
+    seed: int = 0
+    val_fraction: float = 0.0
+    batch_articles: int = 512
+    text_field: str = "text"
+
+    @property
+    def token_budget(self) -> int:
+        return parse_count(self.tokens)
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.seq_len < 16:
+            errs.append(f"seq_len: must be >= 16, got {self.seq_len}")
+        try:
+            if parse_count(self.tokens) <= 0:
+                errs.append("tokens: must be > 0")
+        except ValueError as exc:
+            errs.append(f"tokens: {exc}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            errs.append(f"val_fraction: must be in [0, 1), got {self.val_fraction}")
+        if self.batch_articles <= 0:
+            errs.append("batch_articles: must be > 0")
+        return errs
+
+
+class CorpusError(ValueError):
+    pass
+
+
+def index_lines(path: Path) -> np.ndarray:
+    """Byte offsets of the non-blank lines of a JSONL file (8 bytes per article)."""
+    offsets = []
+    pos = 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                offsets.append(pos)
+            pos += len(line)
+    return np.asarray(offsets, dtype=np.int64)
+
+
+def read_articles(path: Path, offsets: np.ndarray, field: str, skipped: dict) -> Iterator[str]:
+    """Texts of the articles at ``offsets`` in that order; bad lines are errors naming the
+    line, articles with an empty text are skipped and counted."""
+    with open(path, "rb") as fh:
+        for off in offsets:
+            fh.seek(int(off))
+            raw = fh.readline()
+            where = f"{path} at byte {int(off)}"
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise CorpusError(f"{where}: line is not valid UTF-8 ({exc.reason})") from exc
+            except json.JSONDecodeError as exc:
+                raise CorpusError(f"{where}: not a JSON object ({exc.msg})") from exc
+            if not isinstance(rec, dict) or field not in rec:
+                raise CorpusError(f"{where}: record has no {field!r} field")
+            text = rec[field]
+            if not isinstance(text, str) or not text.strip():
+                skipped["empty_text"] = skipped.get("empty_text", 0) + 1
+                continue
+            yield text
+
+
+def encode_documents(tokenizer, texts: Iterator[str], batch: int) -> Iterator[list[int]]:
+    """Batched fast-tokenizer encoding: ``[BOS?] + text + [EOS]`` per article."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("tokenizer has no eos_token; cannot separate articles")
+
+    def flush(buf):
+        for ids in tokenizer(buf, add_special_tokens=True)["input_ids"]:
+            if not ids or ids[-1] != eos:
+                ids = ids + [eos]
+            yield ids
+
+    buf: list[str] = []
+    for text in texts:
+        buf.append(text)
+        if len(buf) >= batch:
+            yield from flush(buf)
+            buf = []
+    if buf:
+        yield from flush(buf)
+
+
+def pack_corpus(corpus: Path, tokenizer, cfg: PackConfig, out: Path) -> dict:
+    """Pack ``corpus`` into ``out/train`` (and ``out/val``); returns the stage metrics."""
+    from tqdm.auto import tqdm
+
+    if not corpus.is_file():
+        raise FileNotFoundError(f"corpus not found: {corpus}")
+    offsets = index_lines(corpus)
+    if len(offsets) == 0:
+        raise CorpusError(f"{corpus}: corpus is empty (no articles)")
+    order = np.random.default_rng(cfg.seed).permutation(len(offsets))
+    n_val = int(round(cfg.val_fraction * len(offsets)))
+    budget = cfg.token_budget
+    n_seq = math.ceil(budget / cfg.seq_len)
+    max_pos = getattr(tokenizer, "model_max_length", None)
+    max_pos = max_pos if isinstance(max_pos, int) and 0 < max_pos < 10**7 else None
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    skipped: dict[str, int] = {}
+    stats = {}
+    with atomic_dir(out) as tmp:
+        splits = [("val", order[:n_val], None), ("train", order[n_val:], n_seq)] if n_val \
+            else [("train", order, n_seq)]
+        for name, idx, rows in splits:
+            writer = PackWriter(tmp / name, cfg.seq_len, max_position=max_pos, pad_id=pad_id,
+                                max_rows=rows)
+            total = rows * cfg.seq_len if rows else None
+            with tqdm(total=total, desc=f"pack {name}", unit="tok", unit_scale=True,
+                      mininterval=1.0) as bar:
+                for ids in encode_documents(tokenizer, read_articles(corpus, offsets[idx], cfg.text_field,
+                                                                     skipped), cfg.batch_articles):
+                    bar.update(writer.add(ids))
+                    if writer.full:
+                        break
+            short = rows is not None and not writer.full
+            meta = writer.close(pad_last=True)
+            if short:
+                have = meta["doc_tokens"]
+                msg = (f"token budget {cfg.tokens} ({budget:,} tokens = {n_seq:,} sequences of "
+                       f"{cfg.seq_len}) exceeds the corpus: {corpus} holds only {have:,} tokens "
+                       f"in {meta['documents']:,} articles")
+                if not cfg.allow_short:
+                    raise CorpusError(msg + " (set pack.allow_short: true to pack what there is)")
+                log.warning("%s; packing %d tokens (allow_short)", msg, have)
+            total_tok = meta["n_seq"] * cfg.seq_len
+            stats[name] = {
+                "sequences": meta["n_seq"],
+                "tokens": total_tok,
+                "articles": meta["documents"],
+                "article_tokens": meta["doc_tokens"],
+                "padding_fraction": meta["pad_tokens"] / total_tok if total_tok else 0.0,
+                "mean_tokens_per_article": meta["doc_tokens"] / max(1, meta["documents"]),
+                "short": short,
+            }
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        info = {"seq_len": cfg.seq_len, "token_budget": budget, "config": asdict(cfg),
+                "corpus_articles": int(len(offsets)), "skipped": skipped, **stats}
+        (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+    return {"token_budget": budget, "seq_len": cfg.seq_len, "corpus_articles": int(len(offsets)),
+            "skipped": skipped, **stats}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--corpus", required=True, type=Path, help="articles JSONL from the crawl stage")
+    ap.add_argument("--tokenizer", required=True, type=Path, help="model directory whose tokenizer to use")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--metrics", required=True, type=Path)
+    ap.add_argument("--tokens", default=None, help="override pack.tokens (matrix stages)")
+    args = ap.parse_args(argv)
+    setup_logging()
+    set_offline()
+    cfg = load_section(PackConfig, "pack", args.params)
+    if args.tokens is not None:
+        from dataclasses import replace
+
+        from .config import build_config
+
+        cfg = build_config(PackConfig, {**asdict(replace(cfg)), "tokens": args.tokens}, "pack")
+    from .hfio import load_tokenizer
+
+    tokenizer = load_tokenizer(args.tokenizer)
+    metrics = pack_corpus(args.corpus, tokenizer, cfg, args.out)
+    write_json(args.metrics, metrics)
+    log.info("packed %s", json.dumps(metrics.get("train", {})))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The training loop shared by ``cpt`` (continued pre-training) and ``models`` (building
+the embedded ancestor pair): flat, nanoGPT-style, on top of ``accelerate``.
+
+Data comes from a :class:`~freshllm.packing.PackedData`; batches are chosen by a seeded
+permutation indexed by the optimizer step, so resuming needs only the step number and
+the same code runs single-process, DDP or FSDP (each process takes its own slice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .packing import PackedData
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    lr: float
+    steps: int                      # optimizer steps
+    batch_size: int = 4             # sequences per micro-batch per process
+    grad_accum: int = 1
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    schedule: str = "cosine"        # cosine | wsd | constant
+    decay_fraction: float = 0.2     # wsd: final fraction of steps that decays
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    save_every: int = 0             # 0: no intermediate checkpoints
+    keep_last: int = 2
+    gradient_checkpointing: bool = False
+    compile: bool = False
+
+
+def lr_factor(step: int, cfg: LoopConfig) -> float:
+    """Multiplier of the peak LR at ``step``: linear re-warmup, then cosine re-decay to a
+    floor (Ibrahim et al. 2024), or warmup-stable-decay, or constant after warmup."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    floor = cfg.min_lr_ratio
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    t = min(1.0, (step - cfg.warmup_steps) / span)
+    if cfg.schedule == "cosine":
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "wsd":
+        decay_start = 1.0 - cfg.decay_fraction
+        if t <= decay_start:
+            return 1.0
+        return 1.0 - (1.0 - floor) * (t - decay_start) / max(cfg.decay_fraction, 1e-9)
+    return 1.0
+
+
+def batch_rows(step: int, micro: int, rank: int, world: int, n_rows: int, cfg: LoopConfig) -> np.ndarray:
+    """Row indices of one micro-batch: a deterministic function of (step, micro, rank)."""
+    per_step = cfg.batch_size * cfg.grad_accum * world
+    start = step * per_step + (micro * world + rank) * cfg.batch_size
+    idx = np.arange(start, start + cfg.batch_size)
+    epoch = idx // n_rows
+    out = np.empty_like(idx)
+    for e in np.unique(epoch):
+        perm = np.random.default_rng([cfg.seed, int(e)]).permutation(n_rows)
+        sel = epoch == e
+        out[sel] = perm[idx[sel] % n_rows]
+    return out
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and "embed" not in name else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+_CKPT_RE = re.compile(r"^step-(\d+)$")
+
+
+def latest_checkpoint(ckpt_dir: Path | None) -> tuple[int, Path] | None:
+    if ckpt_dir is None or not ckpt_dir.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _CKPT_RE.match(p.name))]
+    return max(found) if found else None
+
+
+def _save_checkpoint(accelerator, ckpt_dir: Path, step: int, keep_last: int) -> None:
+    """accelerate state (model, optimizer, scheduler, RNG) saved to a temp dir, renamed."""
+    final = ckpt_dir / f"step-{step}"
+    tmp = ckpt_dir / f".tmp-step-{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        os.replace(tmp, final)
+        ckpts = sorted((int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _CKPT_RE.match(p.name)))
+        for _, old in ckpts[:-keep_last] if keep_last > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def train(model: torch.nn.Module, data: PackedData, cfg: LoopConfig, accelerator,
+          ckpt_dir: str | Path | None = None,
+          on_step: Callable[[dict], None] | None = None,
+          progress_desc: str = "train") -> dict:
+    """Train ``model`` in place for ``cfg.steps`` optimizer steps; returns summary stats.
+
+    If ``ckpt_dir`` holds checkpoints, training resumes from the latest one (model,
+    optimizer, scheduler, RNG; the data position follows from the step number).
+    """
+    from tqdm.auto import tqdm
+
+    if len(data) == 0:
+        raise ValueError("no training sequences")
+    torch.manual_seed(cfg.seed)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.config.use_cache = False
+    model.train()
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+                                  betas=(cfg.beta1, cfg.beta2))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if cfg.compile:
+        model = torch.compile(model)
+
+    start_step = 0
+    ckpt_path = Path(ckpt_dir) if ckpt_dir else None
+    if ckpt_path is not None:
+        ckpt_path.mkdir(parents=True, exist_ok=True)
+        found = latest_checkpoint(ckpt_path)
+        if found:
+            start_step, path = found
+            accelerator.load_state(str(path))
+            log.info("resumed from %s (step %d)", path, start_step)
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * world * data.seq_len
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, desc=progress_desc,
+               unit="step", disable=not accelerator.is_local_main_process, dynamic_ncols=True,
+               mininterval=0.5 if sys.stderr.isatty() else 10.0)
+    for step in bar:
+        ts = time.perf_counter()
+        loss_sum = torch.zeros((), device=accelerator.device)
+        for micro in range(cfg.grad_accum):
+            batch = data.batch(batch_rows(step, micro, rank, world, len(data), cfg))
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            ctx = (accelerator.no_sync(model) if micro < cfg.grad_accum - 1
+                   else contextlib.nullcontext())
+            with ctx, accelerator.autocast():
+                out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                            labels=batch["labels"], attention_mask=None, use_cache=False)
+                loss = out.loss / cfg.grad_accum
+            accelerator.backward(loss)
+            loss_sum += loss.detach()
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = accelerator.reduce(loss_sum, reduction="mean").item()
+        losses.append(step_loss)
+        dt = time.perf_counter() - ts
+        stats = {"step": step + 1, "loss": step_loss, "lr": lr,
+                 "grad_norm": float(grad_norm), "tokens_per_s": tokens_per_step / max(dt, 1e-9),
+                 "tokens": (step + 1) * tokens_per_step}
+        bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{stats['tokens_per_s']:.0f}")
+        if on_step is not None and accelerator.is_main_process:
+            on_step(stats)
+        if not math.isfinite(step_loss):
+            raise FloatingPointError(f"loss became {step_loss} at step {step + 1}")
+        if ckpt_path is not None and cfg.save_every and (step + 1) % cfg.save_every == 0 \
+                and step + 1 < cfg.steps:
+            _save_checkpoint(accelerator, ckpt_path, step + 1, cfg.keep_last)
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    done = cfg.steps - start_step
+    return {
+        "steps": cfg.steps,
+        "resumed_from_step": start_step,
+        "tokens_seen": cfg.steps * tokens_per_step,
+        "tokens_per_step": tokens_per_step,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": float(np.mean(losses[-max(1, min(10, len(losses))):])) if losses else None,
+        "losses": losses,
+        "train_seconds": elapsed,
+        "tokens_per_s": done * tokens_per_step / elapsed if elapsed > 0 and done else None,
+    }
