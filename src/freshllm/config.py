@@ -129,7 +129,17 @@ def _build(cls: type[T], data: dict, path: str, problems: list[str]) -> T:
     kwargs = {}
     for name, f in fields.items():
         if name in data:
-            kwargs[name] = _check_type(data[name], hints[name], f"{path}.{name}", problems)
+            n = len(problems)
+            value = _check_type(data[name], hints[name], f"{path}.{name}", problems)
+            if len(problems) > n:
+                # badly typed: validate the rest with the default in its place
+                if f.default is not dataclasses.MISSING:
+                    value = f.default
+                elif f.default_factory is not dataclasses.MISSING:
+                    value = f.default_factory()
+                else:
+                    continue
+            kwargs[name] = value
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             problems.append(f"{path}.{name}: missing required key")
     try:
@@ -140,8 +150,7 @@ def _build(cls: type[T], data: dict, path: str, problems: list[str]) -> T:
         return None  # type: ignore[return-value]
     validate = getattr(obj, "validate", None)
     if callable(validate):
-        for msg in validate() or []:
-            problems.append(f"{path}.{msg}")
+        problems.extend(f"{path}.{msg}" for msg in validate() or [])
     return obj
 
 

@@ -1,0 +1,154 @@
+"""The paper's evaluation suite (Tables 1-3) and its offline local-data twins.
+
+``SUITE`` is the one place that says which lm-eval task or group each benchmark
+is, how many shots it gets (paper 3.1.2: MMLU, MMLU-Pro and GSM8K 5-shot, the rest
+0-shot), which lm-eval result keys are reported and under which Table 2 labels.
+
+``materialize`` writes, into a scratch directory, an lm-eval group YAML
+``freshllm_suite`` that lists the selected benchmarks with their shots, and (for
+``source: local``) the local-data twins: YAMLs that ``include:`` the installed
+stock task YAMLs and override only the data source with the small synthetic
+sets shipped in ``data/`` (absolute paths, hence written at run time).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TWINS_DIR = PACKAGE_DIR / "twins"
+DATA_DIR = PACKAGE_DIR / "data"
+SUITE_GROUP = "freshllm_suite"
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # key under results[task] in the eval JSON
+    lm_eval: str  # lm-eval result key "<metric>,<filter>"
+    label: str  # Table 2 metric label
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    task: str  # lm-eval task or group name
+    label: str  # Table 2 benchmark label
+    num_fewshot: int
+    section: str  # instruction | reasoning | truthfulness (Table 1 / Table 2 blocks)
+    metrics: tuple[Metric, ...]
+    group: bool = False  # an lm-eval group (mmlu, mmlu_pro) rather than a single task
+
+
+SUITE: tuple[Benchmark, ...] = (
+    Benchmark("ifeval", "IFEval", 0, "instruction", (
+        Metric("inst_level_loose_acc", "inst_level_loose_acc,none", "ILL_acc"),
+        Metric("inst_level_strict_acc", "inst_level_strict_acc,none", "ILS_acc"),
+        Metric("prompt_level_loose_acc", "prompt_level_loose_acc,none", "PLL_acc"),
+        Metric("prompt_level_strict_acc", "prompt_level_strict_acc,none", "PLS_acc"),
+    )),
+    Benchmark("mmlu", "MMLU", 5, "instruction", (
+        Metric("acc", "acc,none", "acc"),
+    ), group=True),
+    Benchmark("mmlu_pro", "MMLU-Pro", 5, "instruction", (
+        Metric("exact_match", "exact_match,custom-extract", "EM"),
+    ), group=True),
+    Benchmark("gsm8k", "GSM8K", 5, "instruction", (
+        Metric("exact_match_flexible-extract", "exact_match,flexible-extract", "EM"),
+        Metric("exact_match_strict-match", "exact_match,strict-match", "strict-EM"),
+    )),
+    Benchmark("winogrande", "Winogrande", 0, "reasoning", (
+        Metric("acc", "acc,none", "acc"),
+    )),
+    Benchmark("hellaswag", "Hellaswag", 0, "reasoning", (
+        Metric("acc", "acc,none", "acc"),
+        Metric("acc_norm", "acc_norm,none", "acc_n"),
+    )),
+    Benchmark("arc_easy", "ARC_easy", 0, "reasoning", (
+        Metric("acc", "acc,none", "acc"),
+        Metric("acc_norm", "acc_norm,none", "acc_n"),
+    )),
+    Benchmark("piqa", "Piqa", 0, "reasoning", (
+        Metric("acc", "acc,none", "acc"),
+        Metric("acc_norm", "acc_norm,none", "acc_n"),
+    )),
+    Benchmark("truthfulqa_mc2", "T_mc2", 0, "truthfulness", (
+        Metric("acc", "acc,none", "acc"),
+    )),
+)
+BENCHMARKS: dict[str, Benchmark] = {b.task: b for b in SUITE}
+TASK_NAMES: tuple[str, ...] = tuple(BENCHMARKS)
+
+
+def lm_eval_tasks_dir() -> Path:
+    """Directory of the installed lm-eval stock task YAMLs (found without importing lm_eval)."""
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("lm-eval is not installed (pip install 'lm-eval[ifeval]')")
+    path = Path(next(iter(spec.submodule_search_locations))) / "tasks"
+    if not path.is_dir():
+        raise FileNotFoundError(f"lm-eval stock task directory not found: {path}")
+    return path
+
+
+def suite_config(tasks: list[str]) -> dict:
+    """The ``freshllm_suite`` lm-eval group: the selected benchmarks with their shots."""
+    entries = []
+    for name in tasks:
+        bench = BENCHMARKS[name]
+        kind = "group" if bench.group else "task"
+        entries.append({kind: bench.task, "num_fewshot": bench.num_fewshot})
+    return {"group": SUITE_GROUP, "task": entries, "metadata": {"version": 1}}
+
+
+_DATA_REF = re.compile(r"\$\{data\}/(\S+)")
+
+
+def twin_data_files(task: str) -> list[Path]:
+    """Absolute paths of the shipped data files the local twins of ``task`` read."""
+    files = []
+    for template in sorted((TWINS_DIR / task).glob("*.yaml")):
+        files += [DATA_DIR / rel for rel in _DATA_REF.findall(template.read_text(encoding="utf-8"))]
+    return files
+
+
+def materialize(dest: str | Path, tasks: list[str], source: str = "local") -> dict:
+    """Write the suite group (and, for ``source: local``, the twins) into ``dest``.
+
+    Returns the suite group config. Raises ``FileNotFoundError`` naming every missing
+    data file or stock YAML before anything runs.
+    """
+    dest = Path(dest)
+    unknown = [t for t in tasks if t not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown eval task(s) {unknown}; known: {list(TASK_NAMES)}")
+    if source == "local":
+        stock = lm_eval_tasks_dir()
+        missing = [str(p) for t in tasks for p in twin_data_files(t) if not p.is_file()]
+        if missing:
+            raise FileNotFoundError("eval data file(s) not found: " + ", ".join(missing))
+        values = {"lm_eval_tasks": str(stock), "data": str(DATA_DIR)}
+        for task in tasks:
+            for template in sorted((TWINS_DIR / task).glob("*.yaml")):
+                text = string.Template(template.read_text(encoding="utf-8")).substitute(values)
+                include = yaml.safe_load(text).get("include")
+                if include and not Path(include).is_file():
+                    raise FileNotFoundError(
+                        f"stock lm-eval task YAML not found: {include} "
+                        f"(twin {template.name}; lm-eval version mismatch?)"
+                    )
+                out = dest / "twins" / task / template.name
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(text, encoding="utf-8")
+    elif source != "hub":
+        raise ValueError(f"source must be 'local' or 'hub', got {source!r}")
+    suite = suite_config(tasks)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / f"{SUITE_GROUP}.yaml").write_text(yaml.safe_dump(suite, sort_keys=False), encoding="utf-8")
+    return suite
+
+

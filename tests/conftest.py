@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny random Llama models and a trained tokenizer, built in seconds."""
+
+from __future__ import annotations
+
+import os
+
+for _k, _v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "DVC_NO_ANALYTICS": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ.setdefault(_k, _v)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_models_config(**over):
+    from freshllm.config import build_config
+    from freshllm.models import ModelsConfig
+
+    base = dict(seed=0, vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=2,
+                num_heads=4, num_kv_heads=2, max_position_embeddings=512, pretrain_docs=200,
+                pretrain_steps=5, sft_examples=40, sft_steps=5, seq_len=64, batch_size=4)
+    base.update(over)
+    return build_config(ModelsConfig, base, "models")
+
+
+@pytest.fixture(scope="session")
+def tokenizers_pair():
+    """(base_tokenizer, instruct_tokenizer) trained on generated text."""
+    from freshllm.embedded.corpus import chat_examples, d1_documents
+    from freshllm.models import train_tokenizer
+
+    texts = d1_documents(0, 200) + [m["content"] for c in chat_examples(0, 40) for m in c]
+    return train_tokenizer(texts, 400)
+
+
+def random_llama(tokenizer, seed: int = 0, tie: bool = True, hidden: int = 32, layers: int = 2,
+                 dtype=None):
+    import torch
+
+    from freshllm.models import build_llama
+
+    model = build_llama(make_models_config(seed=seed, hidden_size=hidden, num_layers=layers,
+                                           tie_word_embeddings=tie), tokenizer)
+    if dtype is not None:
+        model = model.to(dtype)
+    model.eval()
+    torch.manual_seed(0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory, tokenizers_pair):
+    """Saved HF dirs: base (random init) and instruct (base + a perturbation), fp32, tied."""
+    import torch
+
+    from freshllm.hfio import save_model_dir
+
+    base_tok, inst_tok = tokenizers_pair
+    root = tmp_path_factory.mktemp("pair")
+    base = random_llama(base_tok, seed=1)
+    save_model_dir(base, base_tok, root / "base")
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in base.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=gen))
+    save_model_dir(base, inst_tok, root / "instruct")
+    return root / "base", root / "instruct"
