@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> None:
 
     check_model_dir(args.model)
     data = PackedData.open(args.data / "train")
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu)
+    # Without an accelerator, processes started by torchrun (`accelerate launch` with a
+    # multi-process config) must be told they are CPU workers to use DDP over gloo.
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
+                              cpu=cfg.cpu or not torch.cuda.is_available())
     set_seed(cfg.seed)
     world = accelerator.num_processes
     per_step = cfg.batch_size * cfg.grad_accum * world

@@ -138,7 +138,11 @@ def train(model: torch.nn.Module, data: PackedData, cfg: LoopConfig, accelerator
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
                                   betas=(cfg.beta1, cfg.beta2))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # The scheduler is not passed to prepare(): accelerate would step it once per process
+    # (it assumes a sharded dataloader); ours counts optimizer steps. It is still saved
+    # and restored with the checkpoints.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
     if cfg.compile:
         model = torch.compile(model)
 
@@ -161,24 +165,31 @@ def train(model: torch.nn.Module, data: PackedData, cfg: LoopConfig, accelerator
                mininterval=0.5 if sys.stderr.isatty() else 10.0)
     for step in bar:
         ts = time.perf_counter()
+        # The loss is normalised by the number of target tokens of the whole global batch
+        # (all micro-batches, all processes; known locally since batches are a function of
+        # the step), so accumulation and DDP give the same gradient as one big batch.
+        rows = {(m, r): batch_rows(step, m, r, world, len(data), cfg)
+                for m in range(cfg.grad_accum) for r in range(world)}
+        n_targets = max(1, sum(int(data.loss_mask[np.sort(idx)][:, 1:].sum()) for idx in rows.values()))
         loss_sum = torch.zeros((), device=accelerator.device)
         for micro in range(cfg.grad_accum):
-            batch = data.batch(batch_rows(step, micro, rank, world, len(data), cfg))
+            batch = data.batch(rows[(micro, rank)])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             ctx = (accelerator.no_sync(model) if micro < cfg.grad_accum - 1
                    else contextlib.nullcontext())
             with ctx, accelerator.autocast():
                 out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                            labels=batch["labels"], attention_mask=None, use_cache=False)
-                loss = out.loss / cfg.grad_accum
-            accelerator.backward(loss)
+                            labels=batch["labels"], attention_mask=None, use_cache=False,
+                            num_items_in_batch=n_targets)
+                loss = out.loss  # sum over this micro-batch / n_targets
+            accelerator.backward(loss * world)  # DDP averages gradients over processes
             loss_sum += loss.detach()
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        step_loss = accelerator.reduce(loss_sum, reduction="mean").item()
+        step_loss = accelerator.reduce(loss_sum, reduction="sum").item()
         losses.append(step_loss)
         dt = time.perf_counter() - ts
         stats = {"step": step + 1, "loss": step_loss, "lr": lr,

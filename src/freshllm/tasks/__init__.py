@@ -116,6 +116,13 @@ def twin_data_files(task: str) -> list[Path]:
     return files
 
 
+def check_local_data(tasks: list[str]) -> None:
+    """Raise ``FileNotFoundError`` naming every shipped data file the twins of ``tasks`` lack."""
+    missing = [str(p) for t in tasks for p in twin_data_files(t) if not p.is_file()]
+    if missing:
+        raise FileNotFoundError("eval data file(s) not found: " + ", ".join(missing))
+
+
 def materialize(dest: str | Path, tasks: list[str], source: str = "local") -> dict:
     """Write the suite group (and, for ``source: local``, the twins) into ``dest``.
 
@@ -128,9 +135,7 @@ def materialize(dest: str | Path, tasks: list[str], source: str = "local") -> di
         raise ValueError(f"unknown eval task(s) {unknown}; known: {list(TASK_NAMES)}")
     if source == "local":
         stock = lm_eval_tasks_dir()
-        missing = [str(p) for t in tasks for p in twin_data_files(t) if not p.is_file()]
-        if missing:
-            raise FileNotFoundError("eval data file(s) not found: " + ", ".join(missing))
+        check_local_data(tasks)
         values = {"lm_eval_tasks": str(stock), "data": str(DATA_DIR)}
         for task in tasks:
             for template in sorted((TWINS_DIR / task).glob("*.yaml")):

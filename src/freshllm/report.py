@@ -1,0 +1,290 @@
+"""Stage ``report``: the paper's Table 2 from the eval JSONs, a summary for ``dvc exp
+show`` and Figure-1-style plot data.
+
+Rows (benchmark x metric, values x100): IFEval ILL/ILS/PLL/PLS, MMLU acc, MMLU-Pro EM,
+GSM8K EM (flexible-extract) and strict-EM, Sub-Average, Winogrande acc, Hellaswag
+acc/acc_n, ARC acc/acc_n, Piqa acc/acc_n, Sub-Average, T_mc2 acc, Average. As in the
+paper, the first Sub-Average is the mean of the 8 instruction-following numbers, the
+second the mean of the 7 reasoning numbers and Average the mean of all 16.
+
+Columns: one per model, ordered by ``report.models`` (model kinds); ``<kind>@<budget>``
+variants follow their kind, by budget.
+
+Outputs:
+* ``--summary`` JSON: ``{avg|ifeval_group|reasoning_group|ifeval: {model: value}}`` plus
+  ``table.<task>.<metric>.<model>`` (percent, 2 decimals), so ``dvc exp show`` has
+  columns such as ``avg.instruct`` or ``ifeval_group.cpt-base-res``;
+* ``--markdown``: the table;
+* ``--plots-dir`` (optional): one CSV per model family (``report.families``) with
+  ``model,new_tokens,<score columns>`` for a ``dvc plots`` line per family.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+from .common import atomic_file, setup_logging, write_json
+from .config import build_config, parse_count, read_params
+from .tasks import SUITE
+
+log = logging.getLogger(__name__)
+
+SECTIONS = {"instruction": "ifeval_group", "reasoning": "reasoning_group"}
+SCORES = ("ifeval", "ifeval_group", "reasoning_group", "avg")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    # column order, by model kind; "<kind>@<budget>" variants follow their kind
+    models: list[str] = field(default_factory=lambda: [
+        "base", "instruct", "cpt-base", "cpt-instruct", "cpt-base-res"])
+    # plot lines: family -> model kinds
+    families: dict[str, list[str]] = field(default_factory=lambda: {
+        "base": ["base", "cpt-base"],
+        "instruct": ["instruct", "cpt-instruct"],
+        "residual": ["cpt-base-res"],
+    })
+    origin_models: list[str] = field(default_factory=lambda: ["base", "instruct"])  # 0 new tokens
+    cpt_tokens: str | None = None  # new tokens behind un-suffixed cpt-* models (= pack.tokens)
+
+    def validate(self) -> list[str]:
+        errs = []
+        if len(set(self.models)) != len(self.models):
+            errs.append("models: duplicates")
+        if self.cpt_tokens is not None:
+            try:
+                parse_count(self.cpt_tokens)
+            except ValueError as exc:
+                errs.append(f"cpt_tokens: {exc}")
+        return errs
+
+
+@dataclass(frozen=True)
+class Row:
+    benchmark: str  # Table 2 label, shown on the first row of a benchmark
+    metric: str
+    task: str
+    key: str
+    section: str
+
+
+ROWS: tuple[Row, ...] = tuple(
+    Row(b.label if i == 0 else "", m.label, b.task, m.key, b.section)
+    for b in SUITE for i, m in enumerate(b.metrics)
+)
+
+
+class ReportError(ValueError):
+    pass
+
+
+def pct(value: float) -> float:
+    """A fraction as percent with 2 decimals, half up (the paper's 31.425 -> 31.43)."""
+    return float(Decimal(repr(round(value * 100, 9))).quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+
+def model_kind(name: str) -> str:
+    return name.split("@", 1)[0]
+
+
+def model_budget(name: str) -> int | None:
+    """Tokens in ``<kind>@<budget>`` (``cpt-base@100M`` -> 100_000_000), else None."""
+    if "@" not in name:
+        return None
+    try:
+        return parse_count(name.split("@", 1)[1])
+    except ValueError:
+        return None
+
+
+def order_models(names: list[str], order: list[str]) -> list[str]:
+    def key(name: str):
+        kind = model_kind(name)
+        rank = order.index(kind) if kind in order else len(order)
+        budget = model_budget(name)
+        return (rank, kind if rank == len(order) else "", -1 if budget is None else budget, name)
+
+    return sorted(names, key=key)
+
+
+def load_evals(eval_dir: Path) -> dict[str, dict]:
+    """``{model name: eval JSON}`` for every ``*.json`` in ``eval_dir``."""
+    if not eval_dir.is_dir():
+        raise ReportError(f"eval directory not found: {eval_dir}")
+    evals: dict[str, dict] = {}
+    for path in sorted(eval_dir.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ReportError(f"{path}: not valid JSON ({exc})") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+            raise ReportError(f"{path}: not an eval result (no 'results' mapping)")
+        name = data.get("model") or path.stem
+        if name in evals:
+            raise ReportError(f"{path}: model {name!r} appears twice in {eval_dir}")
+        evals[name] = data
+    if not evals:
+        raise ReportError(f"no eval JSONs in {eval_dir}")
+    return evals
+
+
+def model_scores(results: dict) -> dict:
+    """Table values (percent) and averages of one model; averages only over complete blocks."""
+    values: dict[tuple[str, str], float] = {}
+    for row in ROWS:
+        value = results.get(row.task, {}).get(row.key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            values[(row.task, row.key)] = value
+
+    def mean(rows) -> float | None:
+        vals = [values.get((r.task, r.key)) for r in rows]
+        return None if not vals or None in vals else pct(sum(vals) / len(vals))
+
+    scores = {name: mean([r for r in ROWS if r.section == section])
+              for section, name in SECTIONS.items()}
+    scores["avg"] = mean(ROWS)
+    scores["ifeval"] = mean([r for r in ROWS if r.task == "ifeval"])
+    return {"table": {k: pct(v) for k, v in values.items()}, "scores": scores}
+
+
+def build_summary(scores: dict[str, dict], models: list[str]) -> dict:
+    summary: dict = {name: {} for name in SCORES}
+    table: dict = {}
+    for model in models:
+        s = scores[model]
+        for name in SCORES:
+            if s["scores"][name] is not None:
+                summary[name][model] = s["scores"][name]
+        for (task, key), value in s["table"].items():
+            table.setdefault(task, {}).setdefault(key, {})[model] = value
+    summary = {k: v for k, v in summary.items() if v}
+    summary["table"] = table
+    return summary
+
+
+def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str, dict]) -> str:
+    def cell(value: float | None, bold: bool = False) -> str:
+        if value is None:
+            return "–"
+        return f"**{value:.2f}**" if bold else f"{value:.2f}"
+
+    head = ["Benchmark", "Metric", *models]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(models)]
+
+    def subtotal(label: str, name: str) -> None:
+        vals = [cell(scores[m]["scores"][name], bold=True) for m in models]
+        lines.append(f"| **{label}** |  | " + " | ".join(vals) + " |")
+
+    previous = None
+    for row in ROWS:
+        if previous in SECTIONS and row.section != previous:
+            subtotal("Sub-Average", SECTIONS[previous])
+        vals = [cell(scores[m]["table"].get((row.task, row.key))) for m in models]
+        lines.append(f"| {row.benchmark} | {row.metric} | " + " | ".join(vals) + " |")
+        previous = row.section
+    subtotal("Average", "avg")
+
+    info = ["| Model | Chat template | Model hash | Limit | Data |", "|---|---|---|---:|---|"]
+    for m in models:
+        e = evals[m]
+        cfg = e.get("config", {})
+        info.append(f"| {m} | {'yes' if e.get('chat_template') else 'no'} | "
+                    f"`{str(e.get('model_hash', ''))[:12]}` | {cfg.get('limit') or 'all'} | "
+                    f"{cfg.get('source', '')} |")
+    return "\n".join([
+        "# Evaluation report",
+        "",
+        "Scores x100 in the layout of the paper's Table 2. The first Sub-Average is the "
+        "mean of the 8 instruction-following numbers above it (IFEval x4, MMLU, MMLU-Pro, "
+        "GSM8K x2), the second the mean of the 7 reasoning numbers, Average the mean of all "
+        "16 numbers; – marks a missing value (its averages are left out).",
+        "",
+        *lines,
+        "",
+        *info,
+        "",
+    ])
+
+
+def plot_rows(scores: dict[str, dict], models: list[str], cfg: ReportConfig,
+              cpt_tokens: int | None) -> dict[str, list[dict]]:
+    """Rows per family: ``model, new_tokens`` and the scores, sorted by new tokens."""
+    family_of = {kind: fam for fam, kinds in cfg.families.items() for kind in kinds}
+    rows: dict[str, list[dict]] = {fam: [] for fam in cfg.families}
+    for model in models:
+        fam = family_of.get(model_kind(model))
+        if fam is None:
+            continue
+        tokens = model_budget(model)
+        if tokens is None:
+            tokens = 0 if model_kind(model) in cfg.origin_models else cpt_tokens
+        if tokens is None:
+            log.warning("plots: skipping %s (new tokens unknown: set report.cpt_tokens "
+                        "or --cpt-tokens, or name it <kind>@<budget>)", model)
+            continue
+        s = scores[model]["scores"]
+        rows[fam].append({"model": model, "new_tokens": tokens,
+                          **{name: "" if s[name] is None else s[name] for name in SCORES}})
+    return {fam: sorted(r, key=lambda x: x["new_tokens"]) for fam, r in rows.items()}
+
+
+def write_plots(plots_dir: Path, rows: dict[str, list[dict]]) -> list[Path]:
+    written = []
+    for fam, fam_rows in rows.items():
+        path = plots_dir / f"{fam}.csv"
+        with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["model", "new_tokens", *SCORES])
+            writer.writeheader()
+            writer.writerows(fam_rows)
+        written.append(path)
+    return written
+
+
+def run(cfg: ReportConfig, eval_dir: Path, summary_path: Path, markdown_path: Path,
+        plots_dir: Path | None = None) -> dict:
+    evals = load_evals(eval_dir)
+    missing = [m for m in cfg.models if not any(model_kind(n) == m for n in evals)]
+    if missing:
+        log.warning("no eval results for %s in %s", missing, eval_dir)
+    models = order_models(list(evals), cfg.models)
+    scores = {m: model_scores(evals[m]["results"]) for m in models}
+    summary = build_summary(scores, models)
+    write_json(summary_path, summary)
+    with atomic_file(markdown_path, "w", encoding="utf-8") as fh:
+        fh.write(render_markdown(scores, models, evals))
+    if plots_dir is not None:
+        tokens = parse_count(cfg.cpt_tokens) if cfg.cpt_tokens is not None else None
+        write_plots(plots_dir, plot_rows(scores, models, cfg, tokens))
+    log.info("report for %s: avg %s", models, summary.get("avg"))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--eval-dir", required=True, type=Path)
+    ap.add_argument("--summary", required=True, type=Path)
+    ap.add_argument("--markdown", required=True, type=Path)
+    ap.add_argument("--plots-dir", type=Path, default=None, help="per-family plot CSVs")
+    ap.add_argument("--cpt-tokens", default=None, help="override report.cpt_tokens, e.g. ${pack.tokens}")
+    args = ap.parse_args(argv)
+    setup_logging()
+    section = dict(read_params(args.params).get("report") or {})
+    if args.cpt_tokens is not None:
+        section["cpt_tokens"] = args.cpt_tokens
+    cfg = build_config(ReportConfig, section, "report")
+    try:
+        run(cfg, args.eval_dir, args.summary, args.markdown, args.plots_dir)
+    except ReportError as exc:
+        raise SystemExit(f"report: {exc}") from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT
+from freshllm.config import ConfigError, build_config
+from freshllm.cpt import CptConfig
+from freshllm.train import LoopConfig, lr_factor
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory, tiny_pair):
+    """Packed generated text, with the tiny pair's tokenizer."""
+    from freshllm.embedded.corpus import d1_documents
+    from freshllm.hfio import load_tokenizer
+    from freshllm.pack import PackConfig, pack_corpus
+
+    root = tmp_path_factory.mktemp("cpt")
+    corpus = root / "a.jsonl"
+    with open(corpus, "w") as fh:
+        for i, t in enumerate(d1_documents(21, 300)):
+            fh.write(json.dumps({"text": t}) + "\n")
+    cfg = build_config(PackConfig, {"seq_len": 64, "tokens": "8K"}, "pack")
+    pack_corpus(corpus, load_tokenizer(tiny_pair[0]), cfg, root / "packed")
+    return root / "packed"
+
+
+def write_params(path, **cpt):
+    section = {"lr_base": 5e-3, "lr_instruct": 5e-3, "batch_size": 4, "warmup_steps": 2, "seed": 0}
+    section.update(cpt)
+    path.write_text(yaml.safe_dump({"cpt": section}))
+    return path
+
+
+def run_cpt(tmp, model, data, params, out="out", launcher=None, extra=(), check=True):
+    args = ["--params", str(params), "--variant", "base", "--model", str(model), "--data", str(data),
+            "--out", str(tmp / out), "--metrics", str(tmp / f"{out}.json"),
+            "--ckpt-dir", str(tmp / f"ckpt-{out}"), *extra]
+    cmd = (launcher or [sys.executable, "-m"]) + ["freshllm.cpt", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=check, timeout=300)
+
+
+def weights(d):
+    from safetensors.torch import load_file
+
+    return load_file(str(d / "model.safetensors"))
+
+
+def test_loss_decreases_and_output_reloads_and_generates(tmp_path, tiny_pair, packed):
+    params = write_params(tmp_path / "p.yaml", steps=30)
+    run_cpt(tmp_path, tiny_pair[0], packed, params, extra=["--live-dir", str(tmp_path / "live")])
+    m = json.loads((tmp_path / "out.json").read_text())
+    assert m["steps"] == 30 and m["final_loss"] < m["first_loss"] - 0.5
+    assert m["tokens_seen"] == 30 * 4 * 64 and m["flops"] == 6 * m["parameters"] * m["tokens_seen"]
+    assert (tmp_path / "live/plots/metrics/train/loss.tsv").exists()
+    assert not (tmp_path / "ckpt-out").exists()  # cleaned after success
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "out")
+    ids = tok("The old bridge of", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] == ids["input_ids"].shape[1] + 5
+    # tokenizer files copied unchanged
+    assert (tmp_path / "out/tokenizer.json").read_bytes() == (tiny_pair[0] / "tokenizer.json").read_bytes()
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path, tiny_pair, packed):
+    params = write_params(tmp_path / "p.yaml", steps=60, save_every=5, keep_last=2)
+    run_cpt(tmp_path, tiny_pair[0], packed, params, out="ref")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    args = [sys.executable, "-m", "freshllm.cpt", "--params", str(params), "--variant", "base",
+            "--model", str(tiny_pair[0]), "--data", str(packed), "--out", str(tmp_path / "run"),
+            "--metrics", str(tmp_path / "run.json"), "--ckpt-dir", str(tmp_path / "ckpt-run")]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        ckpts = list((tmp_path / "ckpt-run").glob("step-*"))
+        if any(int(p.name.split("-")[1]) >= 10 for p in ckpts):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "run finished before it could be killed"
+    assert not (tmp_path / "run").exists()
+    res = run_cpt(tmp_path, tiny_pair[0], packed, params, out="run")
+    m = json.loads((tmp_path / "run.json").read_text())
+    assert m["resumed_from_step"] >= 10, res.stderr[-2000:]
+    ref, got = weights(tmp_path / "ref"), weights(tmp_path / "run")
+    for n in ref:
+        assert torch.equal(ref[n], got[n]), n
+
+
+def test_stale_checkpoints_of_another_run_are_not_resumed(tmp_path, tiny_pair, packed):
+    params = write_params(tmp_path / "p.yaml", steps=12, save_every=5)
+    run_cpt(tmp_path, tiny_pair[0], packed, params, out="a", extra=["--stop-after", "8"], check=False)
+    assert list((tmp_path / "ckpt-a").glob("step-5"))
+    params = write_params(tmp_path / "p.yaml", steps=12, save_every=5, lr_base=1e-3)
+    run_cpt(tmp_path, tiny_pair[0], packed, params, out="a")
+    assert json.loads((tmp_path / "a.json").read_text())["resumed_from_step"] == 0
+
+
+def test_ddp_two_processes_matches_single_process(tmp_path, tiny_pair, packed):
+    single = write_params(tmp_path / "s.yaml", steps=8, batch_size=4)
+    run_cpt(tmp_path, tiny_pair[0], packed, single, out="single")
+    ddp = write_params(tmp_path / "d.yaml", steps=8, batch_size=2)
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                str(ROOT / "configs/accelerate/cpu_ddp2.yaml"), "--main_process_port", "29517", "-m"]
+    res = run_cpt(tmp_path, tiny_pair[0], packed, ddp, out="ddp", launcher=launcher, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    m = json.loads((tmp_path / "ddp.json").read_text())
+    assert m["num_processes"] == 2 and m["tokens_seen"] == 8 * 4 * 64
+    a, b = weights(tmp_path / "single"), weights(tmp_path / "ddp")
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], atol=1e-4, rtol=1e-3)
+    assert any(not torch.equal(a[n], weights(tiny_pair[0])[n]) for n in a)  # it did train
+
+
+def test_schedules():
+    cos = LoopConfig(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, cos) == pytest.approx(0.1) and lr_factor(9, cos) == pytest.approx(1.0)
+    assert lr_factor(10, cos) == pytest.approx(1.0) and lr_factor(100, cos) == pytest.approx(0.1)
+    assert 0.1 < lr_factor(55, cos) < 1.0
+    wsd = LoopConfig(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.0, schedule="wsd",
+                     decay_fraction=0.2)
+    assert lr_factor(50, wsd) == 1.0 and lr_factor(100, wsd) == pytest.approx(0.0)
+    assert 0 < lr_factor(95, wsd) < 1
+
+
+def test_config_errors_name_every_key():
+    with pytest.raises(ConfigError) as exc:
+        build_config(CptConfig, {"schedule": "linear", "mixed_precision": "fp8", "lr_base": -1,
+                                 "batchsize": 3}, "cpt")
+    for key in ("cpt.schedule", "cpt.mixed_precision", "cpt.lr_base", "cpt.batchsize"):
+        assert key in str(exc.value)

