@@ -32,10 +32,10 @@ def packed(tmp_path_factory, tiny_pair):
     return root / "packed"
 
 
-def write_params(path, **cpt):
-    section = {"lr_base": 5e-3, "lr_instruct": 5e-3, "batch_size": 4, "warmup_steps": 2, "seed": 0}
-    section.update(cpt)
-    path.write_text(yaml.safe_dump({"cpt": section}))
+def write_params(path, lr=5e-3, **train):
+    section = {"batch_size": 4, "warmup_steps": 2, "seed": 0}
+    section.update(train)
+    path.write_text(yaml.safe_dump({"cpt": {"lr": {"base": lr, "instruct": lr}, "train": section}}))
     return path
 
 
@@ -102,7 +102,7 @@ def test_stale_checkpoints_of_another_run_are_not_resumed(tmp_path, tiny_pair, p
     params = write_params(tmp_path / "p.yaml", steps=12, save_every=5)
     run_cpt(tmp_path, tiny_pair[0], packed, params, out="a", extra=["--stop-after", "8"], check=False)
     assert list((tmp_path / "ckpt-a").glob("step-5"))
-    params = write_params(tmp_path / "p.yaml", steps=12, save_every=5, lr_base=1e-3)
+    params = write_params(tmp_path / "p.yaml", steps=12, save_every=5, lr=1e-3)
     run_cpt(tmp_path, tiny_pair[0], packed, params, out="a")
     assert json.loads((tmp_path / "a.json").read_text())["resumed_from_step"] == 0
 
@@ -136,7 +136,7 @@ def test_schedules():
 
 def test_config_errors_name_every_key():
     with pytest.raises(ConfigError) as exc:
-        build_config(CptConfig, {"schedule": "linear", "mixed_precision": "fp8", "lr_base": -1,
-                                 "batchsize": 3}, "cpt")
-    for key in ("cpt.schedule", "cpt.mixed_precision", "cpt.lr_base", "cpt.batchsize"):
+        build_config(CptConfig, {"lr": {"base": -1}, "train": {"schedule": "linear", "mixed_precision": "fp8",
+                                 "batchsize": 3}}, "cpt")
+    for key in ("cpt.train.schedule", "cpt.train.mixed_precision", "cpt.lr.base", "cpt.train.batchsize"):
         assert key in str(exc.value)

