@@ -155,9 +155,13 @@ def test_twins_override_only_the_data_source(tmp_path):
                  "validation_split", "test_split", "fewshot_split"}
     twins = sorted((tmp_path / "twins").rglob("*.yaml"))
     assert len(twins) == 13
+    stock_groups = {"mmlu": "mmlu/default/_mmlu.yaml", "mmlu_pro": "mmlu_pro/_mmlu_pro.yaml"}
     for twin_path in twins:
         twin = load_yaml(twin_path, resolve_func=False)
-        if "group" in twin:
+        if "group" in twin:  # same aggregation as the stock group, over the shipped subtasks
+            stock_path = suite.lm_eval_tasks_dir() / stock_groups[twin["group"]]
+            assert twin["aggregate_metric_list"] == load_yaml(stock_path)["aggregate_metric_list"]
+            assert all((stock_path.parent / f"{t}.yaml").is_file() for t in twin["task"])
             continue
         stock_path = yaml.safe_load(twin_path.read_text())["include"]
         stock = load_yaml(stock_path, resolve_func=False)
@@ -281,17 +285,18 @@ def write_params(path: Path, **eval_section) -> Path:
     return path
 
 
-def test_eval_stage_on_tiny_llama(tiny_llama, tmp_path):
+@pytest.mark.parametrize("name,chat", [("base", False), ("cpt-base-res", True)])
+def test_eval_stage_on_tiny_llama(tiny_llama, tmp_path, name, chat):
     from freshllm.eval import main
 
     params = write_params(tmp_path / "params.yaml")
-    out, samples = tmp_path / "metrics" / "cpt-base-res.json", tmp_path / "samples.jsonl"
+    out, samples = tmp_path / "metrics" / f"{name}.json", tmp_path / "samples.jsonl"
     t0 = time.time()
-    main(["--params", str(params), "--model", str(tiny_llama), "--name", "cpt-base-res",
+    main(["--params", str(params), "--model", str(tiny_llama), "--name", name,
           "--out", str(out), "--samples", str(samples)])
     elapsed = time.time() - t0
     report = json.loads(out.read_text())
-    assert report["model"] == "cpt-base-res" and report["chat_template"] is True
+    assert report["model"] == name and report["chat_template"] is chat
     assert len(report["model_hash"]) == 64
     assert report["config"]["limit"] == 2 and report["config"]["gen_kwargs"] == {"max_gen_toks": 16}
     for bench in suite.SUITE:

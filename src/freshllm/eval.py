@@ -12,7 +12,10 @@ Instruct-derived models (``chat_models``; ``<kind>@<budget>`` names match on
 ``<kind>``) are prompted through their chat template with few-shot examples as a
 multi-turn conversation; base models get plain prompts.
 
-Backends: ``hf`` (transformers, default) or ``vllm`` (GPU; ``pip install vllm``).
+Backends: ``hf`` (transformers, default; ``device`` null picks cuda when available) or
+``vllm`` (GPU, ``pip install vllm``; e.g. ``batch_size: auto`` and
+``model_args: {tensor_parallel_size: 1, gpu_memory_utilization: 0.85, max_model_len: 8192}``).
+``max_gen_toks`` sets the generation budget of every generative task (lm-eval ``gen_kwargs``).
 
 Outputs: ``--out`` JSON ``{model, model_hash, chat_template, config, results}`` with
 ``results[task][metric]`` (see ``freshllm.tasks.SUITE`` for the keys) and ``--samples``
@@ -50,7 +53,7 @@ class EvalConfig:
     tasks: list[str] = field(default_factory=lambda: list(suite.TASK_NAMES))
     limit: int | None = None  # documents per task (per subtask for mmlu / mmlu_pro); null: all
     batch_size: int | str = 8  # or "auto" / "auto:N"
-    max_gen_toks: int | None = None  # caps every generative task; null: the tasks' own caps
+    max_gen_toks: int | None = None  # for every generative task; null: each task's own
     backend: Literal["hf", "vllm"] = "hf"
     chat_template: bool | Literal["auto"] = "auto"
     chat_models: list[str] = field(default_factory=lambda: list(DEFAULT_CHAT_MODELS))
