@@ -103,3 +103,94 @@ def test_second_repro_is_a_noop_and_param_change_reruns_only_downstream(repo):
     assert "cpt@base" in ran and "residual-apply" in ran and "eval@cpt-base-res" in ran, ran
     assert not ran & {"models", "crawl", "pack", "cpt@instruct", "residual-extract", "eval@base",
                       "eval@instruct", "eval@cpt-instruct"}, ran
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _digests(root: Path, rels) -> dict:
+    import hashlib
+
+    out = {}
+    for rel in rels:
+        for f in sorted((root / rel).rglob("*") if (root / rel).is_dir() else [root / rel]):
+            if f.is_file():
+                out[str(f.relative_to(root))] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture()
+def s3(tmp_path):
+    """A real S3 protocol server (moto) on loopback, stopped after the test."""
+    import time
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1",
+                             "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except Exception:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto_server did not start")
+                time.sleep(0.2)
+        creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+        import boto3
+
+        boto3.client("s3", endpoint_url=url, **{k.lower(): v for k, v in creds.items()
+                                                if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
+                     region_name="us-east-1").create_bucket(Bucket="freshllm")
+        yield url, creds
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_s3_push_wipe_pull_restores_bit_exactly(repo, s3, tmp_path):
+    work, env, _ = repo
+    url, creds = s3
+    env = {**env, **creds}
+    sh(["dvc", "remote", "add", "-f", "s3", "s3://freshllm/cache"], work, env)
+    sh(["dvc", "remote", "modify", "s3", "endpointurl", url], work, env)
+    tracked = ["models", "data/packed", "data/articles.jsonl", "metrics"]
+    before = _digests(work, tracked)
+    assert any(k.startswith("models/cpt-base-res/") for k in before)
+    sh(["dvc", "push", "-r", "s3"], work, env, timeout=600)
+    for rel in ("models", "data/packed", "data/articles.jsonl", ".dvc/cache"):
+        p = work / rel
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    sh(["dvc", "pull", "-r", "s3"], work, env, timeout=600)
+    after = _digests(work, tracked)
+    assert after == before
+    assert "Running stage" not in sh(["dvc", "repro"], work, env)
+
+    # experiments travel too: push the experiment of the previous test to a git remote +
+    # the S3 remote, pull it into a fresh clone and restore its models bit-exactly
+    exps = sh(["dvc", "exp", "list", "--name-only"], work, env).split()
+    assert exps, "no experiment to push"
+    bare = tmp_path / "origin.git"
+    sh(["git", "init", "-q", "--bare", str(bare)], work, env)
+    sh(["git", "remote", "add", "origin", str(bare)], work, env)
+    sh(["git", "add", "-A"], work, env)
+    sh(["git", "commit", "-qm", "s3 remote", "--allow-empty"], work, env)
+    sh(["git", "push", "-q", "origin", "main"], work, env)
+    sh(["dvc", "exp", "push", "-r", "s3", "origin", exps[0]], work, env, timeout=600)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(bare), str(clone)], tmp_path, env)
+    sh(["dvc", "exp", "pull", "-r", "s3", "origin", exps[0]], clone, env, timeout=600)
+    sh(["dvc", "exp", "apply", exps[0]], clone, env)
+    sh(["dvc", "pull", "-r", "s3"], clone, env, timeout=600)
+    sh(["dvc", "exp", "apply", exps[0]], work, env)
+    assert _digests(clone, ["models/cpt-base", "metrics/eval"]) == \
+        _digests(work, ["models/cpt-base", "metrics/eval"])
