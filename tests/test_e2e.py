@@ -15,7 +15,14 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
-MODELS = ["base", "instruct", "cpt-base", "cpt-instruct", "cpt-base-res"]
+# model dir, eval metrics file, model name (<kind>[+<family>][@<budget>])
+MODELS = [
+    ("models/tiny/base", "metrics/eval/base-tiny.json", "base+tiny"),
+    ("models/tiny/instruct", "metrics/eval/instruct-tiny.json", "instruct+tiny"),
+    ("models/cpt/base-40K", "metrics/eval/cpt-base-40K.json", "cpt-base@40K"),
+    ("models/cpt/instruct-40K", "metrics/eval/cpt-instruct-40K.json", "cpt-instruct@40K"),
+    ("models/merged/tiny-40K", "metrics/eval/res-tiny-40K.json", "cpt-base-res+tiny@40K"),
+]
 TASKS = ["ifeval", "mmlu", "mmlu_pro", "gsm8k", "winogrande", "hellaswag", "arc_easy", "piqa",
          "truthfulqa_mc2"]
 
@@ -67,29 +74,32 @@ def repo(tmp_path_factory):
 
 def test_repro_builds_every_output(repo):
     work, _, _ = repo
-    for m in MODELS:
-        assert (work / "models" / m / "config.json").exists(), m
-        assert list((work / "models" / m).glob("*.safetensors")), m
-    assert (work / "models/residual/manifest.json").exists()
+    for model_dir, _, _ in MODELS:
+        assert (work / model_dir / "config.json").exists(), model_dir
+        assert list((work / model_dir).glob("*.safetensors")), model_dir
+    assert (work / "models/tiny/residual/manifest.json").exists()
     arts = (work / "data/articles.jsonl").read_text().splitlines()
     assert len(arts) >= 50
     assert {"url", "publisher", "title", "text", "published", "language"} <= set(json.loads(arts[0]))
-    pack = json.loads((work / "metrics/pack.json").read_text())
-    assert pack["train"]["tokens"] >= pack["token_budget"]
+    pack = json.loads((work / "metrics/pack/40K.json").read_text())
+    assert pack["token_budget"] == 40_000 and 40_000 <= pack["train"]["tokens"] < 40_000 + 256
     for variant in ("base", "instruct"):
-        m = json.loads((work / f"metrics/cpt/{variant}.json").read_text())
+        m = json.loads((work / f"metrics/cpt/{variant}-40K.json").read_text())
         assert math.isfinite(m["final_loss"]) and math.isfinite(m["first_loss"])
         assert m["final_loss"] < m["first_loss"]
-    for m in MODELS:
-        ev = json.loads((work / f"metrics/eval/{m}.json").read_text())
-        assert set(TASKS) <= set(ev["results"]), (m, sorted(ev["results"]))
+    for _, metrics_file, name in MODELS:
+        ev = json.loads((work / metrics_file).read_text())
+        assert ev["model"] == name
+        assert set(TASKS) <= set(ev["results"]), (name, sorted(ev["results"]))
         for task in TASKS:
             vals = list(ev["results"][task].values())
-            assert vals and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in vals), (m, task)
+            assert vals and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in vals), (name, task)
     summary = json.loads((work / "metrics/summary.json").read_text())
-    assert summary
+    assert set(summary["avg"]) == {name for _, _, name in MODELS}
+    assert all(math.isfinite(v) for v in summary["avg"].values())
     report = (work / "metrics/report.md").read_text()
     assert "Sub-Average" in report and "Average" in report
+    assert (work / "metrics/plots/residual.csv").exists()
 
 
 def test_second_repro_is_a_noop_and_param_change_reruns_only_downstream(repo):
@@ -100,9 +110,8 @@ def test_second_repro_is_a_noop_and_param_change_reruns_only_downstream(repo):
     sh(["git", "commit", "-qm", "results"], work, env)
     out = sh(["dvc", "exp", "run", "-S", "cpt.lr.base=0.001"], work, env, timeout=1500)
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert "cpt@base" in ran and "residual-apply" in ran and "eval@cpt-base-res" in ran, ran
-    assert not ran & {"models", "crawl", "pack", "cpt@instruct", "residual-extract", "eval@base",
-                      "eval@instruct", "eval@cpt-instruct"}, ran
+    assert ran == {"cpt@base-40K", "residual-apply@tiny-40K", "eval-cpt@base-40K",
+                   "eval-res@tiny-40K", "report"}, ran
 
 
 def _free_port() -> int:
@@ -165,7 +174,7 @@ def test_s3_push_wipe_pull_restores_bit_exactly(repo, s3, tmp_path):
     sh(["dvc", "remote", "modify", "s3", "endpointurl", url], work, env)
     tracked = ["models", "data/packed", "data/articles.jsonl", "metrics"]
     before = _digests(work, tracked)
-    assert any(k.startswith("models/cpt-base-res/") for k in before)
+    assert any(k.startswith("models/merged/tiny-40K/") for k in before)
     sh(["dvc", "push", "-r", "s3"], work, env, timeout=600)
     for rel in ("models", "data/packed", "data/articles.jsonl", ".dvc/cache"):
         p = work / rel
@@ -192,5 +201,5 @@ def test_s3_push_wipe_pull_restores_bit_exactly(repo, s3, tmp_path):
     sh(["dvc", "exp", "apply", exps[0]], clone, env)
     sh(["dvc", "pull", "-r", "s3"], clone, env, timeout=600)
     sh(["dvc", "exp", "apply", exps[0]], work, env)
-    assert _digests(clone, ["models/cpt-base", "metrics/eval"]) == \
-        _digests(work, ["models/cpt-base", "metrics/eval"])
+    assert _digests(clone, ["models/cpt/base-40K", "metrics/eval"]) == \
+        _digests(work, ["models/cpt/base-40K", "metrics/eval"])

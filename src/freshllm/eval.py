@@ -8,8 +8,8 @@ TruthfulQA-mc2 0-shot.
 small synthetic sets shipped in ``freshllm/tasks/data`` through local-data twins;
 ``source: hub`` runs the stock tasks on their Hugging Face datasets (needs network).
 
-Instruct-derived models (``chat_models``; ``<kind>@<budget>`` names match on
-``<kind>``) are prompted through their chat template with few-shot examples as a
+Instruct-derived models (``chat_models``; ``<kind>[+<family>][@<budget>]`` names match
+on ``<kind>``) are prompted through their chat template with few-shot examples as a
 multi-turn conversation; base models get plain prompts.
 
 Backends: ``hf`` (transformers, default; ``device`` null picks cuda when available) or
@@ -91,8 +91,10 @@ class EvalConfig:
 
 
 def model_kind(name: str) -> str:
-    """``cpt-base@100M`` -> ``cpt-base``."""
-    return name.split("@", 1)[0]
+    """The kind of a model name ``<kind>[+<family>][@<budget>]``:
+    ``cpt-base@100M`` -> ``cpt-base``, ``cpt-base-res+llama3.1@1B`` -> ``cpt-base-res``,
+    ``instruct+qwen2`` -> ``instruct``."""
+    return name.split("@", 1)[0].split("+", 1)[0]
 
 
 def use_chat_template(cfg: EvalConfig, name: str, override: bool | None = None) -> bool:

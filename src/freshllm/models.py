@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .common import set_offline, setup_logging, write_json
-from .config import load_section
+from .config import ConfigError, build_config, read_params
 
 log = logging.getLogger(__name__)
 
@@ -206,18 +206,22 @@ def fetch_hub(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--family", required=True, help="ancestor pair to provide: reads models.<family>")
     ap.add_argument("--base-out", required=True, type=Path)
     ap.add_argument("--instruct-out", required=True, type=Path)
     ap.add_argument("--metrics", required=True, type=Path)
     args = ap.parse_args(argv)
     setup_logging()
-    cfg = load_section(ModelsConfig, "models", args.params)
+    section = read_params(args.params).get("models") or {}
+    if args.family not in section:
+        raise ConfigError(args.params, [f"models.{args.family}: missing (families: {sorted(section)})"])
+    cfg = build_config(ModelsConfig, section[args.family], f"models.{args.family}")
     set_offline(cfg.source == "embedded")
     if cfg.source == "embedded":
         stats = build_embedded(cfg, args.base_out, args.instruct_out)
     else:
         stats = fetch_hub(cfg, args.base_out, args.instruct_out)
-    write_json(args.metrics, {"source": cfg.source, "config": asdict(cfg), **stats})
+    write_json(args.metrics, {"family": args.family, "source": cfg.source, "config": asdict(cfg), **stats})
 
 
 if __name__ == "__main__":

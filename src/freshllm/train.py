@@ -195,7 +195,7 @@ def train(model: torch.nn.Module, data: PackedData, cfg: LoopConfig, accelerator
         stats = {"step": step + 1, "loss": step_loss, "lr": lr,
                  "grad_norm": float(grad_norm), "tokens_per_s": tokens_per_step / max(dt, 1e-9),
                  "tokens": (step + 1) * tokens_per_step}
-        bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{stats['tokens_per_s']:.0f}")
+        bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{stats['tokens_per_s']:.0f}", refresh=False)
         if on_step is not None and accelerator.is_main_process:
             on_step(stats)
         if not math.isfinite(step_loss):

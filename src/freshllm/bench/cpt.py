@@ -1,0 +1,235 @@
+"""Training throughput of the cpt loop vs a plain `transformers.Trainer` on the same data.
+
+    python -m freshllm.bench.cpt [--steps 100] [--batch-size 8] [--seq-len 256] [--repeats 1]
+        [--hidden 128 --layers 4 --vocab 1024]
+
+Builds a tiny Llama (``freshllm.models.build_llama``, random init, saved once so both runs
+start from the same weights) and packs generated d1 text (``PackWriter``, documents split
+across rows, position_ids reset per document). Then trains it, each in a fresh
+subprocess, for the same number of steps and sequences per step:
+
+* ours: ``freshllm.train.train`` with ``accelerate.Accelerator(cpu=True)`` (what the cpt
+  stage runs: AdamW(0.9, 0.95), linear re-warmup then cosine to ``min_lr_ratio``, weight
+  decay, grad clipping);
+* baseline: ``transformers.Trainer`` with the equivalent ``TrainingArguments`` (adamw_torch,
+  ``cosine_with_min_lr``, same warmup steps, LR, betas, weight decay, clipping), a Dataset
+  yielding the same rows in the same order (``train_sampling_strategy="sequential"``), a
+  collator that keeps ``position_ids`` and passes no ``attention_mask``, ``report_to=[]``,
+  no eval, no saving, ``use_cache`` off in both.
+
+Prints tokens/s of each (whole ``train`` call, and steady state after the first steps),
+the ratio ours/Trainer (goal >= 1.0 on CPU), and both final losses (mean of the last 10
+steps; they should be close: the two runs differ only in the warmup's first step and in
+weight decay on the embeddings, which Trainer decays and the cpt loop does not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+       "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
+SKIP_STEPS = 5  # steady state: tokens/s after this many steps
+
+
+def prepare(work: Path, a) -> dict:
+    """Tokenizer, packed data (``work/data``) and an initial model (``work/init``)."""
+    from freshllm.embedded.corpus import d1_documents
+    from freshllm.models import ModelsConfig, build_llama, train_tokenizer
+    from freshllm.packing import PackedData, PackWriter
+
+    tok = train_tokenizer(d1_documents(0, 500), a.vocab)[0]
+    need = a.steps * a.batch_size * a.seq_len
+    writer = PackWriter(work / "data", a.seq_len, pad_id=tok.pad_token_id,
+                        max_rows=a.steps * a.batch_size)
+    seed = 1
+    while writer.rows < a.steps * a.batch_size:
+        docs = d1_documents(seed, 2000)
+        for ids in tok(docs, add_special_tokens=True)["input_ids"]:
+            writer.add(ids + [tok.eos_token_id])
+        seed += 1
+    meta = writer.close()
+    cfg = ModelsConfig(seed=0, vocab_size=a.vocab, hidden_size=a.hidden, intermediate_size=3 * a.hidden,
+                       num_layers=a.layers, num_heads=a.heads, num_kv_heads=a.kv_heads,
+                       max_position_embeddings=max(4096, a.seq_len))
+    model = build_llama(cfg, tok)
+    model.config.use_cache = False
+    model.save_pretrained(str(work / "init"), safe_serialization=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    return {"parameters": n_params, "rows": len(PackedData.open(work / "data")), "tokens": need,
+            "documents": meta["documents"]}
+
+
+def loop_config(a):
+    from freshllm.train import LoopConfig
+
+    return LoopConfig(lr=a.lr, steps=a.steps, batch_size=a.batch_size, warmup_steps=a.warmup,
+                      min_lr_ratio=0.1, schedule="cosine", weight_decay=0.1, beta1=0.9, beta2=0.95,
+                      max_grad_norm=1.0, seed=0)
+
+
+def steady(stamps: list[float], tokens_per_step: int) -> float | None:
+    """tokens/s from step-end timestamps, skipping the first SKIP_STEPS steps."""
+    if len(stamps) <= SKIP_STEPS + 1:
+        return None
+    return (len(stamps) - 1 - SKIP_STEPS) * tokens_per_step / (stamps[-1] - stamps[SKIP_STEPS])
+
+
+def run_ours(work: Path, a) -> dict:
+    import torch
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM
+
+    from freshllm.packing import PackedData
+    from freshllm.train import train
+
+    torch.manual_seed(0)
+    data = PackedData.open(work / "data")
+    model = AutoModelForCausalLM.from_pretrained(str(work / "init"), dtype=torch.float32)
+    cfg = loop_config(a)
+    stamps: list[float] = []
+    acc = Accelerator(cpu=True)
+    t = time.perf_counter()
+    stats = train(model, data, cfg, acc, on_step=lambda s: stamps.append(time.perf_counter()),
+                  progress_desc="ours")
+    wall = time.perf_counter() - t
+    losses = stats["losses"]
+    tps = a.batch_size * a.seq_len
+    return {"wall_s": wall, "tokens_per_s": a.steps * tps / wall, "steady_tokens_per_s": steady(stamps, tps),
+            "final_loss": statistics.fmean(losses[-10:]), "mean_loss": statistics.fmean(losses),
+            "first_loss": losses[0]}
+
+
+def run_trainer(work: Path, a) -> dict:
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    from freshllm.packing import PackedData
+    from freshllm.train import batch_rows
+
+    torch.manual_seed(0)
+    data = PackedData.open(work / "data")
+    cfg = loop_config(a)
+    # the rows the cpt loop trains on, in its order (one epoch-free list of steps x batch)
+    order = np.concatenate([batch_rows(s, 0, 0, 1, len(data), cfg) for s in range(a.steps)])
+
+    class Rows(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(order)
+
+        def __getitem__(self, i):
+            return {k: v[0] for k, v in data.batch([order[i]]).items()}
+
+    def collate(features):
+        return {k: torch.stack([f[k] for f in features]) for k in ("input_ids", "position_ids", "labels")}
+
+    stamps: list[float] = []
+
+    class Stamp(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            stamps.append(time.perf_counter())
+
+    model = AutoModelForCausalLM.from_pretrained(str(work / "init"), dtype=torch.float32)
+    args = TrainingArguments(
+        output_dir=str(work / "trainer-out"), per_device_train_batch_size=a.batch_size,
+        max_steps=a.steps, learning_rate=a.lr, lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": 0.1}, warmup_steps=a.warmup, weight_decay=0.1,
+        adam_beta1=0.9, adam_beta2=0.95, max_grad_norm=1.0, optim="adamw_torch",
+        logging_strategy="steps", logging_steps=10, report_to=[], save_strategy="no",
+        eval_strategy="no", use_cpu=True, dataloader_num_workers=0, remove_unused_columns=False,
+        train_sampling_strategy="sequential", disable_tqdm=True, seed=0)
+    trainer = Trainer(model=model, args=args, train_dataset=Rows(), data_collator=collate,
+                      callbacks=[Stamp()])
+    t = time.perf_counter()
+    out = trainer.train()
+    wall = time.perf_counter() - t
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    tps = a.batch_size * a.seq_len
+    return {"wall_s": wall, "tokens_per_s": a.steps * tps / wall, "steady_tokens_per_s": steady(stamps, tps),
+            "final_loss": logged[-1] if logged else None, "mean_loss": out.training_loss,
+            "train_runtime_s": out.metrics.get("train_runtime")}
+
+
+def run_child(which: str, work: Path, a) -> dict:
+    cmd = [sys.executable, "-m", "freshllm.bench.cpt", "--child", which, "--work", str(work),
+           "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--seq-len", str(a.seq_len),
+           "--lr", str(a.lr), "--warmup", str(a.warmup)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ENV})
+    if r.returncode:
+        raise RuntimeError(f"{which} run failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def bench(work: Path, a, out=print) -> dict:
+    t = time.perf_counter()
+    info = prepare(work, a)
+    out(f"tiny Llama: {info['parameters']:,} parameters (hidden {a.hidden}, {a.layers} layers, vocab "
+        f"{a.vocab}); {info['rows']} packed rows of {a.seq_len} tokens ({info['documents']} documents); "
+        f"{a.steps} steps x {a.batch_size} sequences = {info['tokens']:,} tokens per run "
+        f"(prepared in {time.perf_counter() - t:.1f} s)")
+    runs: dict[str, list[dict]] = {"ours": [], "trainer": []}
+    for i in range(a.repeats):
+        for which in (("ours", "trainer") if i % 2 == 0 else ("trainer", "ours")):
+            runs[which].append(run_child(which, work, a))
+    res = {}
+    for which, rs in runs.items():
+        med = lambda k: statistics.median(r[k] for r in rs if r[k] is not None)  # noqa: E731
+        res[which] = {"tokens_per_s": med("tokens_per_s"), "steady_tokens_per_s": med("steady_tokens_per_s"),
+                      "final_loss": rs[-1]["final_loss"], "mean_loss": rs[-1]["mean_loss"],
+                      "wall_s": med("wall_s"), "all_tokens_per_s": [r["tokens_per_s"] for r in rs]}
+    rep = f" (median of {a.repeats}, alternating order)" if a.repeats > 1 else ""
+    for which, name in (("ours", "ours (freshllm.train)"), ("trainer", "transformers.Trainer")):
+        r = res[which]
+        out(f"{name:<22} {r['tokens_per_s']:>8,.0f} tokens/s whole run{rep}, {r['steady_tokens_per_s']:>8,.0f} "
+            f"after step {SKIP_STEPS}; {r['wall_s']:.1f} s; final loss {r['final_loss']:.4f} "
+            f"(last 10 steps), mean {r['mean_loss']:.4f}")
+    ratio = res["ours"]["tokens_per_s"] / res["trainer"]["tokens_per_s"]
+    ratio_ss = res["ours"]["steady_tokens_per_s"] / res["trainer"]["steady_tokens_per_s"]
+    out(f"ratio ours/Trainer:    {ratio:.3f} whole run, {ratio_ss:.3f} steady state  (goal >= 1.0)")
+    out(f"final loss ours - Trainer: {res['ours']['final_loss'] - res['trainer']['final_loss']:+.4f}")
+    res["ratio"], res["ratio_steady"] = ratio, ratio_ss
+    return res
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--vocab", type=int, default=1024)
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each (median reported)")
+    ap.add_argument("--child", choices=["ours", "trainer"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--work", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    os.environ.update(ENV)
+    if a.child:
+        import logging
+
+        logging.disable(logging.WARNING)
+        fn = run_ours if a.child == "ours" else run_trainer
+        print(json.dumps(fn(Path(a.work), a)))
+        return
+    import logging
+
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-cpt-") as d:
+        bench(Path(d), a)
+
+
+if __name__ == "__main__":
+    main()

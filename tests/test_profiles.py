@@ -1,0 +1,93 @@
+"""The embedded and paper profiles: every stage's section validates, dvc.yaml expands to
+the expected stages, and the hub code path fails fast and clearly without network."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from freshllm.config import build_config
+from freshllm.cpt import CptConfig
+from freshllm.crawl import CrawlConfig
+from freshllm.eval import EvalConfig
+from freshllm.models import ModelsConfig
+from freshllm.pack import PackConfig
+from freshllm.report import ReportConfig
+from freshllm.residual import ResidualConfig
+
+PROFILES = [ROOT / "params.yaml", *sorted((ROOT / "profiles").glob("*.yaml"))]
+SECTIONS = {"crawl": CrawlConfig, "pack": PackConfig, "cpt": CptConfig, "residual": ResidualConfig,
+            "eval": EvalConfig, "report": ReportConfig}
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+def test_every_stage_section_validates(path):
+    params = yaml.safe_load(path.read_text())
+    for section, cls in SECTIONS.items():
+        build_config(cls, params[section], section)
+    assert params["target"] in params["families"]
+    assert set(params["residual_sources"]) <= set(params["families"])
+    for fam in params["families"]:
+        assert "." not in fam  # DVC param paths models.<family>
+        build_config(ModelsConfig, params["models"][fam], f"models.{fam}")
+    assert params["budgets"] and (ROOT / params["accelerate_config"]).is_file()
+
+
+def test_paper_profile_expands_to_the_paper_grid(tmp_path):
+    """dvc.yaml + the LLaMA profile: cpt@{base,instruct}-{100M,500M,1B}, ports of both
+    families' residuals onto the LLaMA 3 base, and evals of every model."""
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(ROOT / "profiles/paper-llama3.yaml", tmp_path / "params.yaml")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
+    out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=tmp_path, check=True,
+                         capture_output=True, text=True, env=env).stdout.split()
+    expected = {"models@llama3", "models@llama31", "crawl", "pack@1B", "cpt@base-100M",
+                "cpt@instruct-1B", "residual-extract@llama31", "residual-apply@llama31-500M",
+                "eval-orig@llama31-instruct", "eval-cpt@instruct-100M", "eval-res@llama3-1B", "report"}
+    assert expected <= set(out), sorted(expected - set(out))
+    assert len([s for s in out if s.startswith("cpt@")]) == 6
+
+
+def test_hub_source_without_network_fails_fast_and_clearly(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"models": {"llama3": {
+        "source": "hub", "hub_base": "meta-llama/Meta-Llama-3-8B",
+        "hub_instruct": "meta-llama/Meta-Llama-3-8B-Instruct"}}}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
+    t = time.time()
+    res = subprocess.run([sys.executable, "-m", "freshllm.models", "--params", str(params), "--family",
+                          "llama3", "--base-out", str(tmp_path / "b"), "--instruct-out", str(tmp_path / "i"),
+                          "--metrics", str(tmp_path / "m.json")], capture_output=True, text=True, env=env)
+    assert res.returncode != 0 and time.time() - t < 30
+    assert "meta-llama/Meta-Llama-3-8B" in res.stderr and "embedded profile" in res.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_hub_source_accepts_pre_downloaded_local_snapshots(tmp_path, tiny_pair):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"models": {"fam": {
+        "source": "hub", "hub_base": str(tiny_pair[0]), "hub_instruct": str(tiny_pair[1])}}}))
+    from freshllm.models import main
+
+    main(["--params", str(params), "--family", "fam", "--base-out", str(tmp_path / "b"),
+          "--instruct-out", str(tmp_path / "i"), "--metrics", str(tmp_path / "m.json")])
+    assert (tmp_path / "b/model.safetensors").read_bytes() == (tiny_pair[0] / "model.safetensors").read_bytes()
+    assert (tmp_path / "i/tokenizer_config.json").exists()
+
+
+def test_models_config_names_every_bad_key():
+    from freshllm.config import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        build_config(ModelsConfig, {"source": "hub", "hidden_size": 30, "num_heads": 4, "colour": 1},
+                     "models.x")
+    msg = str(exc.value)
+    for key in ("models.x.hub_base", "models.x.hub_instruct", "models.x.hidden_size", "models.x.colour"):
+        assert key in msg
