@@ -165,6 +165,25 @@ def test_unreachable_server_fails_fast_with_clear_error(tmp_path, caplog, kind):
     assert f"127.0.0.1:{port}/crawl-data/CC-NEWS/2024/01/warc.paths.gz" in caplog.text
 
 
+def test_http_guard_sets_timeouts_and_keeps_embedded_on_loopback():
+    import requests
+
+    from freshllm.crawl import guarded_requests
+
+    listener = silent_server()
+    try:
+        with guarded_requests(1.0, only_host="127.0.0.1"):
+            began = time.monotonic()
+            with pytest.raises(requests.ReadTimeout):  # as fundus calls it: no timeout argument
+                requests.Session().get(f"http://127.0.0.1:{listener.getsockname()[1]}/x")
+            assert time.monotonic() - began < 5
+            with pytest.raises(requests.ConnectionError, match="allows only 127.0.0.1"):
+                requests.get("https://data.commoncrawl.org/crawl-data/CC-NEWS/2024/01/warc.paths.gz")
+    finally:
+        listener.close()
+    assert requests.Session.request.__name__ == "request" and not hasattr(requests.Session.request, "__wrapped__")
+
+
 def gated_handler(prefix: str, gate: threading.Event, entered: threading.Event):
     """Holds requests for paths under ``prefix`` until ``gate`` is set."""
     class Gated(QuietHandler):
@@ -207,7 +226,7 @@ def test_interrupt_after_first_month_then_resume_gives_the_same_corpus(tmp_path,
             gate.set()
             watcher.join()
         assert rc == 130 and not out.exists()
-        assert sorted(p.name for p in (tmp_path / "work").glob("part-*")) == ["part-2024-01.json"]
+        assert sorted(p.name for p in (tmp_path / "work").glob("part-*.json")) == ["part-2024-01.json"]
 
         rc, out, metrics = run_stage(tmp_path, params)
     assert rc == 0
@@ -236,6 +255,16 @@ def test_config_reports_every_bad_key_at_once(tmp_path, caplog):
                  "--metrics", str(tmp_path / "m.json")]) == 1
     assert "crawl.published_from" in caplog.text and "crawl.max_articles" in caplog.text
     assert build_config(CrawlConfig, LEAD_SECTION, "crawl").months == MONTHS
+
+
+def test_publishing_dates_are_normalised_to_utc():
+    from datetime import timedelta, timezone
+
+    from freshllm.crawl import to_utc
+
+    assert to_utc(datetime(2024, 1, 31, 23, 30)) == datetime(2024, 1, 31, 23, 30, tzinfo=timezone.utc)
+    cet = timezone(timedelta(hours=1))
+    assert to_utc(datetime(2024, 2, 1, 0, 30, tzinfo=cet)) == datetime(2024, 1, 31, 23, 30, tzinfo=timezone.utc)
 
 
 def test_embedded_default_profile_end_to_end(tmp_path):

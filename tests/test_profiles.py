@@ -39,6 +39,22 @@ def test_every_stage_section_validates(path):
     assert params["budgets"] and (ROOT / params["accelerate_config"]).is_file()
 
 
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+def test_profiles_survive_dvc_rewriting_params(tmp_path, path):
+    """`dvc exp run -S` rewrites params.yaml (YAML 1.2: `no` unquoted): still valid."""
+    from dvc.utils.hydra import apply_overrides
+
+    from freshllm.config import load_section
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(path, params)
+    apply_overrides(str(params), ["cpt.lr.base=0.001"])
+    assert "mixed_precision: no" in params.read_text() or "bf16" in params.read_text()
+    for section, cls in SECTIONS.items():
+        load_section(cls, section, params)
+    assert load_section(CptConfig, "cpt", params).lr.base == 0.001
+
+
 def test_paper_profile_expands_to_the_paper_grid(tmp_path):
     """dvc.yaml + the LLaMA profile: cpt@{base,instruct}-{100M,500M,1B}, ports of both
     families' residuals onto the LLaMA 3 base, and evals of every model."""

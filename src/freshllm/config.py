@@ -14,7 +14,6 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 
 T = TypeVar("T")
 
@@ -163,12 +162,20 @@ def build_config(cls: type[T], data: dict | None, where: str) -> T:
     return obj
 
 
+def load_yaml(text: str) -> Any:
+    """Parse YAML the way DVC does (YAML 1.2 via ruamel): DVC rewrites params.yaml on
+    ``dvc exp run -S`` and leaves e.g. ``no`` unquoted, which YAML 1.1 would read as False."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def read_params(params_path: str | Path = "params.yaml") -> dict:
     path = Path(params_path)
     if not path.is_file():
         raise FileNotFoundError(f"params file not found: {path}")
     with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+        data = load_yaml(fh.read()) or {}
     if not isinstance(data, dict):
         raise ConfigError(str(path), ["top level must be a mapping"])
     return data

@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import signal
@@ -230,8 +231,18 @@ class Interrupts:
 
     def __init__(self) -> None:
         self.hit = False
+        self._pid = os.getpid()
+        self._previous: dict[int, Any] = {}
 
-    def __call__(self, signum, frame) -> None:
+    def __call__(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:  # a forked fundus worker: behave as before the stage
+            previous = self._previous.get(signum)
+            if callable(previous):
+                previous(signum, frame)
+                return
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         self.hit = True
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -244,11 +255,11 @@ class Interrupts:
         if threading.current_thread() is not threading.main_thread():  # signals go to the main thread
             yield self
             return
-        previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield self
         finally:
-            for sig, handler in previous.items():
+            for sig, handler in self._previous.items():
                 signal.signal(sig, handler)
 
 
@@ -282,17 +293,33 @@ class FailedWarcLog(logging.Handler):
 
 @contextlib.contextmanager
 def quiet_fundus(verbose: bool = False) -> Iterator[None]:
-    """fundus loggers log DEBUG to the root handlers by default; keep WARNING and up."""
+    """fundus loggers log DEBUG to the root handlers and ERROR to their own stderr handler:
+    keep WARNING and up (DEBUG with ``verbose``), shown once through the root handlers."""
     from fundus import logging as fundus_logging
 
+    own = list(fundus_logging.handlers.values())
     levels = {name: lg.level for name, lg in fundus_logging.loggers.items()}
     for lg in fundus_logging.loggers.values():
         lg.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        for handler in own:
+            lg.removeHandler(handler)
     try:
         yield
     finally:
         for name, level in levels.items():
             fundus_logging.loggers[name].setLevel(level)
+            for handler in own:
+                fundus_logging.loggers[name].addHandler(handler)
+
+
+@contextlib.contextmanager
+def progress(total: int, desc: str) -> Iterator[Any]:
+    """A tqdm bar (articles/s); log lines are printed above it instead of through it."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm(), tqdm(total=total, unit="article", desc=desc, mininterval=1.0) as bar:
+        yield bar
 
 
 # --- articles -------------------------------------------------------------------------------
@@ -353,8 +380,8 @@ def extract(article: Any, cfg: CrawlConfig) -> tuple[dict | None, str | None]:
     }, None
 
 
-def text_key(text: str) -> str:
-    return hashlib.sha1(" ".join(text.lower().split()).encode("utf-8")).hexdigest()
+def text_key(text: str) -> bytes:
+    return hashlib.sha1(" ".join(text.lower().split()).encode("utf-8")).digest()
 
 
 @dataclass
@@ -363,7 +390,7 @@ class Selection:
 
     max_per_publisher: int | None
     urls: set[str] = field(default_factory=set)
-    texts: set[str] = field(default_factory=set)
+    texts: set[bytes] = field(default_factory=set)
     per_publisher: Counter = field(default_factory=Counter)
     total: int = 0
 
@@ -371,22 +398,26 @@ class Selection:
         """Keep ``record`` (returns None) or say why not."""
         if record["url"] in self.urls:
             return "duplicate_url"
-        key = text_key(record["text"])
-        if key in self.texts:
+        if text_key(record["text"]) in self.texts:
             return "duplicate_text"
         if self.max_per_publisher and self.per_publisher[record["publisher"]] >= self.max_per_publisher:
             return "publisher_cap"
-        self.urls.add(record["url"])
-        self.texts.add(key)
-        self.per_publisher[record["publisher"]] += 1
-        self.total += 1
+        self.add(record)
         return None
 
+    def add(self, record: dict) -> None:
+        self.urls.add(record["url"])
+        self.texts.add(text_key(record["text"]))
+        self.per_publisher[record["publisher"]] += 1
+        self.total += 1
 
-# --- work dir: one part file per finished month ------------------------------------------------
+
+# --- work dir: one part per finished month ------------------------------------------------------
 
 class Parts:
-    """Finished months under ``root``; wiped when the params that select articles change."""
+    """Finished months under ``root``: ``part-M.jsonl`` (kept articles, streamed as crawled)
+    and ``part-M.json`` (the month's counts; written last, it marks the month done).
+    Everything is discarded when the params that select articles change."""
 
     def __init__(self, root: Path, cfg: CrawlConfig) -> None:
         self.root = root
@@ -399,17 +430,29 @@ class Parts:
         if not stamp.exists():
             write_json(stamp, fingerprint)
 
-    def path(self, name: str) -> Path:
-        return self.root / f"part-{name}.json"
+    def articles_path(self, month: str) -> Path:
+        return self.root / f"part-{month}.jsonl"
 
-    def load(self, name: str) -> dict | None:
-        path = self.path(name)
+    def stats(self, month: str) -> dict | None:
+        path = self.root / f"part-{month}.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
-    def save(self, part: dict) -> None:
-        write_json(self.path(part["month"]), part)
+    def articles(self, month: str) -> Iterator[dict]:
+        with open(self.articles_path(month), encoding="utf-8") as fh:
+            yield from map(json.loads, fh)
 
-    def all(self) -> list[dict]:
+    @contextlib.contextmanager
+    def writing(self, month: str) -> Iterator[Any]:
+        """Yields ``sink(record)``; the month's article file appears only if the block succeeds."""
+        tmp = self.root / f"part-{month}.jsonl.tmp"
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            yield lambda record: fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(tmp, self.articles_path(month))
+
+    def finish(self, stats: dict) -> None:
+        write_json(self.root / f"part-{stats['month']}.json", stats)
+
+    def finished(self) -> list[dict]:
         return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.root.glob("part-*.json"))]
 
 
@@ -454,10 +497,9 @@ def month_quota(max_articles: int, kept: int, months_left: int) -> int:
 
 
 def crawl_articles(articles: Iterator[Any], cfg: CrawlConfig, selection: Selection, quota: int,
-                   bar: Any) -> tuple[list[dict], Counter]:
-    """Filter fundus articles into ``selection`` until ``quota`` are kept."""
-    kept: list[dict] = []
-    drops: Counter = Counter()
+                   sink: Any, bar: Any) -> tuple[int, Counter]:
+    """Filter fundus articles into ``selection`` and ``sink`` until ``quota`` are kept."""
+    kept, drops = 0, Counter()
     if quota <= 0:
         return kept, drops
     with contextlib.closing(articles):
@@ -467,17 +509,17 @@ def crawl_articles(articles: Iterator[Any], cfg: CrawlConfig, selection: Selecti
             if reason:
                 drops[reason] += 1
                 continue
-            kept.append(record)
+            sink(record)
+            kept += 1
             bar.update(1)
-            if len(kept) >= quota:
+            if kept >= quota:
                 break
     return kept, drops
 
 
 def crawl_month(cfg: CrawlConfig, server: str, publishers: list[Any], month: str, quota: int,
-                selection: Selection, failed_log: FailedWarcLog, interrupts: Interrupts,
-                bar: Any) -> dict:
-    """Crawl one archive month with fundus' CCNewsCrawler; returns the month's part."""
+                selection: Selection, parts: Parts, interrupts: Interrupts, bar: Any) -> dict:
+    """Crawl one archive month with fundus' CCNewsCrawler into its part; returns its counts."""
     import requests
     from fundus import CCNewsCrawler
 
@@ -486,11 +528,11 @@ def crawl_month(cfg: CrawlConfig, server: str, publishers: list[Any], month: str
     crawler = CCNewsCrawler(*publishers, start=start, end=end, processes=cfg.processes,
                             retries=cfg.retries, disable_tqdm=True, server_address=server)
     began = time.monotonic()
-    with failed_log.attached():
+    with FailedWarcLog(parts.root / "failed-warcs.txt").attached() as failed, parts.writing(month) as sink:
         try:
             kept, drops = crawl_articles(
                 crawler.crawl(only_complete=False, only_unique=False, error_handling="catch"),
-                cfg, selection, quota, bar)
+                cfg, selection, quota, sink, bar)
         except requests.RequestException as exc:
             interrupts.check()
             raise CrawlError(f"lost the CC-NEWS server while crawling {month} ({exc}); "
@@ -498,38 +540,34 @@ def crawl_month(cfg: CrawlConfig, server: str, publishers: list[Any], month: str
         interrupts.check()  # fundus returns normally after swallowing Ctrl-C
     seconds = time.monotonic() - began
     log.info("%s: kept %d/%d articles from %d WARC files in %.1fs (%.1f articles/s), dropped %s",
-             month, len(kept), quota, len(warc_files), seconds, len(kept) / max(seconds, 1e-9),
+             month, kept, quota, len(warc_files), seconds, kept / max(seconds, 1e-9),
              dict(sorted(drops.items())) or "none")
-    return {"month": month, "quota": quota, "warc_files": len(warc_files),
-            "failed_files": failed_log.paths(), "drops": dict(sorted(drops.items())), "articles": kept}
+    return {"month": month, "quota": quota, "articles": kept, "warc_files": len(warc_files),
+            "failed_files": failed.paths(), "drops": dict(sorted(drops.items()))}
 
 
 def crawl_ccnews(cfg: CrawlConfig, server: str, parts: Parts, interrupts: Interrupts) -> None:
-    """Crawl every month not finished yet, saving one part per month."""
+    """Crawl every month not finished yet; each finished month becomes a part."""
     publishers = resolve_publishers(cfg.publishers)
     months = cfg.months
     fetch_listing(server, months[0], min(cfg.timeout_s, PREFLIGHT_MAX_S))  # preflight
     selection = Selection(cfg.max_per_publisher)
     failed: list[str] = []
-    failed_log = FailedWarcLog(parts.root / "failed-warcs.txt")
-    from tqdm import tqdm
-
-    with tqdm(total=cfg.max_articles, unit="article", desc="crawl", mininterval=1.0) as bar:
+    with progress(cfg.max_articles, "crawl") as bar:
         for i, month in enumerate(months):
-            part = parts.load(month)
-            if part is None:
+            stats = parts.stats(month)
+            if stats is None:
                 bar.set_postfix_str(month)
                 quota = month_quota(cfg.max_articles, selection.total, len(months) - i)
-                part = crawl_month(cfg, server, publishers, month, quota, selection, failed_log,
-                                   interrupts, bar)
-                _check_failed(cfg, month, failed, part["failed_files"])
-                parts.save(part)
+                stats = crawl_month(cfg, server, publishers, month, quota, selection, parts, interrupts, bar)
+                _check_failed(cfg, month, failed, stats["failed_files"])
+                parts.finish(stats)
             else:
-                log.info("%s: already crawled (%d articles), resuming after it", month, len(part["articles"]))
-                for record in part["articles"]:
-                    selection.admit(record)
-                bar.update(len(part["articles"]))
-            failed += part["failed_files"]
+                log.info("%s: already crawled (%d articles), resuming after it", month, stats["articles"])
+                for record in parts.articles(month):
+                    selection.add(record)
+                bar.update(stats["articles"])
+            failed += stats["failed_files"]
 
 
 def _check_failed(cfg: CrawlConfig, month: str, failed_before: list[str], failed_now: list[str]) -> None:
@@ -547,18 +585,17 @@ def crawl_web(cfg: CrawlConfig, parts: Parts, interrupts: Interrupts) -> None:
     """One pass over live RSS feeds / sitemaps with fundus' Crawler (needs internet)."""
     from fundus import Crawler
     from fundus.scraping.session import session_handler
-    from tqdm import tqdm
 
     crawler = Crawler(*resolve_publishers(cfg.publishers))
     selection = Selection(cfg.max_per_publisher)
-    with session_handler.context(timeout=cfg.timeout_s), \
-            tqdm(total=cfg.max_articles, unit="article", desc="crawl web", mininterval=1.0) as bar:
+    with session_handler.context(timeout=cfg.timeout_s), progress(cfg.max_articles, "crawl web") as bar, \
+            parts.writing("web") as sink:
         kept, drops = crawl_articles(
             crawler.crawl(only_complete=False, only_unique=False, error_handling="catch"),
-            cfg, selection, cfg.max_articles, bar)
+            cfg, selection, cfg.max_articles, sink, bar)
         interrupts.check()
-    parts.save({"month": "web", "quota": cfg.max_articles, "warc_files": 0, "failed_files": [],
-                "drops": dict(sorted(drops.items())), "articles": kept})
+    parts.finish({"month": "web", "quota": cfg.max_articles, "articles": kept, "warc_files": 0,
+                  "failed_files": [], "drops": dict(sorted(drops.items()))})
 
 
 # --- stage ----------------------------------------------------------------------------------
@@ -580,28 +617,8 @@ def archive_server(cfg: CrawlConfig) -> Iterator[tuple[str, str | None]]:
             yield url, "127.0.0.1"
 
 
-def corpus_metrics(records: list[dict], parts: list[dict], cfg: CrawlConfig) -> dict:
-    chars = sum(len(r["text"]) for r in records)
-    drops: Counter = Counter()
-    for part in parts:
-        drops.update(part["drops"])
-    return {
-        "articles": len(records),
-        "chars": chars,
-        "tokens_estimate": chars // 4,
-        "per_publisher": dict(sorted(Counter(r["publisher"] for r in records).items())),
-        "per_month": dict(sorted(Counter(r["published"][:7] for r in records).items())),
-        "per_language": dict(sorted(Counter(r["language"] for r in records).items())),
-        "drops": dict(sorted(drops.items())),
-        "warc_files": sum(p["warc_files"] for p in parts),
-        "failed_files": sum(len(p["failed_files"]) for p in parts),
-        "max_articles": cfg.max_articles,
-    }
-
-
-def run(cfg: CrawlConfig, work_dir: Path, interrupts: Interrupts, verbose: bool = False
-        ) -> tuple[list[dict], dict]:
-    """Crawl (resuming from ``work_dir``); returns (sorted records, metrics)."""
+def crawl(cfg: CrawlConfig, work_dir: Path, interrupts: Interrupts, verbose: bool = False) -> Parts:
+    """Crawl every month not finished in ``work_dir`` yet; returns the finished parts."""
     parts = Parts(work_dir, cfg)
     with quiet_fundus(verbose):
         if cfg.source == "web":
@@ -610,24 +627,58 @@ def run(cfg: CrawlConfig, work_dir: Path, interrupts: Interrupts, verbose: bool 
         else:
             with archive_server(cfg) as (server, only_host), guarded_requests(cfg.timeout_s, only_host):
                 crawl_ccnews(cfg, server, parts, interrupts)
-    finished = parts.all()
-    records = sorted((r for p in finished for r in p["articles"]), key=lambda r: (r["published"], r["url"]))
-    metrics = corpus_metrics(records, finished, cfg)
-    if len(records) < max(cfg.min_articles, 1):
-        raise CrawlError(f"only {len(records)} articles kept (crawl.min_articles: {cfg.min_articles}); "
+    return parts
+
+
+def write_corpus(parts: Parts, cfg: CrawlConfig, out: Path) -> dict:
+    """Write every kept article to ``out`` sorted by (published, url); returns the stage metrics.
+
+    Only sort keys and file offsets are held in memory, never the texts.
+    """
+    months = parts.finished()
+    keys: list[tuple[str, str, int, int]] = []
+    per: dict[str, Counter] = {"publisher": Counter(), "month": Counter(), "language": Counter()}
+    chars = 0
+    for i, stats in enumerate(months):
+        with open(parts.articles_path(stats["month"]), "rb") as fh:
+            offset = 0
+            for line in fh:
+                record = json.loads(line)
+                keys.append((record["published"], record["url"], i, offset))
+                offset += len(line)
+                chars += len(record["text"])
+                per["publisher"][record["publisher"]] += 1
+                per["month"][record["published"][:7]] += 1
+                per["language"][record["language"]] += 1
+    drops = sum((Counter(m["drops"]) for m in months), Counter())
+    metrics = {
+        "articles": len(keys), "chars": chars, "tokens_estimate": chars // 4,
+        **{f"per_{name}": dict(sorted(counts.items())) for name, counts in per.items()},
+        "drops": dict(sorted(drops.items())),
+        "warc_files": sum(m["warc_files"] for m in months),
+        "failed_files": sum(len(m["failed_files"]) for m in months),
+        "max_articles": cfg.max_articles,
+    }
+    if len(keys) < max(cfg.min_articles, 1):
+        raise CrawlError(f"only {len(keys)} articles kept (crawl.min_articles: {cfg.min_articles}); "
                          f"drops: {metrics['drops'] or 'none'}. Widen crawl.published_from/published_to or "
                          f"crawl.publishers/languages, or check crawl.server_address")
-    return records, metrics
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    with atomic_file(path, "w", encoding="utf-8", newline="\n") as fh:
-        for record in records:
-            fh.write(json.dumps({k: record[k] for k in FIELDS}, ensure_ascii=False) + "\n")
+    keys.sort()
+    with contextlib.ExitStack() as stack, atomic_file(out, "wb") as dst:
+        sources = [stack.enter_context(open(parts.articles_path(m["month"]), "rb")) for m in months]
+        for _, _, i, offset in keys:
+            sources[i].seek(offset)
+            dst.write(sources[i].readline())
+    return metrics
 
 
 def default_work_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.parts"
+
+
+def _remove_if_nothing_finished(work_dir: Path) -> None:
+    if work_dir.is_dir() and not any(work_dir.glob("part-*.json")):
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -644,14 +695,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_section(CrawlConfig, "crawl", args.params)
         with Interrupts().installed() as interrupts:
-            records, metrics = run(cfg, work_dir, interrupts, args.verbose)
+            parts = crawl(cfg, work_dir, interrupts, args.verbose)
+            metrics = write_corpus(parts, cfg, args.out)
     except (ConfigError, FileNotFoundError, CrawlError) as exc:
         log.error("crawl failed: %s", exc)
+        _remove_if_nothing_finished(work_dir)
         return 1
     except KeyboardInterrupt:
         log.error("crawl interrupted: finished months are kept in %s; rerun to resume", work_dir)
+        _remove_if_nothing_finished(work_dir)
         return 130
-    write_jsonl(args.out, records)
     write_json(args.metrics, metrics)
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("wrote %d articles (~%d tokens) to %s: %s", metrics["articles"], metrics["tokens_estimate"],

@@ -151,10 +151,9 @@ def _record_id(*parts: object) -> str:
     return f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, '/'.join(map(str, parts)))}>"
 
 
-def _warcinfo(filename: str, seed: int) -> bytes:
-    block = (f"software: freshllm embedded archive\r\nformat: WARC File Format 1.0\r\n"
-             f"isPartOf: CC-NEWS\r\n").encode()
-    headers = [("WARC-Type", "warcinfo"), ("WARC-Date", "2016-08-01T00:00:00Z"),
+def _warcinfo(filename: str, seed: int, created: datetime) -> bytes:
+    block = b"software: freshllm embedded archive\r\nformat: WARC File Format 1.0\r\nisPartOf: CC-NEWS\r\n"
+    headers = [("WARC-Type", "warcinfo"), ("WARC-Date", created.strftime("%Y-%m-%dT%H:%M:%SZ")),
                ("WARC-Filename", filename), ("WARC-Record-ID", _record_id(seed, filename)),
                ("Content-Type", "application/warc-fields")]
     return _warc_record(headers, block)
@@ -295,7 +294,7 @@ def _write_month(root: Path, month: str, records: list[Record], files: int, seri
         stamp = part[0].captured.strftime("%Y%m%d%H%M%S")
         name = f"CC-NEWS-{stamp}-{serial:05d}.warc.gz"
         serial += 1
-        data = _warcinfo(name, seed) + b"".join(_response(r, seed) for r in part)
+        data = _warcinfo(name, seed, part[0].captured) + b"".join(_response(r, seed) for r in part)
         (month_dir / name).write_bytes(data)
         paths.append(f"crawl-data/CC-NEWS/{month.replace('-', '/')}/{name}")
     if missing_file:
