@@ -1,0 +1,95 @@
+"""Stage ``figures``: PNG renderings of the plots, viewable without internet.
+
+``dvc plots show`` writes HTML that loads vega from a CDN (blank offline); this stage
+draws the same data with matplotlib:
+
+* ``figure1.png``: instruction following (IFEval mean) and the paper's averages vs new
+  tokens, one line per family (base, instruct, base + residual), like the paper's Figure 1;
+* ``loss.png``: training loss per step of every cpt run (from the dvclive logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+from pathlib import Path
+
+from .common import atomic_file, setup_logging
+
+log = logging.getLogger(__name__)
+
+PANELS = (("ifeval", "IFEval (mean of 4 metrics)"), ("ifeval_group", "instruction-following sub-average"),
+          ("reasoning_group", "reasoning sub-average"), ("avg", "average"))
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _save(fig, out: Path) -> None:
+    with atomic_file(out, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
+
+
+def figure1(plots_dir: Path, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = sorted(plots_dir.glob("*.csv"))
+    if not files:
+        raise FileNotFoundError(f"no plot CSVs in {plots_dir} (run the report stage)")
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.6))
+    for ax, (key, title) in zip(axes, PANELS):
+        for f in files:
+            rows = sorted(read_csv(f), key=lambda r: int(r["new_tokens"]))
+            pts = [(int(r["new_tokens"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f.stem)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("new tokens")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("score x100")
+    axes[-1].legend(fontsize=8)
+    _save(fig, out)
+    plt.close(fig)
+
+
+def loss_curves(live_root: Path, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted(live_root.glob("*/plots/metrics/train/loss.tsv"))
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for f in runs:
+        with open(f, encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows],
+                label=f.parents[3].name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    if runs:
+        ax.legend(fontsize=8)
+    _save(fig, out)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--plots-dir", required=True, type=Path, help="CSVs from the report stage")
+    ap.add_argument("--live-dir", required=True, type=Path, help="root of the dvclive directories")
+    ap.add_argument("--out", required=True, type=Path, help="directory for the PNGs")
+    args = ap.parse_args(argv)
+    setup_logging()
+    args.out.mkdir(parents=True, exist_ok=True)
+    figure1(args.plots_dir, args.out / "figure1.png")
+    loss_curves(args.live_dir, args.out / "loss.png")
+    log.info("wrote %s", ", ".join(str(args.out / n) for n in ("figure1.png", "loss.png")))
+
+
+if __name__ == "__main__":
+    main()

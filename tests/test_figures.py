@@ -1,0 +1,15 @@
+from freshllm.figures import main
+
+
+def test_figures_render_pngs_offline(tmp_path):
+    plots, live = tmp_path / "plots", tmp_path / "live/cpt-base-1K/plots/metrics/train"
+    plots.mkdir()
+    live.mkdir(parents=True)
+    header = "model,new_tokens,ifeval,ifeval_group,reasoning_group,avg\n"
+    (plots / "base.csv").write_text(header + "base,0,10,11,50,30\ncpt-base@1K,1000,9,10,51,29\n")
+    (plots / "residual.csv").write_text(header + "cpt-base-res@1K,1000,40,35,50,42\n")
+    (live / "loss.tsv").write_text("timestamp\tstep\tloss\n1\t1\t5.0\n2\t2\t4.0\n")
+    main(["--plots-dir", str(plots), "--live-dir", str(tmp_path / "live"), "--out", str(tmp_path / "fig")])
+    for name in ("figure1.png", "loss.png"):
+        data = (tmp_path / "fig" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
