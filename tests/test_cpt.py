@@ -123,6 +123,24 @@ def test_ddp_two_processes_matches_single_process(tmp_path, tiny_pair, packed):
     assert any(not torch.equal(a[n], weights(tiny_pair[0])[n]) for n in a)  # it did train
 
 
+def test_replay_mixes_a_fraction_of_each_batch(tmp_path, tiny_pair, packed):
+    from freshllm.packing import PackedData
+    from freshllm.train import LoopConfig, batch_rows, replay_split
+
+    new, rep = replay_split(LoopConfig(lr=1.0, steps=10, batch_size=4, replay_fraction=0.25))
+    assert (new.batch_size, rep.batch_size) == (3, 1) and rep.seed != new.seed
+    with pytest.raises(ValueError, match="no new data"):
+        replay_split(LoopConfig(lr=1.0, steps=1, batch_size=2, replay_fraction=0.9))
+    data = PackedData.open(packed / "train")
+    assert len(batch_rows(0, 0, 0, 1, len(data), rep)) == 1
+    params = write_params(tmp_path / "p.yaml", steps=6, replay_fraction=0.5)
+    run_cpt(tmp_path, tiny_pair[0], packed, params, extra=["--replay-data", str(packed)])
+    m = json.loads((tmp_path / "out.json").read_text())
+    assert m["tokens_seen"] == 6 * 4 * 64 and m["new_tokens_seen"] == 6 * 2 * 64
+    res = run_cpt(tmp_path, tiny_pair[0], packed, params, out="noreplay", check=False)
+    assert res.returncode != 0 and "--replay-data" in res.stderr
+
+
 def test_schedules():
     cos = LoopConfig(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0, cos) == pytest.approx(0.1) and lr_factor(9, cos) == pytest.approx(1.0)

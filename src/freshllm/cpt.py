@@ -60,6 +60,7 @@ class CptTrain:
     save_every: int = 0               # 0: no intermediate checkpoints
     keep_last: int = 2
     seed: int = 0
+    replay_fraction: float = 0.0      # share of each micro-batch from --replay-data (packed the same way)
     cpu: bool = False                 # force CPU even when an accelerator is present
     trust_remote_code: bool = False
 
@@ -80,6 +81,8 @@ class CptTrain:
             errs.append(f"mixed_precision: must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if self.keep_last < 1:
             errs.append("keep_last: must be >= 1")
+        if not 0.0 <= self.replay_fraction < 1.0:
+            errs.append(f"replay_fraction: must be in [0, 1), got {self.replay_fraction}")
         return errs
 
 
@@ -135,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", required=True, type=Path)
     ap.add_argument("--ckpt-dir", required=True, type=Path)
     ap.add_argument("--live-dir", type=Path, default=None, help="dvclive directory (loss curves)")
+    ap.add_argument("--replay-data", type=Path, default=None,
+                    help="packed replay corpus (e.g. old pre-training data) for cpt.train.replay_fraction")
     ap.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests
     args = ap.parse_args(argv)
     setup_logging()
@@ -159,14 +164,18 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(cfg.seed)
     world = accelerator.num_processes
     per_step = cfg.batch_size * cfg.grad_accum * world
-    steps = cfg.steps or max(1, math.ceil(cfg.epochs * len(data) / per_step))
+    new_per_step = (cfg.batch_size - round(cfg.batch_size * cfg.replay_fraction)) * cfg.grad_accum * world
+    steps = cfg.steps or max(1, math.ceil(cfg.epochs * len(data) / max(1, new_per_step)))
     warmup = cfg.warmup_steps or max(1, round(cfg.warmup_fraction * steps))
     loop = LoopConfig(lr=lr, steps=steps, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
                       warmup_steps=warmup, min_lr_ratio=cfg.min_lr_ratio, schedule=cfg.schedule,
                       decay_fraction=cfg.decay_fraction, weight_decay=cfg.weight_decay,
                       max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, save_every=cfg.save_every,
                       keep_last=cfg.keep_last, gradient_checkpointing=cfg.gradient_checkpointing,
-                      compile=cfg.compile)
+                      compile=cfg.compile, replay_fraction=cfg.replay_fraction)
+    replay = PackedData.open(args.replay_data / "train") if args.replay_data else None
+    if cfg.replay_fraction > 0 and replay is None:
+        raise SystemExit("cpt.train.replay_fraction > 0 needs --replay-data (a packed directory)")
     fp = fingerprint(args.model, args.data, cfg, lr, world)
     prepare_ckpt_dir(args.ckpt_dir, fp, accelerator.is_main_process)
     accelerator.wait_for_everyone()
@@ -194,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
             live.step = s["step"]
             live.next_step()
 
-    stats = train(model, data, loop, accelerator, ckpt_dir=args.ckpt_dir, on_step=on_step,
+    stats = train(model, data, loop, accelerator, ckpt_dir=args.ckpt_dir, replay=replay, on_step=on_step,
                   progress_desc=f"cpt {args.variant}")
     save_final(accelerator, model, args.model, args.out)
     accelerator.wait_for_everyone()
@@ -206,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         write_json(args.metrics, {
             "variant": args.variant, "lr": lr, "num_processes": world,
             "parameters": n_params, "non_embedding_parameters": n_params - n_embed,
-            "flops": 6 * n_params * tokens, "loss_decreased": bool(losses[-1] < losses[0]),
+            "flops": 6 * n_params * tokens, "new_tokens_seen": steps * new_per_step * data.seq_len,
+            "loss_decreased": bool(losses[-1] < losses[0]),
             **stats,
         })
         shutil.rmtree(args.ckpt_dir, ignore_errors=True)

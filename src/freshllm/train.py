@@ -47,6 +47,7 @@ class LoopConfig:
     keep_last: int = 2
     gradient_checkpointing: bool = False
     compile: bool = False
+    replay_fraction: float = 0.0    # share of each micro-batch drawn from the replay data
 
 
 def lr_factor(step: int, cfg: LoopConfig) -> float:
@@ -117,8 +118,22 @@ def _save_checkpoint(accelerator, ckpt_dir: Path, step: int, keep_last: int) -> 
     accelerator.wait_for_everyone()
 
 
+def replay_split(cfg: LoopConfig) -> tuple[LoopConfig, LoopConfig | None]:
+    """(new-data loop, replay loop) configs whose batch sizes split each micro-batch."""
+    from dataclasses import replace
+
+    n_replay = int(round(cfg.batch_size * cfg.replay_fraction))
+    if n_replay == 0:
+        return cfg, None
+    if n_replay >= cfg.batch_size:
+        raise ValueError(f"replay_fraction {cfg.replay_fraction} leaves no new data in a micro-batch "
+                         f"of {cfg.batch_size} sequences")
+    return (replace(cfg, batch_size=cfg.batch_size - n_replay),
+            replace(cfg, batch_size=n_replay, seed=cfg.seed + 1))
+
+
 def train(model: torch.nn.Module, data: PackedData, cfg: LoopConfig, accelerator,
-          ckpt_dir: str | Path | None = None,
+          ckpt_dir: str | Path | None = None, replay: PackedData | None = None,
           on_step: Callable[[dict], None] | None = None,
           progress_desc: str = "train") -> dict:
     """Train ``model`` in place for ``cfg.steps`` optimizer steps; returns summary stats.
@@ -157,6 +172,12 @@ def train(model: torch.nn.Module, data: PackedData, cfg: LoopConfig, accelerator
             log.info("resumed from %s (step %d)", path, start_step)
 
     world, rank = accelerator.num_processes, accelerator.process_index
+    new_cfg, replay_cfg = replay_split(cfg)
+    if replay_cfg is not None and (replay is None or len(replay) == 0):
+        raise ValueError("replay_fraction > 0 needs replay data")
+    if replay_cfg is not None and replay.seq_len != data.seq_len:
+        raise ValueError(f"replay sequences have length {replay.seq_len}, new data {data.seq_len}")
+    sources = [(data, new_cfg)] + ([(replay, replay_cfg)] if replay_cfg is not None else [])
     tokens_per_step = cfg.batch_size * cfg.grad_accum * world * data.seq_len
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -168,13 +189,14 @@ def train(model: torch.nn.Module, data: PackedData, cfg: LoopConfig, accelerator
         # The loss is normalised by the number of target tokens of the whole global batch
         # (all micro-batches, all processes; known locally since batches are a function of
         # the step), so accumulation and DDP give the same gradient as one big batch.
-        rows = {(m, r): batch_rows(step, m, r, world, len(data), cfg)
-                for m in range(cfg.grad_accum) for r in range(world)}
-        n_targets = max(1, sum(int(data.loss_mask[np.sort(idx)][:, 1:].sum()) for idx in rows.values()))
+        rows = {(m, r, i): batch_rows(step, m, r, world, len(src), c)
+                for m in range(cfg.grad_accum) for r in range(world) for i, (src, c) in enumerate(sources)}
+        n_targets = max(1, sum(int(sources[i][0].loss_mask[np.sort(idx)][:, 1:].sum())
+                               for (_, _, i), idx in rows.items()))
         loss_sum = torch.zeros((), device=accelerator.device)
         for micro in range(cfg.grad_accum):
-            batch = data.batch(rows[(micro, rank)])
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            parts = [src.batch(rows[(micro, rank, i)]) for i, (src, _) in enumerate(sources)]
+            batch = {k: torch.cat([p[k] for p in parts]).to(accelerator.device) for k in parts[0]}
             ctx = (accelerator.no_sync(model) if micro < cfg.grad_accum - 1
                    else contextlib.nullcontext())
             with ctx, accelerator.autocast():
