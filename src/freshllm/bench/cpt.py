@@ -192,6 +192,8 @@ def run_child(which: str, work: Path, a) -> dict:
 
 def bench(work: Path, a, out=print) -> dict:
     t = time.perf_counter()
+    out(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+        "(other processes on the machine skew timings)")
     info = prepare(work, a)
     out(f"tiny Llama: {info['parameters']:,} parameters (hidden {a.hidden}, {a.layers} layers, vocab "
         f"{a.vocab}); {info['rows']} packed rows of {a.seq_len} tokens ({info['documents']} documents); "
@@ -225,6 +227,7 @@ def bench(work: Path, a, out=print) -> dict:
     out(f"final loss ours - Trainer: {res['ours']['final_loss'] - res['trainer']['final_loss']:+.4f}; "
         f"largest per-step loss difference {step_diff:.4f} (Trainer logs losses rounded to 4 decimals)")
     res["max_step_loss_diff"] = step_diff
+    out(f"load average at end: {os.getloadavg()[0]:.1f}")
     res["ratio"], res["ratio_steady"], res["ratio_cpu"] = ratio, ratio_ss, ratio_cpu
     return res
 

@@ -363,6 +363,8 @@ def main(argv=None) -> None:
 
 
 def run_bench(args, root: Path, skip: set[str]) -> dict:
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(other processes on the machine skew timings)")
     from freshllm.config import parse_bytes
 
     specs = llama_specs(args)
@@ -485,6 +487,7 @@ def run_bench(args, root: Path, skip: set[str]) -> dict:
     for k, why in why_not.items():
         print(f"  {k:<22} not run: {why}")
 
+    print(f"load average now: {os.getloadavg()[0]:.1f}")
     ok = lambda k: k in results and "error" not in results[k]  # noqa: E731
     print("\ngoals:")
     if ok("ours apply"):
