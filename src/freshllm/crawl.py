@@ -16,9 +16,11 @@ the same params and archive give a byte-identical file (with ``processes: 0``).
 
 ``server_address: embedded`` generates a synthetic CC-NEWS archive (seeded, see
 :mod:`freshllm.embedded.warc_archive`), serves it on a loopback port for the duration
-of the stage and allows HTTP only to that port. Any other value is a CC-NEWS mirror,
-e.g. ``https://data.commoncrawl.org/``. ``source: web`` crawls live RSS feeds and
-sitemaps with fundus' ``Crawler`` instead (needs internet; no resume).
+of the stage and allows HTTP only to that port; with ``embedded_world: toyworld`` the
+archive holds the toy world's d2 news (:mod:`freshllm.embedded.toyworld`, world
+``world_seed``) on the English publishers, still parsed by fundus. Any other value is a
+CC-NEWS mirror, e.g. ``https://data.commoncrawl.org/``. ``source: web`` crawls live RSS
+feeds and sitemaps with fundus' ``Crawler`` instead (needs internet; no resume).
 
 Safety: every ``requests`` call gets a timeout (fundus sets none); the first month's
 listing is fetched first so a dead or silent server fails within ``timeout_s`` (at
@@ -92,6 +94,8 @@ class CrawlConfig:
     max_failed_files: int = 2  # fail the stage when more WARC files than this fail
     embedded_per_month: int = 160  # articles per month in the generated archive
     seed: int = 0  # seed of the generated archive
+    embedded_world: Literal["news", "toyworld"] = "news"  # what the generated archive reports
+    world_seed: int = 0  # toyworld: the world (must match models.<family>.world_seed)
 
     def validate(self) -> list[str]:
         errs: list[str] = []
@@ -610,7 +614,8 @@ def archive_server(cfg: CrawlConfig) -> Iterator[tuple[str, str | None]]:
 
     with tempfile.TemporaryDirectory(prefix="ccnews-embedded-") as tmp:
         manifest = build_archive(tmp, cfg.months, per_month=cfg.embedded_per_month, seed=cfg.seed,
-                                 plant_bad=len(cfg.months) >= 2 and cfg.embedded_per_month >= 2)
+                                 plant_bad=len(cfg.months) >= 2 and cfg.embedded_per_month >= 2,
+                                 world=cfg.embedded_world, world_seed=cfg.world_seed)
         log.info("embedded: generated a CC-NEWS archive of %d WARC files (%d records, months %s..%s)",
                  len(manifest.warc_paths), len(manifest.records), cfg.months[0], cfg.months[-1])
         with serve_directory(tmp) as url:

@@ -17,6 +17,10 @@ Backends: ``hf`` (transformers, default; ``device`` null picks cuda when availab
 ``model_args: {tensor_parallel_size: 1, gpu_memory_utilization: 0.85, max_model_len: 8192}``).
 ``max_gen_toks`` sets the generation budget of every generative task (lm-eval ``gen_kwargs``).
 
+``suite: toyworld`` runs the toy world's suite instead (``tasks`` among ``toy_ifeval``,
+``toy_d2``, ``toy_d1``; see :mod:`freshllm.tasks.toy`), its data generated from
+``world_seed`` (the world of ``models.<family>.world_seed`` and ``crawl.world_seed``).
+
 Outputs: ``--out`` JSON ``{model, model_hash, chat_template, config, results}`` with
 ``results[task][metric]`` (see ``freshllm.tasks.SUITE`` for the keys) and ``--samples``
 per-sample logs (JSONL, one line per document and filter).
@@ -63,12 +67,23 @@ class EvalConfig:
     model_args: dict[str, Any] = field(default_factory=dict)  # extra backend kwargs
     bootstrap_iters: int = 0  # stderr bootstrap; 0 skips it (stderrs are not reported)
     seed: int = 0
+    suite: Literal["paper", "toyworld"] = "paper"  # toyworld: the toy world's tasks (freshllm.tasks.toy)
+    world_seed: int = 0  # toyworld: the world whose facts are quizzed
+    toy_ifeval_prompts: int = 120  # toyworld: generated IFEval-style prompts
+    toy_d1_items: int | None = 128  # toyworld: d1 facts quizzed (null: all)
 
     def validate(self) -> list[str]:
         errs = []
-        unknown = [t for t in self.tasks if t not in suite.BENCHMARKS]
+        known = suite.suite_benchmarks(self.suite) if self.suite in suite.SUITES else {}
+        unknown = [t for t in self.tasks if t not in known]
         if unknown:
-            errs.append(f"tasks: unknown {unknown}; known: {list(suite.TASK_NAMES)}")
+            errs.append(f"tasks: unknown {unknown} for suite {self.suite!r}; known: {list(known)}")
+        if self.suite == "toyworld" and self.source != "local":
+            errs.append("source: the toyworld suite is generated locally, use 'local'")
+        if self.toy_ifeval_prompts <= 0:
+            errs.append(f"toy_ifeval_prompts: must be > 0, got {self.toy_ifeval_prompts}")
+        if self.toy_d1_items is not None and self.toy_d1_items <= 0:
+            errs.append(f"toy_d1_items: must be > 0 or null, got {self.toy_d1_items}")
         if not self.tasks:
             errs.append("tasks: must not be empty")
         if len(set(self.tasks)) != len(self.tasks):
@@ -197,6 +212,10 @@ def prepare_ifeval_scoring(seed: int) -> None:
     langdetect.DetectorFactory.seed = seed
 
 
+def needs_ifeval_scoring(tasks: list[str]) -> bool:
+    return any(suite.ALL_BENCHMARKS[t].ifeval_scoring for t in tasks if t in suite.ALL_BENCHMARKS)
+
+
 # ------------------------------------------------------------------- running
 
 def build_lm(cfg: EvalConfig, model_dir: Path):
@@ -226,7 +245,7 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
     from lm_eval.tasks import TaskManager
 
     datasets.disable_progress_bars()  # one bar per tiny split only clutters the stage log
-    if "ifeval" in cfg.tasks:
+    if needs_ifeval_scoring(cfg.tasks):
         prepare_ifeval_scoring(cfg.seed)
     gen_kwargs = {"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks is not None else None
     eval_kwargs = {
@@ -242,7 +261,10 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
         "fewshot_random_seed": cfg.seed,
     }
     with tempfile.TemporaryDirectory(prefix="freshllm-tasks-") as workdir:
-        suite_cfg = suite.materialize(workdir, cfg.tasks, cfg.source)
+        suite_cfg = suite.materialize(workdir, cfg.tasks, cfg.source, suite=cfg.suite,
+                                      world_seed=cfg.world_seed,
+                                      toy_sizes={"ifeval_prompts": cfg.toy_ifeval_prompts,
+                                                 "d1_items": cfg.toy_d1_items})
         t0 = time.time()
         manager = TaskManager(include_path=[workdir], include_defaults=cfg.source == "hub")
         log.info("lm-eval task index built in %.2fs", time.time() - t0)
@@ -253,6 +275,7 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
     settings = {
         "lm_eval_version": lm_eval.__version__,
         "source": cfg.source,
+        **({"suite_name": cfg.suite, "world_seed": cfg.world_seed} if cfg.suite != "paper" else {}),
         "suite": suite_cfg,
         **eval_kwargs,
         "num_fewshot": dict(out.get("n-shot", {})),  # as applied, per task and group
@@ -266,7 +289,7 @@ def extract_results(out: dict, tasks: list[str]) -> dict[str, dict[str, float]]:
     """``{task: {metric: value}}`` for the suite's metrics, from lm-eval's output."""
     results: dict[str, dict[str, float]] = {}
     for name in tasks:
-        bench = suite.BENCHMARKS[name]
+        bench = suite.ALL_BENCHMARKS[name]
         row = out["results"].get(bench.task)
         if row is None:
             raise EvalError(f"lm-eval produced no results for {bench.task}")
@@ -296,14 +319,14 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
     chat = use_chat_template(cfg, name, chat_override)
     check_model_dir(model_dir, chat)
     suite.lm_eval_tasks_dir()  # lm-eval installed
-    if cfg.source == "local":
+    if cfg.source == "local" and cfg.suite == "paper":
         suite.check_local_data(cfg.tasks)
     set_offline(cfg.source == "local")
     t0 = time.time()
     model_hash = dir_content_hash(model_dir)
     log.info("model %s (%s): hash %s… in %.1fs; chat template: %s",
              name, model_dir, model_hash[:12], time.time() - t0, chat)
-    if "ifeval" in cfg.tasks:
+    if needs_ifeval_scoring(cfg.tasks):
         prepare_ifeval_scoring(cfg.seed)  # fail before loading the model
     lm, model_args = build_lm(cfg, model_dir)
     t0 = time.time()

@@ -7,6 +7,11 @@
   a ``base`` model pre-trained briefly on that text (d1), and an ``instruct`` model made
   from the base by a short real SFT on a generated chat set with verifiable instructions
   (chat template stored in the instruct tokenizer).
+* ``corpus: toyworld`` (with ``source: embedded``): the same recipe on the toy world of
+  :mod:`freshllm.embedded.toyworld` (seed ``world_seed``): d1 is its encyclopedia text,
+  the SFT set its chats with IFEval-verifiable instructions about d1 and d1 cloze
+  questions (``sft_knowledge_fraction``). The toy world's d2 news is served by the
+  crawl stage (``crawl.embedded_world: toyworld``).
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ class ModelsConfig:
     sft_lr: float = 1e-3
     seq_len: int = 128
     batch_size: int = 16
+    corpus: str = "embedded"  # embedded: generated text of embedded/corpus.py | toyworld
+    world_seed: int = 0  # toyworld: the world (must match crawl.world_seed, eval.world_seed)
+    sft_knowledge_fraction: float = 0.25  # toyworld: share of d1 cloze / question chats in v1
     hub_base: str | None = None
     hub_instruct: str | None = None
     hub_revision: str | None = None
@@ -61,6 +69,10 @@ class ModelsConfig:
         errs = []
         if self.source not in ("embedded", "hub"):
             errs.append(f"source: must be 'embedded' or 'hub', got {self.source!r}")
+        if self.corpus not in ("embedded", "toyworld"):
+            errs.append(f"corpus: must be 'embedded' or 'toyworld', got {self.corpus!r}")
+        if not 0.0 <= self.sft_knowledge_fraction <= 1.0:
+            errs.append(f"sft_knowledge_fraction: must be in [0, 1], got {self.sft_knowledge_fraction}")
         if self.source == "hub":
             for key in ("hub_base", "hub_instruct"):
                 if not getattr(self, key):
@@ -137,19 +149,30 @@ def _loop(cfg: ModelsConfig, lr: float, steps: int):
                       min_lr_ratio=0.1, weight_decay=0.0, seed=cfg.seed)
 
 
+def embedded_texts(cfg: ModelsConfig) -> tuple[list[str], list[list[dict]]]:
+    """(d1 documents, SFT chats) of the embedded recipe for ``cfg.corpus``."""
+    if cfg.corpus == "toyworld":
+        from .embedded import toyworld
+
+        world = toyworld.make_world(cfg.world_seed)
+        return (toyworld.d1_documents(world, cfg.pretrain_docs, cfg.seed),
+                toyworld.sft_chats(world, cfg.sft_examples, cfg.seed, cfg.sft_knowledge_fraction))
+    from .embedded.corpus import chat_examples, d1_documents
+
+    return d1_documents(cfg.seed, cfg.pretrain_docs), chat_examples(cfg.seed, cfg.sft_examples)
+
+
 def build_embedded(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
     import copy
 
     from accelerate import Accelerator
     from transformers import GenerationConfig
 
-    from .embedded.corpus import chat_examples, d1_documents
     from .hfio import save_model_dir
     from .packing import pack_in_memory
     from .train import train
 
-    docs = d1_documents(cfg.seed, cfg.pretrain_docs)
-    chats = chat_examples(cfg.seed, cfg.sft_examples)
+    docs, chats = embedded_texts(cfg)
     chat_text = [m["content"] for c in chats for m in c]
     base_tok, inst_tok = train_tokenizer(docs + chat_text, cfg.vocab_size)
     model = build_llama(cfg, base_tok)
@@ -181,6 +204,10 @@ def build_embedded(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dic
     save_model_dir(instruct, inst_tok, instruct_out)
     return {
         "parameters": n_params,
+        "corpus": cfg.corpus,
+        "d1_documents": len(docs),
+        "d1_tokens": int(sum(len(d) for d in ids)),
+        "sft_chats": len(chats),
         "vocab_size": len(base_tok),
         "pretrain": {k: v for k, v in pre.items() if k != "losses"},
         "sft": {k: v for k, v in sft_stats.items() if k != "losses"},

@@ -17,6 +17,13 @@ Outputs:
 * ``--markdown``: the table;
 * ``--plots-dir`` (optional): one CSV per model family (``report.families``) with
   ``model,new_tokens,<score columns>`` for a ``dvc plots`` line per family.
+
+``report.suite: toyworld`` lays out the toy world's suite the same way (see
+:mod:`freshllm.tasks.toy`): rows Toy IFEval ILL/ILS/PLL/PLS, d2 news acc, d1 facts acc;
+Sub-Average of the 4 IFEval numbers (``ifeval_group``), of the 2 knowledge numbers
+(``knowledge_group``) and Average of all 6; the summary and plot CSVs add ``d2`` and
+``d1`` (accuracy x100), and the markdown adds the Figure-1 data (instruction following
+and d2 knowledge vs new tokens per family).
 """
 
 from __future__ import annotations
@@ -29,11 +36,12 @@ import math
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Literal
 
 from .common import atomic_file, setup_logging, write_json
 from .config import build_config, parse_count, read_params
 from .eval import model_kind
-from .tasks import SUITE
+from .tasks import SUITE, TOY_SUITE
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,7 @@ class ReportConfig:
     })
     origin_models: list[str] = field(default_factory=lambda: ["base", "instruct"])  # 0 new tokens
     cpt_tokens: str | None = None  # new tokens behind un-suffixed cpt-* models (= pack.tokens)
+    suite: Literal["paper", "toyworld"] = "paper"  # the eval suite laid out (eval.suite)
 
     def validate(self) -> list[str]:
         errs = []
@@ -76,10 +85,42 @@ class Row:
     section: str
 
 
-ROWS: tuple[Row, ...] = tuple(
-    Row(b.label if i == 0 else "", m.label, b.task, m.key, b.section)
-    for b in SUITE for i, m in enumerate(b.metrics)
-)
+def _rows(benchmarks) -> tuple[Row, ...]:
+    return tuple(Row(b.label if i == 0 else "", m.label, b.task, m.key, b.section)
+                 for b in benchmarks for i, m in enumerate(b.metrics))
+
+
+ROWS: tuple[Row, ...] = _rows(SUITE)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the table of one eval suite shows: rows, blocks with a Sub-Average, scores."""
+
+    rows: tuple[Row, ...]
+    sections: dict[str, str]  # section -> score name of its Sub-Average
+    scores: tuple[str, ...]  # summary / plot score names
+    intro: str
+    singles: dict[str, tuple[str, str]] = field(default_factory=dict)  # score -> (task, key)
+
+
+LAYOUTS: dict[str, Layout] = {
+    "paper": Layout(ROWS, SECTIONS, SCORES, (
+        "Scores x100 in the layout of the paper's Table 2. The first Sub-Average is the "
+        "mean of the 8 instruction-following numbers above it (IFEval x4, MMLU, MMLU-Pro, "
+        "GSM8K x2), the second the mean of the 7 reasoning numbers, Average the mean of all "
+        "16 numbers; – marks a missing value (its averages are left out).")),
+    "toyworld": Layout(
+        _rows(TOY_SUITE), {"instruction": "ifeval_group", "knowledge": "knowledge_group"},
+        ("ifeval", "ifeval_group", "knowledge_group", "d2", "d1", "avg"), (
+            "Toy world, scores x100 in the layout of the paper's Table 2: instruction following "
+            "on generated IFEval-style prompts scored by lm-eval's IFEval checkers (4 metrics), "
+            "knowledge of the d2 news (events after the ancestor's pre-training; cloze multiple "
+            "choice, chance 25) and retention of d1 facts (chance 25). The first Sub-Average is "
+            "the mean of the 4 IFEval numbers, the second of the 2 knowledge numbers, Average "
+            "the mean of all 6; – marks a missing value (its averages are left out)."),
+        singles={"d2": ("toy_d2", "acc"), "d1": ("toy_d1", "acc")}),
+}
 
 
 class ReportError(ValueError):
@@ -132,10 +173,12 @@ def load_evals(eval_dir: Path) -> dict[str, dict]:
     return evals
 
 
-def model_scores(results: dict) -> dict:
+def model_scores(results: dict, layout: Layout | None = None) -> dict:
     """Table values (percent) and averages of one model; averages only over complete blocks."""
+    layout = layout or LAYOUTS["paper"]
+    rows = layout.rows
     values: dict[tuple[str, str], float] = {}
-    for row in ROWS:
+    for row in rows:
         value = results.get(row.task, {}).get(row.key)
         if isinstance(value, (int, float)) and math.isfinite(value):
             values[(row.task, row.key)] = value
@@ -144,19 +187,22 @@ def model_scores(results: dict) -> dict:
         vals = [values.get((r.task, r.key)) for r in rows]
         return None if not vals or None in vals else pct(sum(vals) / len(vals))
 
-    scores = {name: mean([r for r in ROWS if r.section == section])
-              for section, name in SECTIONS.items()}
-    scores["avg"] = mean(ROWS)
-    scores["ifeval"] = mean([r for r in ROWS if r.task == "ifeval"])
+    scores = {name: mean([r for r in rows if r.section == section])
+              for section, name in layout.sections.items()}
+    scores["avg"] = mean(rows)
+    scores["ifeval"] = mean([r for r in rows if r.task in ("ifeval", "toy_ifeval")])
+    for name, (task, key) in layout.singles.items():
+        scores[name] = mean([r for r in rows if (r.task, r.key) == (task, key)])
     return {"table": {k: pct(v) for k, v in values.items()}, "scores": scores}
 
 
-def build_summary(scores: dict[str, dict], models: list[str]) -> dict:
-    summary: dict = {name: {} for name in SCORES}
+def build_summary(scores: dict[str, dict], models: list[str], layout: Layout | None = None) -> dict:
+    names = (layout or LAYOUTS["paper"]).scores
+    summary: dict = {name: {} for name in names}
     table: dict = {}
     for model in models:
         s = scores[model]
-        for name in SCORES:
+        for name in names:
             if s["scores"][name] is not None:
                 summary[name][model] = s["scores"][name]
         for (task, key), value in s["table"].items():
@@ -166,7 +212,10 @@ def build_summary(scores: dict[str, dict], models: list[str]) -> dict:
     return summary
 
 
-def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str, dict]) -> str:
+def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str, dict],
+                    layout: Layout | None = None, figure: dict[str, list[dict]] | None = None) -> str:
+    layout = layout or LAYOUTS["paper"]
+
     def cell(value: float | None, bold: bool = False) -> str:
         if value is None:
             return "–"
@@ -180,12 +229,14 @@ def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str,
         lines.append(f"| **{label}** |  | " + " | ".join(vals) + " |")
 
     previous = None
-    for row in ROWS:
-        if previous in SECTIONS and row.section != previous:
-            subtotal("Sub-Average", SECTIONS[previous])
+    for row in layout.rows:
+        if previous in layout.sections and row.section != previous:
+            subtotal("Sub-Average", layout.sections[previous])
         vals = [cell(scores[m]["table"].get((row.task, row.key))) for m in models]
         lines.append(f"| {row.benchmark} | {row.metric} | " + " | ".join(vals) + " |")
         previous = row.section
+    if previous in layout.sections:  # the last block has a Sub-Average too
+        subtotal("Sub-Average", layout.sections[previous])
     subtotal("Average", "avg")
 
     info = ["| Model | Chat template | Model hash | Limit | Data |", "|---|---|---|---:|---|"]
@@ -198,20 +249,31 @@ def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str,
     return "\n".join([
         "# Evaluation report",
         "",
-        "Scores x100 in the layout of the paper's Table 2. The first Sub-Average is the "
-        "mean of the 8 instruction-following numbers above it (IFEval x4, MMLU, MMLU-Pro, "
-        "GSM8K x2), the second the mean of the 7 reasoning numbers, Average the mean of all "
-        "16 numbers; – marks a missing value (its averages are left out).",
+        layout.intro,
         "",
         *lines,
         "",
+        *(figure_lines(figure, layout) if figure else []),
         *info,
         "",
     ])
 
 
+def figure_lines(figure: dict[str, list[dict]], layout: Layout) -> list[str]:
+    """Figure-1 data as a table: family, model, new tokens and the scores."""
+    names = [n for n in layout.scores if n not in ("ifeval_group",)]
+    lines = ["## Figure 1 data: scores vs new tokens", "",
+             "| Family | Model | New tokens | " + " | ".join(names) + " |",
+             "|---|---|---:|" + "---:|" * len(names)]
+    for fam, rows in figure.items():
+        for r in rows:
+            vals = ["–" if r[n] == "" else f"{r[n]:.2f}" for n in names]
+            lines.append(f"| {fam} | {r['model']} | {r['new_tokens']:,} | " + " | ".join(vals) + " |")
+    return [*lines, ""]
+
+
 def plot_rows(scores: dict[str, dict], models: list[str], cfg: ReportConfig,
-              cpt_tokens: int | None) -> dict[str, list[dict]]:
+              cpt_tokens: int | None, layout: Layout | None = None) -> dict[str, list[dict]]:
     """Rows per family: ``model, new_tokens`` and the scores, sorted by new tokens."""
     family_of = {kind: fam for fam, kinds in cfg.families.items() for kind in kinds}
     rows: dict[str, list[dict]] = {fam: [] for fam in cfg.families}
@@ -227,17 +289,18 @@ def plot_rows(scores: dict[str, dict], models: list[str], cfg: ReportConfig,
                         "or --cpt-tokens, or name it <kind>@<budget>)", model)
             continue
         s = scores[model]["scores"]
+        names = (layout or LAYOUTS["paper"]).scores
         rows[fam].append({"model": model, "new_tokens": tokens,
-                          **{name: "" if s[name] is None else s[name] for name in SCORES}})
+                          **{name: "" if s[name] is None else s[name] for name in names}})
     return {fam: sorted(r, key=lambda x: x["new_tokens"]) for fam, r in rows.items()}
 
 
-def write_plots(plots_dir: Path, rows: dict[str, list[dict]]) -> list[Path]:
+def write_plots(plots_dir: Path, rows: dict[str, list[dict]], layout: Layout | None = None) -> list[Path]:
     written = []
     for fam, fam_rows in rows.items():
         path = plots_dir / f"{fam}.csv"
         with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["model", "new_tokens", *SCORES])
+            writer = csv.DictWriter(fh, fieldnames=["model", "new_tokens", *(layout or LAYOUTS["paper"]).scores])
             writer.writeheader()
             writer.writerows(fam_rows)
         written.append(path)
@@ -251,14 +314,16 @@ def run(cfg: ReportConfig, eval_dir: Path, summary_path: Path, markdown_path: Pa
     if missing:
         log.warning("no eval results for %s in %s", missing, eval_dir)
     models = order_models(list(evals), cfg.models)
-    scores = {m: model_scores(evals[m]["results"]) for m in models}
-    summary = build_summary(scores, models)
+    layout = LAYOUTS[cfg.suite]
+    scores = {m: model_scores(evals[m]["results"], layout) for m in models}
+    summary = build_summary(scores, models, layout)
     write_json(summary_path, summary)
+    tokens = parse_count(cfg.cpt_tokens) if cfg.cpt_tokens is not None else None
+    figure = plot_rows(scores, models, cfg, tokens, layout) if cfg.suite != "paper" else None
     with atomic_file(markdown_path, "w", encoding="utf-8") as fh:
-        fh.write(render_markdown(scores, models, evals))
+        fh.write(render_markdown(scores, models, evals, layout, figure))
     if plots_dir is not None:
-        tokens = parse_count(cfg.cpt_tokens) if cfg.cpt_tokens is not None else None
-        write_plots(plots_dir, plot_rows(scores, models, cfg, tokens))
+        write_plots(plots_dir, plot_rows(scores, models, cfg, tokens, layout), layout)
     log.info("report for %s: avg %s", models, summary.get("avg"))
     return summary
 

@@ -232,7 +232,7 @@ def bench(work: Path, a, out=print) -> dict:
     return res
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict | None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -260,7 +260,7 @@ def main(argv=None) -> None:
 
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-cpt-") as d:
-        bench(Path(d), a)
+        return bench(Path(d), a)
 
 
 if __name__ == "__main__":

@@ -323,7 +323,7 @@ def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=2048)
@@ -339,7 +339,8 @@ def main(argv=None) -> None:
     ap.add_argument("--peer-python", default=default_peer,
                     help="python of a venv with `residuals` and `mergekit` installed")
     ap.add_argument("--skip", default="", help="comma list of: residuals, mergekit")
-    ap.add_argument("--workdir", default=None, help="where to build (default: a temp dir, removed)")
+    ap.add_argument("--workdir", default=None, help="where to build (default: a temp dir under $TMPDIR or /var/tmp); "
+                    "removed at the end if this run created it, unless --keep")
     ap.add_argument("--keep", action="store_true", help="keep the workdir")
     args = ap.parse_args(argv)
     if args.small:
@@ -350,13 +351,15 @@ def main(argv=None) -> None:
 
     if args.workdir:
         root = Path(args.workdir)
+        created = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
     else:
         root = Path(tempfile.mkdtemp(prefix="bench-residual-", dir=os.environ.get("TMPDIR", "/var/tmp")))
+        created = True
     try:
-        run_bench(args, root, skip)
+        return run_bench(args, root, skip)
     finally:
-        if not args.keep:
+        if created and not args.keep:
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"kept {root}")

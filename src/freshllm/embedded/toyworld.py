@@ -293,13 +293,19 @@ _CONFLICTS = {
     frozenset({"startend:quotation", "detectable_format:title"}),
     frozenset({"startend:quotation", "detectable_content:postscript"}),
     frozenset({"detectable_format:number_bullet_lists", "length_constraints:number_sentences"}),
+    frozenset({"startend:end_checker", "length_constraints:number_sentences"}),
+    frozenset({"detectable_content:postscript", "length_constraints:number_sentences"}),
 }
-_TASKS_PERSON = ["Tell me about {s}.", "Write a short note about {s}.", "Describe {s}.",
-                 "What do you know about {s}?", "Write a few facts about {s}.",
-                 "Give a short description of {s}."]
-_TASKS_TOWN = ["Tell me about the town of {s}.", "Write a short note about {s}.",
-               "Describe the town of {s}.", "What do you know about {s}?",
-               "Write a few facts about {s}.", "Give a short travel note about {s}."]
+# task sentences of the v1 chats and (held out, so no eval prompt is a v1 prompt) of the eval
+_TASKS = {
+    ("person", "train"): ["Tell me about {s}.", "Write a short note about {s}.", "Describe {s}.",
+                          "What do you know about {s}?", "Write a few facts about {s}."],
+    ("town", "train"): ["Tell me about the town of {s}.", "Write a short note about {s}.",
+                        "Describe the town of {s}.", "What do you know about {s}?",
+                        "Write a few facts about {s}."],
+    ("person", "eval"): ["Give a short description of {s}.", "Please write a little about {s}."],
+    ("town", "eval"): ["Give a short travel note about {s}.", "Please write a little about the town of {s}."],
+}
 CLOZE_PREFIX = "Complete the sentence: "
 
 
@@ -364,6 +370,8 @@ def _respond(rng: random.Random, world: World, kind: str, name: str,
         facts = (facts * 2)[:n] if len(facts) < n else facts[:n]
     elif "length_constraints:number_sentences" in ids:
         n = min(n, ids["length_constraints:number_sentences"]["num_sentences"] - 1)
+    elif "change_case:english_capital" in ids:
+        n = rng.randint(3, 4)  # langdetect misreads short upper-case English more often
     sentences = [d1_sentence(rng, f) for f in facts[:n]]
     if "keywords:existence" in ids:
         kw = ids["keywords:existence"]["keywords"][0]
@@ -398,11 +406,13 @@ def _respond(rng: random.Random, world: World, kind: str, name: str,
     return text
 
 
-def ifeval_item(rng: random.Random, world: World, n_instructions: int) -> tuple[str, list[tuple[str, dict]], str, str]:
-    """(prompt, [(instruction id, kwargs)], subject kind, subject name)."""
+def ifeval_item(rng: random.Random, world: World, n_instructions: int, split: str = "train"
+                ) -> tuple[str, list[tuple[str, dict]], str, str]:
+    """(prompt, [(instruction id, kwargs)], subject kind, subject name); ``split`` "train"
+    (v1) or "eval" picks the task sentences, which differ between the two."""
     kind = "person" if rng.random() < 0.6 else "town"
     name = rng.choice(world.people).name if kind == "person" else rng.choice(world.towns).name
-    task = rng.choice(_TASKS_PERSON if kind == "person" else _TASKS_TOWN).format(s=name)
+    task = rng.choice(_TASKS[(kind, split)]).format(s=name)
     ids = _pick_instructions(rng, n_instructions)
     instructions = [(iid, _kwargs_for(rng, iid)) for iid in ids]
     prompt = " ".join([task, *(_describe(iid, kw) for iid, kw in instructions)])
@@ -422,42 +432,45 @@ def _cloze_chat(rng: random.Random, world: World) -> list[dict[str, str]]:
             {"role": "assistant", "content": d1_sentence(rng, fact)}]
 
 
-def sft_chats(world: World, n: int, seed: int = 0, knowledge_fraction: float = 0.25,
-              exclude: set[str] | None = None) -> list[list[dict[str, str]]]:
+def sft_chats(world: World, n: int, seed: int = 0, knowledge_fraction: float = 0.25
+              ) -> list[list[dict[str, str]]]:
     """``n`` single-turn chats: IFEval-style ones (1 or 2 verifiable instructions, about
-    d1 subjects) and a ``knowledge_fraction`` of d1 cloze / question chats. Prompts in
-    ``exclude`` (the eval prompts) are never used."""
+    d1 subjects) and a ``knowledge_fraction`` of d1 cloze / question chats."""
     rng = random.Random(f"toyworld-v1/{world.seed}/{seed}")
-    exclude = exclude if exclude is not None else {p["prompt"] for p in ifeval_prompts(world, 200, seed)}
     out = []
     while len(out) < n:
         if rng.random() < knowledge_fraction:
             out.append(_cloze_chat(rng, world))
             continue
         prompt, instructions, kind, name = ifeval_item(rng, world, 1 if rng.random() < 0.6 else 2)
-        if prompt in exclude:
-            continue
         out.append([{"role": "user", "content": prompt},
                     {"role": "assistant", "content": _respond(rng, world, kind, name, instructions)}])
     return out
 
 
-def ifeval_prompts(world: World, n: int, seed: int = 0) -> list[dict]:
+def ifeval_prompts(world: World, n: int, seed: int = 0, accept=None) -> list[dict]:
     """``n`` eval prompts in the google/IFEval schema (real instruction ids), half with
-    one instruction and half with two; disjoint from the v1 prompts."""
+    one instruction and half with two, about d1 subjects; their task sentences are held
+    out of v1, so no eval prompt is a v1 prompt. ``accept(row, reference_response)``, if
+    given, keeps only prompts whose generated reference response it accepts (the eval
+    passes lm-eval's strict checker: every kept prompt is achievable)."""
     rng = random.Random(f"toyworld-ifeval/{world.seed}/{seed}")
     rows, seen = [], set()
     while len(rows) < n:
-        prompt, instructions, _, _ = ifeval_item(rng, world, 1 + len(rows) % 2)
+        prompt, instructions, kind, name = ifeval_item(rng, world, 1 + len(rows) % 2, split="eval")
+        reference = _respond(rng, world, kind, name, instructions)
         if prompt in seen:
             continue
-        seen.add(prompt)
-        rows.append({
+        row = {
             "key": 5001 + len(rows),
             "prompt": prompt,
             "instruction_id_list": [iid for iid, _ in instructions],
             "kwargs": [{k: kw.get(k) for k in IFEVAL_KWARGS} for _, kw in instructions],
-        })
+        }
+        if accept is not None and not accept(row, reference):
+            continue
+        seen.add(prompt)
+        rows.append(row)
     return rows
 
 

@@ -13,6 +13,10 @@ publishers in ``SITES``; their domains are exactly those of the fundus publisher
 ``build_archive(..., plant_bad=True)`` adds records a crawler must not keep (unknown
 domain, empty body, near-empty body, bad digest, missing or out-of-window date,
 duplicate URL, duplicate text); the returned manifest says what each record is.
+``world="toyworld"`` fills the months with the toy world's d2 news instead
+(:func:`freshllm.embedded.toyworld.d2_articles`, world ``world_seed``), on the English
+publishers only; the planted bad records stay generic news (a crawler drops them all).
+
 Everything is deterministic in the arguments.
 """
 
@@ -192,17 +196,29 @@ def _captured(rng: random.Random, published: datetime, month: str) -> datetime:
     return min(published + timedelta(minutes=rng.randint(20, 18 * 60)), _month_end(month))
 
 
-def _month_records(month: str, per_month: int, seed: int, month_index: int) -> list[Record]:
+WORLDS = ("news", "toyworld")
+
+
+def _month_records(month: str, per_month: int, seed: int, month_index: int, world: str = "news",
+                   world_seed: int = 0) -> list[Record]:
     rng = random.Random(f"archive/{seed}/{month}")
     first, last = _month_bounds(month)
-    sites = rng.choices(SITES, weights=[s.weight for s in SITES], k=per_month)
-    n_de = sum(s.language == "de" for s in sites)
-    pools = {
-        "en": generate_articles(per_month - n_de, first, last, language="en", seed=seed,
-                                first_index=month_index * 10_000),
-        "de": generate_articles(n_de, first, last, language="de", seed=seed,
-                                first_index=month_index * 10_000 + 5_000),
-    }
+    if world == "toyworld":
+        from freshllm.embedded import toyworld
+
+        english = [s for s in SITES if s.language == "en"]
+        sites = rng.choices(english, weights=[s.weight for s in english], k=per_month)
+        pools = {"en": toyworld.d2_articles(toyworld.make_world(world_seed), per_month, first, last,
+                                            seed=seed, first_index=month_index * 10_000)}
+    else:
+        sites = rng.choices(SITES, weights=[s.weight for s in SITES], k=per_month)
+        n_de = sum(s.language == "de" for s in sites)
+        pools = {
+            "en": generate_articles(per_month - n_de, first, last, language="en", seed=seed,
+                                    first_index=month_index * 10_000),
+            "de": generate_articles(n_de, first, last, language="de", seed=seed,
+                                    first_index=month_index * 10_000 + 5_000),
+        }
     records = []
     for site in sites:
         article = pools[site.language].pop(rng.randrange(len(pools[site.language])))
@@ -311,13 +327,18 @@ def _write_month(root: Path, month: str, records: list[Record], files: int, seri
 
 def build_archive(root: str | Path, months: Sequence[str], *, per_month: int = 160, seed: int = 0,
                   files_per_month: int = 3, plant_bad: bool = False,
-                  missing_file: bool = False) -> ArchiveManifest:
+                  missing_file: bool = False, world: str = "news",
+                  world_seed: int = 0) -> ArchiveManifest:
     """Write a CC-NEWS-style archive for ``months`` ("YYYY-MM", ascending) under ``root``.
 
     ``per_month`` good articles per month, published within the month and spread over
     the publishers in ``SITES``. ``plant_bad`` adds the bad records (needs >= 2 months);
     ``missing_file`` lists one WARC file in the first month that does not exist (HTTP 404).
+    ``world``: ``news`` (generic generated news) or ``toyworld`` (the d2 news of the toy
+    world ``world_seed``, English publishers only).
     """
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
     months = list(months)
     if months != sorted(set(months)) or not months:
         raise ValueError(f"months must be distinct and ascending, got {months}")
@@ -325,7 +346,8 @@ def build_archive(root: str | Path, months: Sequence[str], *, per_month: int = 1
         raise ValueError("plant_bad needs at least 2 months and per_month >= 2")
     root = Path(root)
     manifest = ArchiveManifest(root=root, months=months)
-    per_month_records = [_month_records(m, per_month, seed, i) for i, m in enumerate(months)]
+    per_month_records = [_month_records(m, per_month, seed, i, world, world_seed)
+                         for i, m in enumerate(months)]
     if plant_bad:
         per_month_records[0] += _planted_first_month(months[0], seed)
         per_month_records[-1] += _planted_last_month(months[-1], per_month_records[0], seed)

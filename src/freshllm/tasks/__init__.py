@@ -9,6 +9,12 @@ is, how many shots it gets (paper 3.1.2: MMLU, MMLU-Pro and GSM8K 5-shot, the re
 ``source: local``) the local-data twins: YAMLs that ``include:`` the installed
 stock task YAMLs and override only the data source with the small synthetic
 sets shipped in ``data/`` (absolute paths, hence written at run time).
+
+``TOY_SUITE`` is the toy world's suite (``eval.suite: toyworld``, see
+:mod:`freshllm.tasks.toy`): instruction following scored by lm-eval's IFEval checkers on
+generated prompts (``toy_ifeval``, a twin of the stock ``ifeval`` task), knowledge of
+the d2 news (``toy_d2``) and retention of d1 facts (``toy_d1``), both cloze multiple
+choice; their data is generated from the world seed at run time.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class Benchmark:
     section: str  # instruction | reasoning | truthfulness (Table 1 / Table 2 blocks)
     metrics: tuple[Metric, ...]
     group: bool = False  # an lm-eval group (mmlu, mmlu_pro) rather than a single task
+    ifeval_scoring: bool = False  # scored with lm-eval's IFEval checkers (needs punkt_tab)
 
 
 SUITE: tuple[Benchmark, ...] = (
@@ -50,7 +57,7 @@ SUITE: tuple[Benchmark, ...] = (
         Metric("inst_level_strict_acc", "inst_level_strict_acc,none", "ILS_acc"),
         Metric("prompt_level_loose_acc", "prompt_level_loose_acc,none", "PLL_acc"),
         Metric("prompt_level_strict_acc", "prompt_level_strict_acc,none", "PLS_acc"),
-    )),
+    ), ifeval_scoring=True),
     Benchmark("mmlu", "MMLU", 5, "instruction", (
         Metric("acc", "acc,none", "acc"),
     ), group=True),
@@ -83,6 +90,27 @@ SUITE: tuple[Benchmark, ...] = (
 BENCHMARKS: dict[str, Benchmark] = {b.task: b for b in SUITE}
 TASK_NAMES: tuple[str, ...] = tuple(BENCHMARKS)
 
+# The toy world's suite (eval.suite: toyworld): data generated at run time by freshllm.tasks.toy
+TOY_SUITE: tuple[Benchmark, ...] = (
+    Benchmark("toy_ifeval", "Toy IFEval", 0, "instruction", tuple(
+        Metric(m.key, m.lm_eval, m.label) for m in BENCHMARKS["ifeval"].metrics), ifeval_scoring=True),
+    Benchmark("toy_d2", "d2 news (new)", 0, "knowledge", (
+        Metric("acc", "acc,none", "acc"),
+    )),
+    Benchmark("toy_d1", "d1 facts (kept)", 0, "knowledge", (
+        Metric("acc", "acc,none", "acc"),
+    )),
+)
+SUITES: dict[str, tuple[Benchmark, ...]] = {"paper": SUITE, "toyworld": TOY_SUITE}
+ALL_BENCHMARKS: dict[str, Benchmark] = {b.task: b for s in SUITES.values() for b in s}
+
+
+def suite_benchmarks(name: str) -> dict[str, Benchmark]:
+    """``{task: Benchmark}`` of the suite ``name`` (paper | toyworld)."""
+    if name not in SUITES:
+        raise ValueError(f"unknown eval suite {name!r}; known: {list(SUITES)}")
+    return {b.task: b for b in SUITES[name]}
+
 
 def lm_eval_tasks_dir() -> Path:
     """Directory of the installed lm-eval stock task YAMLs (found without importing lm_eval)."""
@@ -99,7 +127,7 @@ def suite_config(tasks: list[str]) -> dict:
     """The ``freshllm_suite`` lm-eval group: the selected benchmarks with their shots."""
     entries = []
     for name in tasks:
-        bench = BENCHMARKS[name]
+        bench = ALL_BENCHMARKS[name]
         kind = "group" if bench.group else "task"
         entries.append({kind: bench.task, "num_fewshot": bench.num_fewshot})
     return {"group": SUITE_GROUP, "task": entries, "metadata": {"version": 1}}
@@ -123,17 +151,27 @@ def check_local_data(tasks: list[str]) -> None:
         raise FileNotFoundError("eval data file(s) not found: " + ", ".join(missing))
 
 
-def materialize(dest: str | Path, tasks: list[str], source: str = "local") -> dict:
+def materialize(dest: str | Path, tasks: list[str], source: str = "local", suite: str = "paper",
+                world_seed: int = 0, toy_sizes: dict | None = None) -> dict:
     """Write the suite group (and, for ``source: local``, the twins) into ``dest``.
 
+    ``suite: toyworld`` writes the toy tasks and their data generated from ``world_seed``
+    (``toy_sizes``: keyword arguments of :func:`freshllm.tasks.toy.materialize`).
     Returns the suite group config. Raises ``FileNotFoundError`` naming every missing
     data file or stock YAML before anything runs.
     """
     dest = Path(dest)
-    unknown = [t for t in tasks if t not in BENCHMARKS]
+    known = suite_benchmarks(suite)
+    unknown = [t for t in tasks if t not in known]
     if unknown:
-        raise ValueError(f"unknown eval task(s) {unknown}; known: {list(TASK_NAMES)}")
-    if source == "local":
+        raise ValueError(f"unknown eval task(s) {unknown} for suite {suite!r}; known: {list(known)}")
+    if suite == "toyworld":
+        if source != "local":
+            raise ValueError("the toyworld suite is generated locally: use source 'local'")
+        from .toy import materialize as materialize_toy
+
+        materialize_toy(dest, tasks, world_seed, **(toy_sizes or {}))
+    elif source == "local":
         stock = lm_eval_tasks_dir()
         check_local_data(tasks)
         values = {"lm_eval_tasks": str(stock), "data": str(DATA_DIR)}
@@ -151,9 +189,9 @@ def materialize(dest: str | Path, tasks: list[str], source: str = "local") -> di
                 out.write_text(text, encoding="utf-8")
     elif source != "hub":
         raise ValueError(f"source must be 'local' or 'hub', got {source!r}")
-    suite = suite_config(tasks)
+    group = suite_config(tasks)
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / f"{SUITE_GROUP}.yaml").write_text(yaml.safe_dump(suite, sort_keys=False), encoding="utf-8")
-    return suite
+    (dest / f"{SUITE_GROUP}.yaml").write_text(yaml.safe_dump(group, sort_keys=False), encoding="utf-8")
+    return group
 
 
