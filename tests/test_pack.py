@@ -88,6 +88,7 @@ def test_budget_is_exact_and_output_deterministic(tmp_path, tokenizers_pair):
     corpus = _corpus(tmp_path / "a.jsonl", _texts())
     m1 = pack_corpus(corpus, tok, _cfg(tokens="2K"), tmp_path / "out1")
     m2 = pack_corpus(corpus, tok, _cfg(tokens="2K"), tmp_path / "out2")
+    assert m2 == m1
     assert m1["train"]["sequences"] == math.ceil(2000 / 64)
     assert 2000 <= m1["train"]["tokens"] < 2000 + 64
     assert m1["train"]["padding_fraction"] == 0.0

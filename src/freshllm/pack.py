@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from .common import atomic_dir, set_offline, setup_logging, write_json
-from .config import load_section, parse_count
+from .config import ConfigError, build_config, parse_count, read_params
 from .packing import PackWriter
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class PackConfig:
     seq_len: int = 4096
-    tokens: str = "100M"
+    tokens: str = "100M"              # the budget; dvc.yaml passes it per branch (--tokens)
     allow_short: bool = False
     seed: int = 0
     val_fraction: float = 0.0
@@ -187,17 +187,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tokenizer", required=True, type=Path, help="model directory whose tokenizer to use")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--metrics", required=True, type=Path)
-    ap.add_argument("--tokens", default=None, help="override pack.tokens (matrix stages)")
+    ap.add_argument("--tokens", default=None, help="token budget, e.g. 100M (default: pack.tokens)")
     args = ap.parse_args(argv)
     setup_logging()
     set_offline()
-    cfg = load_section(PackConfig, "pack", args.params)
+    section = dict(read_params(args.params).get("pack") or {})
     if args.tokens is not None:
-        from dataclasses import replace
-
-        from .config import build_config
-
-        cfg = build_config(PackConfig, {**asdict(replace(cfg)), "tokens": args.tokens}, "pack")
+        section["tokens"] = args.tokens
+    if "tokens" not in section:
+        raise ConfigError(args.params, ["pack.tokens: no token budget (pass --tokens, as dvc.yaml does "
+                                        "from `budgets`, or set pack.tokens)"])
+    cfg = build_config(PackConfig, section, "pack")
     from .hfio import load_tokenizer
 
     tokenizer = load_tokenizer(args.tokenizer)
