@@ -111,7 +111,7 @@ def test_second_repro_is_a_noop_and_param_change_reruns_only_downstream(repo):
     out = sh(["dvc", "exp", "run", "-S", "cpt.lr.base=0.001"], work, env, timeout=1500)
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     assert ran == {"cpt@base-40K", "residual-apply@tiny-40K", "eval-cpt@base-40K",
-                   "eval-res@tiny-40K", "report"}, ran
+                   "eval-res@tiny-40K", "report", "figures"}, ran
 
 
 def _free_port() -> int:
