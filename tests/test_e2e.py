@@ -179,7 +179,7 @@ def test_s3_push_wipe_pull_restores_bit_exactly(repo, s3, tmp_path):
     shutil.rmtree(work / ".dvc/cache")
     (work / "data/articles.jsonl").unlink()
     for rel in ("models", "data/packed"):  # every DVC output; git's .gitignore files stay
-        for p in (work / rel).rglob("*"):
+        for p in sorted((work / rel).rglob("*")):
             if p.is_dir() and any(p.glob("*.json")):
                 shutil.rmtree(p)
     assert not any((work / "models").rglob("*.safetensors"))
