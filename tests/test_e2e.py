@@ -170,8 +170,13 @@ def test_s3_push_wipe_pull_restores_bit_exactly(repo, s3, tmp_path):
     work, env, _ = repo
     url, creds = s3
     env = {**env, **creds}
-    sh(["dvc", "remote", "add", "-f", "s3", "s3://freshllm/cache"], work, env)
-    sh(["dvc", "remote", "modify", "s3", "endpointurl", url], work, env)
+    # a per-clone remote (.dvc/config.local): it then applies to every revision, experiments
+    # made before it included, and the endpoint never reaches git
+    def add_remote(repo_dir):
+        sh(["dvc", "remote", "add", "--local", "-f", "s3", "s3://freshllm/cache"], repo_dir, env)
+        sh(["dvc", "remote", "modify", "--local", "s3", "endpointurl", url], repo_dir, env)
+
+    add_remote(work)
     tracked = ["models", "data/packed", "data/articles.jsonl", "metrics"]
     before = _digests(work, tracked)
     assert any(k.startswith("models/merged/tiny-40K/") for k in before)
@@ -201,6 +206,7 @@ def test_s3_push_wipe_pull_restores_bit_exactly(repo, s3, tmp_path):
     sh(["dvc", "exp", "push", "-r", "s3", "origin", exps[0]], work, env, timeout=600)
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(bare), str(clone)], tmp_path, env)
+    add_remote(clone)
     sh(["dvc", "exp", "pull", "-r", "s3", "origin", exps[0]], clone, env, timeout=600)
     sh(["dvc", "exp", "apply", exps[0]], clone, env)
     sh(["dvc", "pull", "-r", "s3"], clone, env, timeout=600)
