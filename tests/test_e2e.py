@@ -198,7 +198,7 @@ def test_s3_push_wipe_pull_restores_bit_exactly(repo, s3, tmp_path):
     exps = sh(["dvc", "exp", "list", "--name-only"], work, env).split()
     assert exps, "no experiment to push"
     bare = tmp_path / "origin.git"
-    sh(["git", "init", "-q", "--bare", str(bare)], work, env)
+    sh(["git", "init", "-q", "--bare", "-b", "main", str(bare)], work, env)
     sh(["git", "remote", "add", "origin", str(bare)], work, env)
     sh(["git", "add", "-A"], work, env)
     sh(["git", "commit", "-qm", "s3 remote", "--allow-empty"], work, env)
