@@ -34,7 +34,7 @@ def _pair(tmp_path, tokenizers_pair, dtype=torch.bfloat16, tie=True, seed=1, nam
     return tmp_path / f"{name}-base", tmp_path / f"{name}-instruct"
 
 
-def test_base_plus_residual_reproduces_instruct_sharded_bf16_tied(tmp_path, tokenizers_pair):
+def test_base_plus_residual_reproduces_instruct_sharded_bf16_tied(tmp_path, tokenizers_pair, chunking):
     base, inst = _pair(tmp_path, tokenizers_pair)
     assert (base / "model.safetensors.index.json").exists()  # really sharded input
     extract(base, inst, tmp_path / "R", cfg())
@@ -68,7 +68,16 @@ def test_bf16_storage_error_is_small(tmp_path, tokenizers_pair):
     assert 0 < err < 1e-3
 
 
-def test_cross_version_port_and_mismatch_refused(tmp_path, tokenizers_pair):
+@pytest.fixture(params=["whole", "row-chunks"])
+def chunking(request, monkeypatch):
+    """Run a test with whole tensors and with tiny row chunks (the streaming path that
+    large models take)."""
+    if request.param == "row-chunks":
+        monkeypatch.setattr("freshllm.residual.CHUNK_BYTES", 512)
+    return request.param
+
+
+def test_cross_version_port_and_mismatch_refused(tmp_path, tokenizers_pair, chunking):
     b1, i1 = _pair(tmp_path, tokenizers_pair, dtype=torch.float32, seed=1, name="v1")
     b2, _ = _pair(tmp_path, tokenizers_pair, dtype=torch.float32, seed=5, name="v2")
     extract(b1, i1, tmp_path / "R", cfg())
@@ -90,7 +99,7 @@ def test_cross_version_port_and_mismatch_refused(tmp_path, tokenizers_pair):
         apply(tmp_path / "R", tmp_path / "untied", tmp_path / "bad", cfg())
 
 
-def test_vocab_policy(tmp_path, tokenizers_pair):
+def test_vocab_policy(tmp_path, tokenizers_pair, chunking):
     b, i = _pair(tmp_path, tokenizers_pair, dtype=torch.float32, name="vb")
     extract(b, i, tmp_path / "R", cfg())
     target = random_llama(tokenizers_pair[0], seed=1)
@@ -106,7 +115,7 @@ def test_vocab_policy(tmp_path, tokenizers_pair):
     torch.testing.assert_close(new[name][rows:], t[name][rows:])
 
 
-def test_nan_input_is_an_error(tmp_path, tokenizers_pair):
+def test_nan_input_is_an_error(tmp_path, tokenizers_pair, chunking):
     b, i = _pair(tmp_path, tokenizers_pair, dtype=torch.float32, name="nan")
     shard = sorted(i.glob("*.safetensors"))[0]
     tensors = load_file(shard)

@@ -86,17 +86,33 @@ class ShardedReader:
             if missing:
                 raise ValueError(f"{self.dir}: tensors in the index but not in the shards: {missing[:5]}")
         self._handles: dict[Path, object] = {}
+        self._left = {p: sum(1 for f in self.file_of.values() if f == p) for p in set(self.file_of.values())}
 
     def names(self) -> list[str]:
         return list(self.specs)
 
-    def get(self, name: str) -> torch.Tensor:
+    def _handle(self, name: str):
         from safetensors import safe_open
 
         path = self.file_of[name]
         if path not in self._handles:
             self._handles[path] = safe_open(str(path), framework="pt")
-        return self._handles[path].get_tensor(name)
+        return self._handles[path]
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._handle(name).get_tensor(name)
+
+    def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of a tensor (dim 0), read without loading the rest."""
+        return self._handle(name).get_slice(name)[start:stop]
+
+    def release(self, name: str) -> None:
+        """Mark ``name`` done; a shard whose tensors are all done is closed (unmapped),
+        so memory-mapped pages of finished shards do not pile up."""
+        path = self.file_of[name]
+        self._left[path] -= 1
+        if self._left[path] <= 0:
+            self._handles.pop(path, None)
 
     def close(self) -> None:
         self._handles.clear()
@@ -148,17 +164,38 @@ class ShardedWriter:
         self._shard = i
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
+        """Write a whole tensor (the next one in plan order)."""
+        spec = self.begin(name)
+        if tuple(tensor.shape) != spec.shape:
+            raise ValueError(f"tensor {name} has shape {tuple(tensor.shape)}, the plan {spec.shape}")
+        self.write_part(tensor)
+        self.end()
+
+    def begin(self, name: str) -> TensorSpec:
+        """Start the next planned tensor; its data follows in row chunks (write_part)."""
         if self._pos >= len(self._queue):
             raise ValueError(f"unexpected tensor {name}: all planned tensors were written")
         i, spec = self._queue[self._pos]
-        if name != spec.name or tuple(tensor.shape) != spec.shape or tensor.dtype != spec.dtype:
-            raise ValueError(f"tensor {name} {tuple(tensor.shape)} {tensor.dtype} does not match the "
-                             f"plan {spec.name} {spec.shape} {spec.dtype}")
+        if name != spec.name:
+            raise ValueError(f"tensor {name} written out of plan order (expected {spec.name})")
         if i != self._shard:
             self._open_shard(i)
-        t = tensor.detach().contiguous().cpu()
+        self._written = 0
+        return spec
+
+    def write_part(self, chunk: torch.Tensor) -> None:
+        spec = self._queue[self._pos][1]
+        if chunk.dtype != spec.dtype:
+            raise ValueError(f"tensor {spec.name}: dtype {chunk.dtype}, the plan {spec.dtype}")
+        t = chunk.detach().contiguous().cpu()
         if t.numel():
             self._fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+        self._written += t.numel() * t.element_size()
+
+    def end(self) -> None:
+        spec = self._queue[self._pos][1]
+        if self._written != spec.nbytes:
+            raise ValueError(f"tensor {spec.name}: wrote {self._written} bytes, the plan {spec.nbytes}")
         self._pos += 1
 
     def close(self) -> None:
