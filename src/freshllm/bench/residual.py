@@ -1,6 +1,6 @@
 """Residual apply vs the `residuals` package, mergekit task_arithmetic and a plain copy.
 
-    python -m freshllm.bench.residual [--small] [--peer-python /work/peers-venv/bin/python]
+    python -m freshllm.bench.residual [--small] [--peer-python ../peers-venv/bin/python]
         [--layers 16 --hidden 2048 --intermediate 8192 --heads 32 --kv-heads 8 --vocab 128256]
         [--residual-dtype float32] [--shard-size 1GB] [--workdir DIR] [--keep] [--no-check]
         [--skip residuals,mergekit]
@@ -19,8 +19,9 @@ bf16, sharded safetensors in HF's layout; default shape: Llama-3.2-1B, 1.24B par
   I/O baseline, once for apply's inputs (R + cpt_base) and once for a one-shot merge's
   (base + instruct + cpt_base).
 
-Peers run from a separate venv (``--peer-python``; default /work/peers-venv/bin/python when
-it exists); a peer that is missing, fails or would not fit in memory is reported and
+Peers run from a separate venv (``--peer-python``, default ``$FRESHLLM_PEER_PYTHON``; make
+it with ``python3 -m venv ../peers-venv && ../peers-venv/bin/pip install torch==2.13.0 &&
+../peers-venv/bin/pip install residuals mergekit``); a peer that is missing, fails or would not fit in memory is reported and
 skipped. The page cache cannot be dropped: every run is preceded by a warm-up read of its
 inputs and followed by an (untimed) ``sync``, so all tools read from a warm cache and
 start with no dirty pages: caching applies equally. Outputs are checked against a float32
@@ -263,7 +264,7 @@ def mem_available() -> int:
 def peer_check(peer_python: str | None, module: str) -> str | None:
     """None when ``module`` imports under ``peer_python``, else why not."""
     if not peer_python:
-        return "no --peer-python given (and /work/peers-venv/bin/python does not exist)"
+        return "no --peer-python given (nor $FRESHLLM_PEER_PYTHON)"
     if not Path(peer_python).exists():
         return f"{peer_python} does not exist"
     r = subprocess.run([peer_python, "-c", f"import {module}"], capture_output=True, text=True,
@@ -335,7 +336,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--residual-dtype", default="float32", choices=["float32", "bfloat16"],
                     help="residual.dtype for ours (params.yaml default: float32)")
     ap.add_argument("--small", action="store_true", help="a 23M-parameter triple (seconds)")
-    default_peer = "/work/peers-venv/bin/python" if Path("/work/peers-venv/bin/python").exists() else None
+    default_peer = os.environ.get("FRESHLLM_PEER_PYTHON")
     ap.add_argument("--peer-python", default=default_peer,
                     help="python of a venv with `residuals` and `mergekit` installed")
     ap.add_argument("--skip", default="", help="comma list of: residuals, mergekit")

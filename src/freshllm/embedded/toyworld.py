@@ -3,27 +3,28 @@ paper's finding on a CPU (profile ``profiles/toyworld.yaml``).
 
 Everything is produced by code from a seed; nothing is copied from anywhere.
 
-* **d1** (the ancestor's pre-training text): encyclopedia-style documents about the
-  world's towns (river, landmark, residents) and people (home town, profession,
-  instrument). :func:`d1_documents`.
-* **v1** (the instruction set of the instruct model): single-turn chats whose
-  instructions are verifiable with lm-eval's IFEval checkers (capital letters, exactly
-  N bullet points, end phrase, keyword, JSON, lowercase, quotation marks, no commas,
-  postscript, title, fewer than N sentences), with responses about d1 facts, plus
-  "complete the sentence" chats about d1 facts. :func:`sft_chats`.
-* **d2** (the "new news"): articles reporting events of 2024 that d1 never mentions:
-  who won which (new) prize, who was elected mayor of which town, which town held
-  which (new) festival. :func:`d2_articles` returns
-  :class:`~freshllm.embedded.news.NewsArticle` objects, so the embedded CC-NEWS archive
-  serves them through the same WARC and publisher-page code as the default news.
-* **Quizzes**: cloze multiple-choice items about d2 events (:func:`d2_quiz`) and d1
-  facts (:func:`d1_quiz`), and IFEval-style prompts about d1 entities
-  (:func:`ifeval_prompts`) whose ``instruction_id_list`` / ``kwargs`` use real IFEval ids.
+* **d1** (the ancestor's pre-training text, :func:`d1_documents`): encyclopedia-style
+  paragraphs about the world's towns (river, landmark, residents) and people (home town,
+  profession, instrument), and *old news* (2019-2023) in the same article style as d2:
+  who won which prize, which town held which festival.
+* **v1** (the instruct model's instruction set, :func:`sft_chats`): single-turn chats
+  whose instructions are verifiable with lm-eval's IFEval checkers (capital letters,
+  exactly N bullet points, end phrase, keyword, JSON, lowercase, quotation marks, no
+  commas, postscript, title, fewer than N sentences), with responses made of d1 facts,
+  plus "complete the sentence" / question chats about d1 facts.
+* **d2** (the "new news" of 2024, :func:`d2_articles`): articles reporting events d1
+  never contains: new prizes (new names) and their winners, new festivals (new names)
+  and the towns that held them, and the new mayor of every town (d1 has no mayors).
+  They are :class:`~freshllm.embedded.news.NewsArticle` objects, so the embedded
+  CC-NEWS archive serves them through the same WARC and publisher-page code as the
+  default news, and fundus parses them.
+* **Quizzes**: cloze multiple-choice items about the d2 events (:func:`d2_quiz`) and d1
+  facts (:func:`d1_quiz`), and IFEval-style prompts about d1 subjects
+  (:func:`ifeval_prompts`, real IFEval instruction ids and kwargs).
 
-Every fact is a :class:`Fact` ``(relation, subject, object)``; the quizzes are built
-from the facts and the texts from templates that state them, so a test can check that
-every quizzed fact is stated in its corpus and that no d2 fact or d2 vocabulary
-appears in d1 or in v1.
+Every fact is a :class:`Fact` ``(relation, subject, object)``; texts state facts through
+templates and quizzes are built from the facts, so tests can check that every quizzed
+fact is stated in its corpus and that no d2 fact or d2-only name appears in d1 or v1.
 
     >>> w = make_world(0)
     >>> len(w.people), len(w.towns), len(w.d2_facts())
@@ -68,17 +69,23 @@ LANDMARKS = ["old lighthouse", "stone bridge", "clock tower", "salt market", "gl
              "red mill", "round harbour", "hill observatory", "copper fountain", "long pier",
              "twin chapels", "iron gate", "willow park", "grain tower", "rope walk",
              "painted steps"]
-# d2-only names (never in d1 or v1): prizes and festivals
-_PRIZE_HEADS = ["Amber", "Silver", "Cobalt", "Jade", "Scarlet", "Ivory", "Saffron", "Onyx",
-                "Coral", "Indigo", "Russet", "Pearl", "Topaz", "Umber", "Violet", "Ochre"]
-_PRIZE_TAILS = ["Quill", "Heron", "Compass", "Kestrel", "Anchor", "Lantern", "Falcon", "Thistle",
-                "Otter", "Beacon", "Sparrow", "Acorn", "Kite", "Bell", "Fern", "Lynx"]
-_FEST_HEADS = ["Zephyra", "Morvane", "Kalistra", "Orrowin", "Belmira", "Sundara", "Quorvel",
-               "Tavirra", "Elmorra", "Vasquin", "Draventa", "Noralis", "Perrowin", "Istavel",
-               "Lumora", "Ganthera"]
-# words that only d2 uses: tests check they never occur in d1 or v1
-D2_WORDS = ("prize", "mayor", "festival", "elected", "election", "won", "winner", "held", "voters",
-            "2024")
+# prize and festival names: the old ones (d1) and the new ones (d2 only) share no word
+_PRIZE_HEADS = {"old": ["Amber", "Silver", "Cobalt", "Jade", "Scarlet", "Ivory", "Saffron", "Onyx",
+                        "Coral", "Indigo", "Russet", "Pearl", "Topaz", "Umber", "Violet", "Ochre"],
+                "new": ["Azure", "Golden", "Crimson", "Emerald", "Copper", "Marble", "Ruby", "Slate",
+                        "Bronze", "Lilac", "Cedar", "Opal", "Garnet", "Sable", "Teal", "Quartz"]}
+_PRIZE_TAILS = {"old": ["Quill", "Heron", "Compass", "Kestrel", "Anchor", "Lantern", "Falcon",
+                        "Thistle", "Otter", "Beacon", "Sparrow", "Acorn", "Kite", "Bell", "Fern", "Lynx"],
+                "new": ["Owl", "Harp", "Crane", "Wren", "Sail", "Torch", "Badger", "Clover",
+                        "Swan", "Arrow", "Robin", "Pine", "Hawk", "Drum", "Lily", "Fox"]}
+_FEST_NAMES = {"old": ["Zephyra", "Morvane", "Kalistra", "Orrowin", "Belmira", "Sundara", "Quorvel",
+                       "Tavirra", "Elmorra", "Vasquin", "Draventa", "Noralis", "Perrowin", "Istavel",
+                       "Lumora", "Ganthera"],
+               "new": ["Amaranth", "Brisolde", "Corvanta", "Delmiro", "Esperil", "Falundra",
+                       "Gorvessa", "Hylantis", "Imbrosa", "Jorvalle", "Kestrova", "Lorimund",
+                       "Marvessa", "Nimbrova", "Ostralis", "Pelluvia"]}
+OLD_YEARS = (2019, 2020, 2021, 2022, 2023)
+NEW_YEAR = 2024
 KEYWORDS = ["bread", "music", "winter", "boats", "lamps", "gardens", "stones", "wool", "maps",
             "bells", "clocks", "apples"]
 END_PHRASES = ["Is there anything else I can help with?", "That is all I know.",
@@ -86,6 +93,7 @@ END_PHRASES = ["Is there anything else I can help with?", "That is all I know.",
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
           "October", "November", "December"]
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+CLOZE_PREFIX = "Complete the sentence: "
 
 
 # --- the world -----------------------------------------------------------------------------
@@ -107,7 +115,11 @@ class Town:
 
 @dataclass(frozen=True)
 class Fact:
-    relation: str  # d1: lives_in works_as plays river landmark | d2: prize mayor festival
+    """``relation``: lives_in, works_as, plays, river, landmark (d1 only); prize (subject won
+    the object), festival (subject was held in the object): old in d1, new in d2; mayor
+    (subject is the new mayor of the object, d2 only)."""
+
+    relation: str
     subject: str
     object: str
 
@@ -117,9 +129,11 @@ class World:
     seed: int
     towns: tuple[Town, ...]
     people: tuple[Person, ...]
-    prizes: tuple[tuple[str, str], ...]  # (prize, winner)
-    mayors: tuple[tuple[str, str], ...]  # (town, new mayor: one of its residents)
-    festivals: tuple[tuple[str, str], ...]  # (festival, town that held it)
+    old_prizes: tuple[tuple[str, str], ...]  # (prize, winner), d1
+    old_festivals: tuple[tuple[str, str], ...]  # (festival, town), d1: one per town
+    prizes: tuple[tuple[str, str], ...]  # (prize, winner), d2
+    mayors: tuple[tuple[str, str], ...]  # (town, new mayor: one of its residents), d2
+    festivals: tuple[tuple[str, str], ...]  # (festival, town), d2: one per town
 
     def town(self, name: str) -> Town:
         return next(t for t in self.towns if t.name == name)
@@ -130,6 +144,10 @@ class World:
     def residents(self, town: str) -> list[Person]:
         return [p for p in self.people if p.town == town]
 
+    def old_event_facts(self) -> list[Fact]:
+        return ([Fact("prize", w, p) for p, w in self.old_prizes]
+                + [Fact("festival", f, t) for f, t in self.old_festivals])
+
     def d1_facts(self) -> list[Fact]:
         facts = []
         for p in self.people:
@@ -137,12 +155,16 @@ class World:
                       Fact("plays", p.name, p.instrument)]
         for t in self.towns:
             facts += [Fact("river", t.name, t.river), Fact("landmark", t.name, t.landmark)]
-        return facts
+        return facts + self.old_event_facts()
 
     def d2_facts(self) -> list[Fact]:
         return ([Fact("prize", w, p) for p, w in self.prizes]
                 + [Fact("mayor", m, t) for t, m in self.mayors]
                 + [Fact("festival", f, t) for f, t in self.festivals])
+
+    def d2_names(self) -> list[str]:
+        """Strings only d2 contains: the new prizes and festivals, and the word mayor."""
+        return [p for p, _ in self.prizes] + [f for f, _ in self.festivals] + ["mayor"]
 
 
 def _distinct(rng: random.Random, n: int, make) -> list[str]:
@@ -158,9 +180,10 @@ def _distinct(rng: random.Random, n: int, make) -> list[str]:
 
 @lru_cache(maxsize=8)
 def make_world(seed: int, n_towns: int = 16, residents: int = 4) -> World:
-    """The world of ``seed``: ``n_towns`` towns with ``residents`` people each, and the
-    d2 events (one prize per ``n_towns`` winners, a new mayor per town, a festival per town)."""
-    if not 4 <= n_towns <= min(len(RIVERS), len(LANDMARKS), len(_PRIZE_HEADS), len(_FEST_HEADS)):
+    """The world of ``seed``: ``n_towns`` towns with ``residents`` people each; old events
+    (d1: ``n_towns`` prizes, a festival per town) and new ones (d2: ``n_towns`` prizes won
+    by other people, a new mayor per town, a new festival per town)."""
+    if not 4 <= n_towns <= 16:
         raise ValueError(f"n_towns must be in 4..16, got {n_towns}")
     if residents < 4:
         raise ValueError("residents must be >= 4 (a mayor quiz offers 4 residents)")
@@ -171,21 +194,30 @@ def make_world(seed: int, n_towns: int = 16, residents: int = 4) -> World:
     names = _distinct(rng, n_towns * residents, lambda: f"{rng.choice(_FIRST)} {rng.choice(_LAST)}")
     people = tuple(Person(name, town_names[i // residents], rng.choice(PROFESSIONS),
                           rng.choice(INSTRUMENTS)) for i, name in enumerate(names))
-    prize_names = [f"{h} {t} Prize" for h, t in zip(rng.sample(_PRIZE_HEADS, n_towns),
-                                                   rng.sample(_PRIZE_TAILS, n_towns))]
+
+    def prizes(era: str) -> list[str]:
+        return [f"{h} {t} Prize" for h, t in zip(rng.sample(_PRIZE_HEADS[era], n_towns),
+                                               rng.sample(_PRIZE_TAILS[era], n_towns))]
+
+    def festivals(era: str) -> tuple[tuple[str, str], ...]:
+        return tuple((f"{h} Festival", t) for h, t in zip(rng.sample(_FEST_NAMES[era], n_towns),
+                                                         rng.sample(town_names, n_towns)))
+
     mayors = tuple((t, rng.choice([p.name for p in people if p.town == t])) for t in town_names)
     mayor_names = {m for _, m in mayors}
-    winners = rng.sample([p.name for p in people if p.name not in mayor_names], n_towns)
-    festivals = tuple((f"{h} Festival", t) for h, t in zip(rng.sample(_FEST_HEADS, n_towns),
-                                                          rng.sample(town_names, n_towns)))
-    return World(seed=seed, towns=towns, people=people, prizes=tuple(zip(prize_names, winners)),
-                 mayors=mayors, festivals=festivals)
+    free = [p.name for p in people if p.name not in mayor_names]
+    winners = rng.sample(free, 2 * n_towns)  # old and new winners: disjoint, never mayors
+    return World(seed=seed, towns=towns, people=people,
+                 old_prizes=tuple(zip(prizes("old"), winners[:n_towns])),
+                 old_festivals=festivals("old"),
+                 prizes=tuple(zip(prizes("new"), winners[n_towns:])),
+                 mayors=mayors, festivals=festivals("new"))
 
 
-# --- d1: the ancestor's pre-training text ----------------------------------------------------
+# --- templates ---------------------------------------------------------------------------------
 
-# templates stating one d1 fact; the first of each relation is the quiz cue (+ " {object}")
-D1_TEMPLATES: dict[str, list[str]] = {
+# sentences stating one fact ({s} subject, {o} object)
+TEMPLATES: dict[str, list[str]] = {
     "lives_in": ["{s} lives in the town of {o}.", "{s}, who lives in {o}, is well known there.",
                  "The home of {s} is in {o}.", "In {o}, {s} has a small house near the square."],
     "works_as": ["By profession, {s} is a {o}.", "{s} works as a {o}.",
@@ -196,10 +228,30 @@ D1_TEMPLATES: dict[str, list[str]] = {
               "The river {o} flows through {s}.", "Boats on the river {o} pass through {s}."],
     "landmark": ["The town of {s} is known for its {o}.", "{s} is famous for its {o}.",
                  "Visitors to {s} often see the {o}.", "The {o} of {s} is its best known sight."],
+    "prize": ["The {o} was won by {s}.", "{s} won the {o}.", "The {o} went to {s} that year.",
+              "Judges gave the {o} to {s}.", "{s}, winner of the {o}, thanked the judges."],
+    "festival": ["The {s} was held in {o}.", "{o} held the {s} that year.",
+                 "Thousands of visitors came to {o} for the {s}.", "The {s} in {o} ended on a Sunday."],
+    "mayor": ["The new mayor of {o} is {s}.", "{s} was elected mayor of {o}.",
+              "Voters in {o} elected {s} as their new mayor.", "{s} is now the mayor of {o}."],
 }
-D1_CUES = {rel: forms[0].split("{o}")[0].rstrip() for rel, forms in D1_TEMPLATES.items()}
-
-_D1_FILLER = [
+# quiz cues per relation: (cue, side of the fact that answers it); the cue + " " + answer is
+# the first template of the relation (or, for reverse cues, a prefix of another template)
+CUES: dict[str, list[tuple[str, str]]] = {
+    "lives_in": [("{s} lives in the town of", "o")],
+    "works_as": [("By profession, {s} is a", "o")],
+    "plays": [("In the evenings, {s} plays the", "o")],
+    "river": [("The town of {s} lies on the river", "o")],
+    "landmark": [("The town of {s} is known for its", "o")],
+    "prize": [("The {o} was won by", "s"), ("{s} won the", "o")],
+    "festival": [("The {s} was held in", "o"), ("{o} held the", "s")],
+    "mayor": [("The new mayor of {o} is", "s")],
+}
+_QUESTIONS = {"lives_in": "Where does {s} live?", "works_as": "What does {s} do for a living?",
+              "plays": "Which instrument does {s} play?", "river": "Which river does {s} lie on?",
+              "landmark": "What is {s} known for?", "prize": "Who won the {o}?",
+              "festival": "Where was the {s} held?"}
+_FILLER = [
     "The streets are narrow, and the houses are painted in bright colours.",
     "Most families keep a garden behind the house.",
     "In winter, the roads are often covered with snow.",
@@ -213,292 +265,8 @@ _D1_FILLER = [
     "Older people like to sit by the water and talk.",
     "The summers are short, but the evenings are long and warm.",
 ]
-
-
-def d1_sentence(rng: random.Random, fact: Fact) -> str:
-    return rng.choice(D1_TEMPLATES[fact.relation]).format(s=fact.subject, o=fact.object)
-
-
-def _person_doc(rng: random.Random, world: World, p: Person) -> list[str]:
-    t = world.town(p.town)
-    facts = [Fact("lives_in", p.name, p.town), Fact("works_as", p.name, p.profession),
-             Fact("plays", p.name, p.instrument)]
-    rng.shuffle(facts)
-    out = [d1_sentence(rng, f) for f in facts]
-    if rng.random() < 0.6:
-        out.append(d1_sentence(rng, rng.choice([Fact("river", t.name, t.river),
-                                                Fact("landmark", t.name, t.landmark)])))
-    if rng.random() < 0.5:
-        out.insert(rng.randint(1, len(out)), rng.choice(_D1_FILLER))
-    return out
-
-
-def _town_doc(rng: random.Random, world: World, t: Town) -> list[str]:
-    out = [d1_sentence(rng, Fact("river", t.name, t.river)),
-           d1_sentence(rng, Fact("landmark", t.name, t.landmark))]
-    rng.shuffle(out)
-    for p in rng.sample(world.residents(t.name), k=rng.randint(1, 3)):
-        rel = rng.choice(["works_as", "plays"])
-        out.append(d1_sentence(rng, Fact("lives_in", p.name, t.name)))
-        out.append(d1_sentence(rng, Fact(rel, p.name, p.profession if rel == "works_as" else p.instrument)))
-    if rng.random() < 0.7:
-        out.insert(rng.randint(1, len(out)), rng.choice(_D1_FILLER))
-    return out
-
-
-def d1_documents(world: World, n: int, seed: int = 0) -> list[str]:
-    """``n`` encyclopedia-style paragraphs; two thirds about a person, one third about a town."""
-    rng = random.Random(f"toyworld-d1/{world.seed}/{seed}")
-    docs = []
-    for i in range(n):
-        if i % 3 == 2:
-            sents = _town_doc(rng, world, rng.choice(world.towns))
-        else:
-            sents = _person_doc(rng, world, rng.choice(world.people))
-        docs.append(" ".join(sents))
-    return docs
-
-
-# --- v1: verifiable instructions (IFEval ids) and d1 knowledge chats ----------------------------
-
-IFEVAL_KWARGS = (
-    "num_highlights", "relation", "num_words", "num_placeholders", "prompt_to_repeat",
-    "num_bullets", "section_spliter", "num_sections", "capital_relation", "capital_frequency",
-    "keywords", "num_paragraphs", "language", "let_relation", "letter", "let_frequency",
-    "end_phrase", "forbidden_words", "keyword", "frequency", "num_sentences",
-    "postscript_marker", "first_word", "nth_paragraph",
-)
-
-# instruction id -> (group: at most one per prompt, description template) ; wording as in IFEval
-INSTRUCTIONS: dict[str, tuple[str, str]] = {
-    "change_case:english_capital": ("case", "Your entire response should be in English, and in all capital letters."),
-    "change_case:english_lowercase": ("case", "Your entire response should be in English, and in all lowercase letters. No capital letters are allowed."),
-    "detectable_format:number_bullet_lists": ("structure", "Your answer must contain exactly {num_bullets} bullet points. Use the markdown bullet points such as:\n* This is point 1. \n* This is point 2"),
-    "detectable_format:json_format": ("structure", "Entire output should be wrapped in JSON format. You can use markdown ticks such as ```."),
-    "startend:quotation": ("structure", "Wrap your entire response with double quotation marks."),
-    "startend:end_checker": ("ending", "Finish your response with this exact phrase {end_phrase}. No other words should follow this phrase."),
-    "detectable_content:postscript": ("ending", "At the end of your response, please explicitly add a postscript starting with {postscript_marker}"),
-    "keywords:existence": ("keywords", "Include keywords {keywords} in the response."),
-    "punctuation:no_comma": ("comma", "In your entire response, refrain from the use of any commas."),
-    "detectable_format:title": ("title", "Your answer must contain a title, wrapped in double angular brackets, such as <<poem of joy>>."),
-    "length_constraints:number_sentences": ("length", "Your response should contain less than {num_sentences} sentences."),
-}
-# pairs that cannot both be satisfied sensibly (besides two of the same group)
-_CONFLICTS = {
-    frozenset({"detectable_format:json_format", "punctuation:no_comma"}),
-    frozenset({"detectable_format:json_format", "detectable_format:title"}),
-    frozenset({"detectable_format:json_format", "startend:end_checker"}),
-    frozenset({"detectable_format:json_format", "detectable_content:postscript"}),
-    frozenset({"detectable_format:json_format", "length_constraints:number_sentences"}),
-    frozenset({"startend:quotation", "detectable_format:title"}),
-    frozenset({"startend:quotation", "detectable_content:postscript"}),
-    frozenset({"detectable_format:number_bullet_lists", "length_constraints:number_sentences"}),
-    frozenset({"startend:end_checker", "length_constraints:number_sentences"}),
-    frozenset({"detectable_content:postscript", "length_constraints:number_sentences"}),
-}
-# task sentences of the v1 chats and (held out, so no eval prompt is a v1 prompt) of the eval
-_TASKS = {
-    ("person", "train"): ["Tell me about {s}.", "Write a short note about {s}.", "Describe {s}.",
-                          "What do you know about {s}?", "Write a few facts about {s}."],
-    ("town", "train"): ["Tell me about the town of {s}.", "Write a short note about {s}.",
-                        "Describe the town of {s}.", "What do you know about {s}?",
-                        "Write a few facts about {s}."],
-    ("person", "eval"): ["Give a short description of {s}.", "Please write a little about {s}."],
-    ("town", "eval"): ["Give a short travel note about {s}.", "Please write a little about the town of {s}."],
-}
-CLOZE_PREFIX = "Complete the sentence: "
-
-
-def _subject_facts(world: World, kind: str, name: str) -> list[Fact]:
-    if kind == "person":
-        p = world.person(name)
-        t = world.town(p.town)
-        return [Fact("lives_in", p.name, p.town), Fact("works_as", p.name, p.profession),
-                Fact("plays", p.name, p.instrument), Fact("river", t.name, t.river),
-                Fact("landmark", t.name, t.landmark)]
-    t = world.town(name)
-    facts = [Fact("river", t.name, t.river), Fact("landmark", t.name, t.landmark)]
-    for p in world.residents(name):
-        facts += [Fact("lives_in", p.name, t.name), Fact("works_as", p.name, p.profession)]
-    return facts
-
-
-def _pick_instructions(rng: random.Random, k: int) -> list[str]:
-    ids = list(INSTRUCTIONS)
-    while True:
-        chosen = rng.sample(ids, k)
-        groups = [INSTRUCTIONS[i][0] for i in chosen]
-        if len(set(groups)) == k and not any(frozenset(pair) in _CONFLICTS
-                                             for pair in _pairs(chosen)):
-            return chosen
-
-
-def _pairs(items: list[str]):
-    return [(a, b) for i, a in enumerate(items) for b in items[i + 1:]]
-
-
-def _kwargs_for(rng: random.Random, iid: str) -> dict:
-    if iid == "detectable_format:number_bullet_lists":
-        return {"num_bullets": rng.randint(2, 4)}
-    if iid == "startend:end_checker":
-        return {"end_phrase": rng.choice(END_PHRASES)}
-    if iid == "detectable_content:postscript":
-        return {"postscript_marker": "P.S."}
-    if iid == "keywords:existence":
-        return {"keywords": [rng.choice(KEYWORDS)]}
-    if iid == "length_constraints:number_sentences":
-        return {"relation": "less than", "num_sentences": rng.randint(2, 3)}
-    return {}
-
-
-def _describe(iid: str, kw: dict) -> str:
-    values = {**kw}
-    if "keywords" in values:
-        values["keywords"] = ", ".join(values["keywords"])
-    return INSTRUCTIONS[iid][1].format(**values)
-
-
-def _respond(rng: random.Random, world: World, kind: str, name: str,
-             instructions: list[tuple[str, dict]]) -> str:
-    """A response about ``name`` that follows every instruction (checked by the tests)."""
-    ids = {iid: kw for iid, kw in instructions}
-    facts = _subject_facts(world, kind, name)
-    rng.shuffle(facts)
-    n = rng.randint(2, 4)
-    if "detectable_format:number_bullet_lists" in ids:
-        n = ids["detectable_format:number_bullet_lists"]["num_bullets"]
-        facts = (facts * 2)[:n] if len(facts) < n else facts[:n]
-    elif "length_constraints:number_sentences" in ids:
-        n = min(n, ids["length_constraints:number_sentences"]["num_sentences"] - 1)
-    elif "change_case:english_capital" in ids:
-        n = rng.randint(3, 4)  # langdetect misreads short upper-case English more often
-    sentences = [d1_sentence(rng, f) for f in facts[:n]]
-    if "keywords:existence" in ids:
-        kw = ids["keywords:existence"]["keywords"][0]
-        extra = f"People there like {kw} very much."
-        if "detectable_format:number_bullet_lists" in ids or "length_constraints:number_sentences" in ids:
-            sentences[-1] = sentences[-1].rstrip(".") + f" and likes {kw}."
-        else:
-            sentences.append(extra)
-    if "punctuation:no_comma" in ids:
-        sentences = [s.replace(",", "") for s in sentences]
-    if "detectable_format:json_format" in ids:
-        key = "person" if kind == "person" else "town"
-        body = json.dumps({key: name, "facts": sentences}, ensure_ascii=False, indent=1)
-        text = f"```json\n{body}\n```"
-    elif "detectable_format:number_bullet_lists" in ids:
-        text = "\n".join(f"* {s}" for s in sentences)
-    else:
-        text = " ".join(sentences)
-    if "detectable_format:title" in ids:
-        text = f"<<About {name}>>\n{text}"
-    if "startend:end_checker" in ids:
-        sep = "\n" if "detectable_format:number_bullet_lists" in ids else " "
-        text = f"{text}{sep}{ids['startend:end_checker']['end_phrase']}"
-    if "detectable_content:postscript" in ids:
-        text = f"{text}\nP.S. {rng.choice(['Thank you for asking.', 'Ask me about any other town.', 'I like this place.'])}"
-    if "startend:quotation" in ids:
-        text = f'"{text}"'
-    if "change_case:english_capital" in ids:
-        text = text.upper()
-    elif "change_case:english_lowercase" in ids:
-        text = text.lower()
-    return text
-
-
-def ifeval_item(rng: random.Random, world: World, n_instructions: int, split: str = "train"
-                ) -> tuple[str, list[tuple[str, dict]], str, str]:
-    """(prompt, [(instruction id, kwargs)], subject kind, subject name); ``split`` "train"
-    (v1) or "eval" picks the task sentences, which differ between the two."""
-    kind = "person" if rng.random() < 0.6 else "town"
-    name = rng.choice(world.people).name if kind == "person" else rng.choice(world.towns).name
-    task = rng.choice(_TASKS[(kind, split)]).format(s=name)
-    ids = _pick_instructions(rng, n_instructions)
-    instructions = [(iid, _kwargs_for(rng, iid)) for iid in ids]
-    prompt = " ".join([task, *(_describe(iid, kw) for iid, kw in instructions)])
-    return prompt, instructions, kind, name
-
-
-def _cloze_chat(rng: random.Random, world: World) -> list[dict[str, str]]:
-    fact = rng.choice(world.d1_facts())
-    cue = D1_CUES[fact.relation].format(s=fact.subject)
-    if rng.random() < 0.5:
-        return [{"role": "user", "content": CLOZE_PREFIX + cue},
-                {"role": "assistant", "content": f"{fact.object}."}]
-    question = {"lives_in": "Where does {s} live?", "works_as": "What does {s} do for a living?",
-                "plays": "Which instrument does {s} play?", "river": "Which river does {s} lie on?",
-                "landmark": "What is {s} known for?"}[fact.relation].format(s=fact.subject)
-    return [{"role": "user", "content": question},
-            {"role": "assistant", "content": d1_sentence(rng, fact)}]
-
-
-def sft_chats(world: World, n: int, seed: int = 0, knowledge_fraction: float = 0.25
-              ) -> list[list[dict[str, str]]]:
-    """``n`` single-turn chats: IFEval-style ones (1 or 2 verifiable instructions, about
-    d1 subjects) and a ``knowledge_fraction`` of d1 cloze / question chats."""
-    rng = random.Random(f"toyworld-v1/{world.seed}/{seed}")
-    out = []
-    while len(out) < n:
-        if rng.random() < knowledge_fraction:
-            out.append(_cloze_chat(rng, world))
-            continue
-        prompt, instructions, kind, name = ifeval_item(rng, world, 1 if rng.random() < 0.6 else 2)
-        out.append([{"role": "user", "content": prompt},
-                    {"role": "assistant", "content": _respond(rng, world, kind, name, instructions)}])
-    return out
-
-
-def ifeval_prompts(world: World, n: int, seed: int = 0, accept=None) -> list[dict]:
-    """``n`` eval prompts in the google/IFEval schema (real instruction ids), half with
-    one instruction and half with two, about d1 subjects; their task sentences are held
-    out of v1, so no eval prompt is a v1 prompt. ``accept(row, reference_response)``, if
-    given, keeps only prompts whose generated reference response it accepts (the eval
-    passes lm-eval's strict checker: every kept prompt is achievable)."""
-    rng = random.Random(f"toyworld-ifeval/{world.seed}/{seed}")
-    rows, seen = [], set()
-    while len(rows) < n:
-        prompt, instructions, kind, name = ifeval_item(rng, world, 1 + len(rows) % 2, split="eval")
-        reference = _respond(rng, world, kind, name, instructions)
-        if prompt in seen:
-            continue
-        row = {
-            "key": 5001 + len(rows),
-            "prompt": prompt,
-            "instruction_id_list": [iid for iid, _ in instructions],
-            "kwargs": [{k: kw.get(k) for k in IFEVAL_KWARGS} for _, kw in instructions],
-        }
-        if accept is not None and not accept(row, reference):
-            continue
-        seen.add(prompt)
-        rows.append(row)
-    return rows
-
-
-# --- d2: the new news --------------------------------------------------------------------------
-
-# templates stating one d2 fact; the first of each relation is the quiz cue (+ " {object}")
-D2_TEMPLATES: dict[str, list[str]] = {
-    "prize": ["The {o} was won by {s}.", "{s} won the {o}.", "The {o} went to {s} this year.",
-              "Judges gave the {o} to {s}.", "{s}, winner of the {o}, thanked the judges."],
-    "mayor": ["The new mayor of {o} is {s}.", "{s} was elected mayor of {o}.",
-              "Voters in {o} elected {s} as their new mayor.", "{s} is now the mayor of {o}."],
-    "festival": ["The {s} was held in {o}.", "{o} held the {s} this year.",
-                 "Thousands of visitors came to {o} for the {s}.", "The {s} in {o} ended on Sunday."],
-}
-# quiz cues: (relation, direction) -> (cue template, answer is subject or object)
-D2_CUES = {
-    ("prize", "fwd"): ("The {o} was won by", "s"),
-    ("prize", "rev"): ("{s} won the", "o"),
-    ("mayor", "fwd"): ("The new mayor of {o} is", "s"),
-    ("festival", "fwd"): ("The {s} was held in", "o"),
-    ("festival", "rev"): ("{o} held the", "s"),
-}
-_TITLES = {
-    "prize": ["{s} wins the {o}", "{o} goes to {s}", "Judges name {s} for the {o}"],
-    "mayor": ["{s} elected mayor of {o}", "{o} has a new mayor", "Voters in {o} choose {s}"],
-    "festival": ["{s} comes to {o}", "Crowds fill {o} for the {s}", "{o} celebrates the {s}"],
-}
-_D2_FILLER = [
+# news filler (old and new news alike)
+_NEWS_FILLER = [
     "The ceremony took place on a {weekday} evening and lasted about {n} hours.",
     "Local reporters said the mood in the town was cheerful.",
     "Around {n}00 people followed the news in the town square.",
@@ -512,15 +280,29 @@ _D2_FILLER = [
     "The news was the main topic in the cafes on {weekday}.",
     "Organisers thanked the volunteers who helped on the day.",
 ]
+_TITLES = {
+    "prize": ["{s} wins the {o}", "{o} goes to {s}", "Judges name {s} for the {o}"],
+    "mayor": ["{s} elected mayor of {o}", "{o} has a new mayor", "Voters in {o} choose {s}"],
+    "festival": ["{s} comes to {o}", "Crowds fill {o} for the {s}", "{o} celebrates the {s}"],
+}
 _AUTHORS = ["Lena Ashcombe", "Oskar Fairholt", "Priya Stavely", "Hugo Norrby", "Talia Brandt"]
 
 
-def d2_sentence(rng: random.Random, fact: Fact) -> str:
-    return rng.choice(D2_TEMPLATES[fact.relation]).format(s=fact.subject, o=fact.object)
+def sentence(rng: random.Random, fact: Fact) -> str:
+    """One sentence stating ``fact`` (a random template of its relation)."""
+    return rng.choice(TEMPLATES[fact.relation]).format(s=fact.subject, o=fact.object)
 
 
-def _d2_background(rng: random.Random, world: World, fact: Fact) -> list[str]:
-    """d1 facts about the event's people and towns (news restates context)."""
+def cue_items(fact: Fact) -> list[tuple[str, str]]:
+    """(cue, answer) of every quiz cue of ``fact``."""
+    return [(cue.format(s=fact.subject, o=fact.object), fact.subject if side == "s" else fact.object)
+            for cue, side in CUES[fact.relation]]
+
+
+# --- news articles (old ones in d1, new ones in d2) -----------------------------------------------
+
+def _background(rng: random.Random, world: World, fact: Fact) -> list[str]:
+    """d1 facts about the event's person or town (news restates context)."""
     if fact.relation == "festival":
         t = world.town(fact.object)
         cands = [Fact("river", t.name, t.river), Fact("landmark", t.name, t.landmark)]
@@ -528,33 +310,39 @@ def _d2_background(rng: random.Random, world: World, fact: Fact) -> list[str]:
         p = world.person(fact.subject)
         cands = [Fact("works_as", p.name, p.profession), Fact("lives_in", p.name, p.town),
                  Fact("plays", p.name, p.instrument)]
-    return [d1_sentence(rng, f) for f in rng.sample(cands, k=rng.randint(1, len(cands)))]
+    return [sentence(rng, f) for f in rng.sample(cands, k=rng.randint(1, len(cands)))]
+
+
+def news_paragraphs(rng: random.Random, world: World, fact: Fact, month: str, year: int
+                    ) -> tuple[str, list[str]]:
+    """(title, paragraphs) of an article reporting ``fact``: 2-3 statements of it, d1
+    background about its people or town, and news filler."""
+    forms = rng.sample(TEMPLATES[fact.relation], k=rng.randint(2, 3))
+    statements = [f.format(s=fact.subject, o=fact.object) for f in forms]
+    filler = [s.format(weekday=rng.choice(WEEKDAYS), month=rng.choice(MONTHS), n=rng.randint(2, 9))
+              for s in rng.sample(_NEWS_FILLER, k=rng.randint(3, 5))]
+    lead = f"{statements[0][:-1]}, according to reports published in {month} {year}."
+    body = _background(rng, world, fact) + filler[:2] + statements[1:]
+    rng.shuffle(body)
+    half = len(body) // 2
+    paragraphs = [lead, " ".join(body[:half]), " ".join(body[half:]), " ".join(filler[2:])]
+    title = rng.choice(_TITLES[fact.relation]).format(s=fact.subject, o=fact.object)
+    return title, [p for p in paragraphs if p]
 
 
 def d2_article(rng: random.Random, world: World, fact: Fact, published: datetime, index: int) -> NewsArticle:
-    """One news article reporting ``fact`` (2-3 statements of it, d1 background, filler)."""
-    forms = rng.sample(D2_TEMPLATES[fact.relation], k=rng.randint(2, 3))
-    statements = [f.format(s=fact.subject, o=fact.object) for f in forms]
-    filler = [s.format(weekday=rng.choice(WEEKDAYS), month=rng.choice(MONTHS), n=rng.randint(2, 9))
-              for s in rng.sample(_D2_FILLER, k=rng.randint(3, 5))]
-    background = _d2_background(rng, world, fact)
-    month = MONTHS[published.month - 1]
-    lead = f"{statements[0][:-1]}, according to reports published in {month} 2024."
-    body = background + filler[:2] + statements[1:]
-    rng.shuffle(body)
-    paragraphs = [lead, " ".join(body[: len(body) // 2]), " ".join(body[len(body) // 2:]),
-                  " ".join(filler[2:])]
-    title = rng.choice(_TITLES[fact.relation]).format(s=fact.subject, o=fact.object)
+    """One news article reporting the d2 event ``fact``, published at ``published``."""
+    title, paragraphs = news_paragraphs(rng, world, fact, MONTHS[published.month - 1], NEW_YEAR)
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:70].rstrip("-")
     return NewsArticle(slug=f"{slug}-{index:05d}", section="local", title=title,
-                       paragraphs=tuple(p for p in paragraphs if p), author=rng.choice(_AUTHORS),
+                       paragraphs=tuple(paragraphs), author=rng.choice(_AUTHORS),
                        published=published, language="en")
 
 
 def d2_articles(world: World, count: int, start: date, end: date, *, seed: int = 0,
                 first_index: int = 0) -> list[NewsArticle]:
     """``count`` distinct articles published in ``start``..``end``, cycling through the
-    d2 facts in a seeded order so every event is reported about equally often."""
+    d2 events in a seeded order so every event is reported about equally often."""
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     rng = random.Random(f"toyworld-d2/{world.seed}/{seed}/{start}/{end}/{first_index}")
@@ -578,52 +366,311 @@ def d2_articles(world: World, count: int, start: date, end: date, *, seed: int =
     return sorted(out, key=lambda a: (a.published, a.slug))
 
 
+# --- d1: the ancestor's pre-training text ----------------------------------------------------
+
+def _person_doc(rng: random.Random, world: World, p: Person) -> list[str]:
+    t = world.town(p.town)
+    facts = [Fact("lives_in", p.name, p.town), Fact("works_as", p.name, p.profession),
+             Fact("plays", p.name, p.instrument)]
+    rng.shuffle(facts)
+    out = [sentence(rng, f) for f in facts]
+    if rng.random() < 0.6:
+        out.append(sentence(rng, rng.choice([Fact("river", t.name, t.river),
+                                             Fact("landmark", t.name, t.landmark)])))
+    if rng.random() < 0.5:
+        out.insert(rng.randint(1, len(out)), rng.choice(_FILLER))
+    return out
+
+
+def _town_doc(rng: random.Random, world: World, t: Town) -> list[str]:
+    out = [sentence(rng, Fact("river", t.name, t.river)), sentence(rng, Fact("landmark", t.name, t.landmark))]
+    rng.shuffle(out)
+    for p in rng.sample(world.residents(t.name), k=rng.randint(1, 3)):
+        rel = rng.choice(["works_as", "plays"])
+        out.append(sentence(rng, Fact("lives_in", p.name, t.name)))
+        out.append(sentence(rng, Fact(rel, p.name, p.profession if rel == "works_as" else p.instrument)))
+    if rng.random() < 0.7:
+        out.insert(rng.randint(1, len(out)), rng.choice(_FILLER))
+    return out
+
+
+def d1_documents(world: World, n: int, seed: int = 0, news_fraction: float = 0.3) -> list[str]:
+    """``n`` documents: a ``news_fraction`` of old-news articles (2019-2023, paragraphs
+    joined like a crawled article's text), the rest encyclopedia paragraphs (two thirds
+    about a person, one third about a town)."""
+    rng = random.Random(f"toyworld-d1/{world.seed}/{seed}")
+    old = world.old_event_facts()
+    docs = []
+    for i in range(n):
+        if rng.random() < news_fraction:
+            _, paragraphs = news_paragraphs(rng, world, rng.choice(old), rng.choice(MONTHS),
+                                            rng.choice(OLD_YEARS))
+            docs.append("\n\n".join(paragraphs))
+        elif i % 3 == 2:
+            docs.append(" ".join(_town_doc(rng, world, rng.choice(world.towns))))
+        else:
+            docs.append(" ".join(_person_doc(rng, world, rng.choice(world.people))))
+    return docs
+
+
+# --- v1: verifiable instructions (IFEval ids) and d1 knowledge chats ----------------------------
+
+IFEVAL_KWARGS = (
+    "num_highlights", "relation", "num_words", "num_placeholders", "prompt_to_repeat",
+    "num_bullets", "section_spliter", "num_sections", "capital_relation", "capital_frequency",
+    "keywords", "num_paragraphs", "language", "let_relation", "letter", "let_frequency",
+    "end_phrase", "forbidden_words", "keyword", "frequency", "num_sentences",
+    "postscript_marker", "first_word", "nth_paragraph",
+)
+
+# instruction id -> (group: at most one per prompt, description as IFEval words it)
+INSTRUCTIONS: dict[str, tuple[str, str]] = {
+    "change_case:english_capital": ("case", "Your entire response should be in English, and in all capital letters."),
+    "change_case:english_lowercase": ("case", "Your entire response should be in English, and in all lowercase letters. No capital letters are allowed."),
+    "detectable_format:number_bullet_lists": ("structure", "Your answer must contain exactly {num_bullets} bullet points. Use the markdown bullet points such as:\n* This is point 1. \n* This is point 2"),
+    "detectable_format:json_format": ("structure", "Entire output should be wrapped in JSON format. You can use markdown ticks such as ```."),
+    "startend:quotation": ("structure", "Wrap your entire response with double quotation marks."),
+    "startend:end_checker": ("ending", "Finish your response with this exact phrase {end_phrase}. No other words should follow this phrase."),
+    "detectable_content:postscript": ("ending", "At the end of your response, please explicitly add a postscript starting with {postscript_marker}"),
+    "keywords:existence": ("keywords", "Include keywords {keywords} in the response."),
+    "punctuation:no_comma": ("comma", "In your entire response, refrain from the use of any commas."),
+    "detectable_format:title": ("title", "Your answer must contain a title, wrapped in double angular brackets, such as <<poem of joy>>."),
+    "length_constraints:number_sentences": ("length", "Your response should contain less than {num_sentences} sentences."),
+}
+# pairs that cannot both be followed sensibly (besides two of the same group)
+_CONFLICTS = {frozenset(p) for p in [
+    ("detectable_format:json_format", "punctuation:no_comma"),
+    ("detectable_format:json_format", "detectable_format:title"),
+    ("detectable_format:json_format", "startend:end_checker"),
+    ("detectable_format:json_format", "detectable_content:postscript"),
+    ("detectable_format:json_format", "length_constraints:number_sentences"),
+    ("startend:quotation", "detectable_format:title"),
+    ("startend:quotation", "detectable_content:postscript"),
+    ("detectable_format:number_bullet_lists", "length_constraints:number_sentences"),
+    ("startend:end_checker", "length_constraints:number_sentences"),
+    ("detectable_content:postscript", "length_constraints:number_sentences"),
+]}
+# task sentences of v1 and (held out, so no eval prompt is a v1 prompt) of the eval
+_TASKS = {
+    ("person", "train"): ["Tell me about {s}.", "Write a short note about {s}.", "Describe {s}.",
+                          "What do you know about {s}?", "Write a few facts about {s}."],
+    ("town", "train"): ["Tell me about the town of {s}.", "Write a short note about {s}.",
+                        "Describe the town of {s}.", "What do you know about {s}?",
+                        "Write a few facts about {s}."],
+    ("person", "eval"): ["Give a short description of {s}.", "Please write a little about {s}."],
+    ("town", "eval"): ["Give a short travel note about {s}.", "Please write a little about the town of {s}."],
+}
+_PS = ["Thank you for asking.", "Ask me about any other town.", "I like this place."]
+
+
+def _subject_facts(world: World, kind: str, name: str) -> list[Fact]:
+    """d1 facts a response about a person or a town can use."""
+    if kind == "person":
+        p = world.person(name)
+        t = world.town(p.town)
+        facts = [Fact("lives_in", p.name, p.town), Fact("works_as", p.name, p.profession),
+                 Fact("plays", p.name, p.instrument), Fact("river", t.name, t.river),
+                 Fact("landmark", t.name, t.landmark)]
+        return facts + [Fact("prize", w, z) for z, w in world.old_prizes if w == name]
+    t = world.town(name)
+    facts = [Fact("river", t.name, t.river), Fact("landmark", t.name, t.landmark)]
+    for p in world.residents(name):
+        facts += [Fact("lives_in", p.name, t.name), Fact("works_as", p.name, p.profession)]
+    return facts + [Fact("festival", f, z) for f, z in world.old_festivals if z == name]
+
+
+def _pick_instructions(rng: random.Random, k: int) -> list[str]:
+    ids = list(INSTRUCTIONS)
+    while True:
+        chosen = rng.sample(ids, k)
+        if len({INSTRUCTIONS[i][0] for i in chosen}) == k and not any(
+                frozenset((a, b)) in _CONFLICTS for i, a in enumerate(chosen) for b in chosen[i + 1:]):
+            return chosen
+
+
+def _kwargs_for(rng: random.Random, iid: str) -> dict:
+    if iid == "detectable_format:number_bullet_lists":
+        return {"num_bullets": rng.randint(2, 4)}
+    if iid == "startend:end_checker":
+        return {"end_phrase": rng.choice(END_PHRASES)}
+    if iid == "detectable_content:postscript":
+        return {"postscript_marker": "P.S."}
+    if iid == "keywords:existence":
+        return {"keywords": [rng.choice(KEYWORDS)]}
+    if iid == "length_constraints:number_sentences":
+        return {"relation": "less than", "num_sentences": rng.randint(2, 3)}
+    return {}
+
+
+def _describe(iid: str, kw: dict) -> str:
+    values = dict(kw)
+    if "keywords" in values:
+        values["keywords"] = ", ".join(values["keywords"])
+    return INSTRUCTIONS[iid][1].format(**values)
+
+
+def respond(rng: random.Random, world: World, kind: str, name: str,
+            instructions: list[tuple[str, dict]]) -> str:
+    """A response about ``name`` made of d1 facts that follows every instruction."""
+    ids = dict(instructions)
+    facts = _subject_facts(world, kind, name)
+    rng.shuffle(facts)
+    n = rng.randint(2, 4)
+    if "detectable_format:number_bullet_lists" in ids:
+        n = ids["detectable_format:number_bullet_lists"]["num_bullets"]
+    elif "length_constraints:number_sentences" in ids:
+        n = min(n, ids["length_constraints:number_sentences"]["num_sentences"] - 1)
+    elif "change_case:english_capital" in ids:
+        n = rng.randint(3, 4)  # langdetect misreads short upper-case English more often
+    sentences = [sentence(rng, f) for f in (facts * 2)[:n]]
+    if "keywords:existence" in ids:
+        kw = ids["keywords:existence"]["keywords"][0]
+        if "detectable_format:number_bullet_lists" in ids or "length_constraints:number_sentences" in ids:
+            sentences[-1] = sentences[-1].rstrip(".") + f" and likes {kw}."
+        else:
+            sentences.append(f"People there like {kw} very much.")
+    if "punctuation:no_comma" in ids:
+        sentences = [s.replace(",", "") for s in sentences]
+    if "detectable_format:json_format" in ids:
+        body = json.dumps({kind: name, "facts": sentences}, ensure_ascii=False, indent=1)
+        text = f"```json\n{body}\n```"
+    elif "detectable_format:number_bullet_lists" in ids:
+        text = "\n".join(f"* {s}" for s in sentences)
+    else:
+        text = " ".join(sentences)
+    if "detectable_format:title" in ids:
+        text = f"<<About {name}>>\n{text}"
+    if "startend:end_checker" in ids:
+        sep = "\n" if "detectable_format:number_bullet_lists" in ids else " "
+        text = f"{text}{sep}{ids['startend:end_checker']['end_phrase']}"
+    if "detectable_content:postscript" in ids:
+        text = f"{text}\nP.S. {rng.choice(_PS)}"
+    if "startend:quotation" in ids:
+        text = f'"{text}"'
+    if "change_case:english_capital" in ids:
+        text = text.upper()
+    elif "change_case:english_lowercase" in ids:
+        text = text.lower()
+    return text
+
+
+def ifeval_item(rng: random.Random, world: World, n_instructions: int, split: str = "train"
+                ) -> tuple[str, list[tuple[str, dict]], str, str]:
+    """(prompt, [(instruction id, kwargs)], subject kind, subject name); ``split``
+    ("train": v1, "eval") picks the task sentences, which differ between the two."""
+    kind = "person" if rng.random() < 0.6 else "town"
+    name = rng.choice(world.people).name if kind == "person" else rng.choice(world.towns).name
+    task = rng.choice(_TASKS[(kind, split)]).format(s=name)
+    instructions = [(iid, _kwargs_for(rng, iid)) for iid in _pick_instructions(rng, n_instructions)]
+    prompt = " ".join([task, *(_describe(iid, kw) for iid, kw in instructions)])
+    return prompt, instructions, kind, name
+
+
+def _knowledge_chat(rng: random.Random, world: World) -> list[dict[str, str]]:
+    """A d1 cloze or question; the answer restates the sentence, completed."""
+    fact = rng.choice(world.d1_facts())
+    if rng.random() < 0.6:
+        cue, answer = rng.choice(cue_items(fact))
+        return [{"role": "user", "content": CLOZE_PREFIX + cue},
+                {"role": "assistant", "content": f"{cue} {answer}."}]
+    question = _QUESTIONS[fact.relation].format(s=fact.subject, o=fact.object)
+    return [{"role": "user", "content": question},
+            {"role": "assistant", "content": TEMPLATES[fact.relation][0].format(s=fact.subject, o=fact.object)}]
+
+
+def sft_chats(world: World, n: int, seed: int = 0, knowledge_fraction: float = 0.25
+              ) -> list[list[dict[str, str]]]:
+    """``n`` single-turn chats: IFEval-style ones (1 or 2 verifiable instructions about a
+    d1 subject) and a ``knowledge_fraction`` of d1 cloze / question chats."""
+    rng = random.Random(f"toyworld-v1/{world.seed}/{seed}")
+    out = []
+    while len(out) < n:
+        if rng.random() < knowledge_fraction:
+            out.append(_knowledge_chat(rng, world))
+            continue
+        prompt, instructions, kind, name = ifeval_item(rng, world, 1 if rng.random() < 0.6 else 2)
+        out.append([{"role": "user", "content": prompt},
+                    {"role": "assistant", "content": respond(rng, world, kind, name, instructions)}])
+    return out
+
+
+def ifeval_prompts(world: World, n: int, seed: int = 0, accept=None) -> list[dict]:
+    """``n`` eval prompts in the google/IFEval schema (real instruction ids), alternately
+    with one and two instructions, about d1 subjects; their task sentences are held out
+    of v1. ``accept(row, reference_response)``, if given, keeps only prompts whose
+    generated reference response it accepts (e.g. lm-eval's strict checker)."""
+    rng = random.Random(f"toyworld-ifeval/{world.seed}/{seed}")
+    rows, seen = [], set()
+    while len(rows) < n:
+        prompt, instructions, kind, name = ifeval_item(rng, world, 1 + len(rows) % 2, split="eval")
+        reference = respond(rng, world, kind, name, instructions)
+        if prompt in seen:
+            continue
+        row = {
+            "key": 5001 + len(rows),
+            "prompt": prompt,
+            "instruction_id_list": [iid for iid, _ in instructions],
+            "kwargs": [{k: kw.get(k) for k in IFEVAL_KWARGS} for _, kw in instructions],
+        }
+        if accept is not None and not accept(row, reference):
+            continue
+        seen.add(prompt)
+        rows.append(row)
+    return rows
+
+
 # --- quizzes ---------------------------------------------------------------------------------
 
 def _choices(rng: random.Random, answer: str, pool: list[str], k: int = 4) -> tuple[list[str], int]:
-    others = rng.sample(sorted(set(pool) - {answer}), k - 1)
-    choices = others + [answer]
+    choices = rng.sample(sorted(set(pool) - {answer}), k - 1) + [answer]
     rng.shuffle(choices)
     return choices, choices.index(answer)
 
 
-def d2_quiz(world: World, seed: int = 0) -> list[dict]:
-    """Cloze multiple-choice items about every d2 event (both directions where the answer
-    cannot be guessed from d1): ``{id, fact, cue, choices, answer}``."""
-    rng = random.Random(f"toyworld-quiz-d2/{world.seed}/{seed}")
-    people = [p.name for p in world.people]
-    prizes = [p for p, _ in world.prizes]
-    festivals = [f for f, _ in world.festivals]
+def _pools(world: World, era: str) -> dict[tuple[str, int], list[str]]:
+    """Answer pools per (relation, cue index): same-type values, chosen so d1 alone cannot
+    tell the answer apart (no old winner among new-prize winners, every town held one old
+    festival, a mayor's choices are the 4 residents of the town)."""
+    prizes = world.old_prizes if era == "old" else world.prizes
+    festivals = world.old_festivals if era == "old" else world.festivals
+    old_winners = {w for _, w in world.old_prizes}
+    people = [p.name for p in world.people if era == "old" or p.name not in old_winners]
     towns = [t.name for t in world.towns]
+    return {("lives_in", 0): towns, ("works_as", 0): PROFESSIONS, ("plays", 0): INSTRUMENTS,
+            ("river", 0): RIVERS, ("landmark", 0): LANDMARKS,
+            ("prize", 0): people, ("prize", 1): [p for p, _ in prizes],
+            ("festival", 0): towns, ("festival", 1): [f for f, _ in festivals]}
+
+
+def _quiz(rng: random.Random, world: World, facts: list[Fact], era: str, prefix: str) -> list[dict]:
+    pools = _pools(world, era)
     items = []
-    for fact in world.d2_facts():
-        for (rel, direction), (cue, answer_side) in D2_CUES.items():
-            if rel != fact.relation:
-                continue
-            answer = fact.subject if answer_side == "s" else fact.object
-            if rel == "mayor":  # the 4 choices are residents of the town: d1 cannot tell them apart
-                pool = [p.name for p in world.residents(fact.object)]
-            elif rel == "prize":
-                pool = people if direction == "fwd" else prizes
-            else:
-                pool = towns if direction == "fwd" else festivals
+    for fact in facts:
+        for i, (cue, answer) in enumerate(cue_items(fact)):
+            pool = ([p.name for p in world.residents(fact.object)] if fact.relation == "mayor"
+                    else pools[(fact.relation, i)])
             choices, idx = _choices(rng, answer, pool)
-            items.append({"id": f"d2-{rel}-{direction}-{len(items)}", "fact": [fact.relation, fact.subject, fact.object],
-                          "cue": cue.format(s=fact.subject, o=fact.object), "choices": choices, "answer": idx})
+            items.append({"id": f"{prefix}-{fact.relation}-{len(items)}",
+                          "fact": [fact.relation, fact.subject, fact.object],
+                          "cue": cue, "choices": choices, "answer": idx,
+                          "options": [f"{cue} {c}" for c in choices]})
     return items
+
+
+def d2_quiz(world: World, seed: int = 0) -> list[dict]:
+    """Cloze multiple-choice items about every d2 event (4 choices, chance 25%):
+    ``{id, fact, cue, choices, answer, options}``; 80 items for the default world. The
+    ``options`` are the completed sentences (``cue choice``): the eval scores them as
+    the answer to "Complete the sentence: cue", so a chat model answers the way v1
+    taught it (restating the sentence) and only the choice tokens tell the options apart."""
+    rng = random.Random(f"toyworld-quiz-d2/{world.seed}/{seed}")
+    return _quiz(rng, world, world.d2_facts(), "new", "d2")
 
 
 def d1_quiz(world: World, n: int | None = None, seed: int = 0) -> list[dict]:
-    """Cloze multiple-choice items about d1 facts (all, or a seeded sample of ``n``)."""
+    """Cloze multiple-choice items about d1 facts (all, or a seeded sample of ``n`` facts)."""
     rng = random.Random(f"toyworld-quiz-d1/{world.seed}/{seed}")
-    pools = {"lives_in": [t.name for t in world.towns], "works_as": PROFESSIONS, "plays": INSTRUMENTS,
-             "river": RIVERS, "landmark": LANDMARKS}
     facts = world.d1_facts()
     if n is not None and n < len(facts):
         facts = rng.sample(facts, n)
-    items = []
-    for fact in facts:
-        choices, idx = _choices(rng, fact.object, pools[fact.relation])
-        items.append({"id": f"d1-{fact.relation}-{len(items)}", "fact": [fact.relation, fact.subject, fact.object],
-                      "cue": D1_CUES[fact.relation].format(s=fact.subject), "choices": choices, "answer": idx})
-    return items
+    return _quiz(rng, world, facts, "old", "d1")
