@@ -85,7 +85,6 @@ _FEST_NAMES = {"old": ["Zephyra", "Morvane", "Kalistra", "Orrowin", "Belmira", "
                        "Gorvessa", "Hylantis", "Imbrosa", "Jorvalle", "Kestrova", "Lorimund",
                        "Marvessa", "Nimbrova", "Ostralis", "Pelluvia"]}
 OLD_YEARS = (2019, 2020, 2021, 2022, 2023)
-NEW_YEAR = 2024
 KEYWORDS = ["bread", "music", "winter", "boats", "lamps", "gardens", "stones", "wool", "maps",
             "bells", "clocks", "apples"]
 END_PHRASES = ["Is there anything else I can help with?", "That is all I know.",
@@ -332,7 +331,7 @@ def news_paragraphs(rng: random.Random, world: World, fact: Fact, month: str, ye
 
 def d2_article(rng: random.Random, world: World, fact: Fact, published: datetime, index: int) -> NewsArticle:
     """One news article reporting the d2 event ``fact``, published at ``published``."""
-    title, paragraphs = news_paragraphs(rng, world, fact, MONTHS[published.month - 1], NEW_YEAR)
+    title, paragraphs = news_paragraphs(rng, world, fact, MONTHS[published.month - 1], published.year)
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:70].rstrip("-")
     return NewsArticle(slug=f"{slug}-{index:05d}", section="local", title=title,
                        paragraphs=tuple(paragraphs), author=rng.choice(_AUTHORS),

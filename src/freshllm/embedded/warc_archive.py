@@ -15,7 +15,8 @@ domain, empty body, near-empty body, bad digest, missing or out-of-window date,
 duplicate URL, duplicate text); the returned manifest says what each record is.
 ``world="toyworld"`` fills the months with the toy world's d2 news instead
 (:func:`freshllm.embedded.toyworld.d2_articles`, world ``world_seed``), on the English
-publishers only; the planted bad records stay generic news (a crawler drops them all).
+publishers only; the planted bad records are toy-world d2 articles too, so whatever a
+crawler keeps is d2 news.
 
 Everything is deterministic in the arguments.
 """
@@ -232,7 +233,23 @@ def _site(publisher: str) -> Site:
     return next(s for s in SITES if s.publisher == publisher)
 
 
-def _planted_first_month(month: str, seed: int) -> list[Record]:
+def _article_maker(world: str, world_seed: int):
+    """``make(rng, published, language, index)`` of the planted records: generic news, or
+    a toy-world d2 article about a random d2 event."""
+    if world != "toyworld":
+        return make_article
+    from freshllm.embedded import toyworld
+
+    w = toyworld.make_world(world_seed)
+    facts = w.d2_facts()
+
+    def make(rng: random.Random, published: datetime, language: str = "en", index: int = 0) -> NewsArticle:
+        return toyworld.d2_article(rng, w, rng.choice(facts), published, index)
+
+    return make
+
+
+def _planted_first_month(month: str, seed: int, make_article=make_article) -> list[Record]:
     """Bad records in the first month (the bad-digest one is added separately)."""
     rng = random.Random(f"planted/{seed}/{month}")
     first, _ = _month_bounds(month)
@@ -257,7 +274,8 @@ def _planted_first_month(month: str, seed: int) -> list[Record]:
     ]
 
 
-def _planted_last_month(month: str, originals: list[Record], seed: int) -> list[Record]:
+def _planted_last_month(month: str, originals: list[Record], seed: int,
+                        make_article=make_article) -> list[Record]:
     """Duplicates of earlier good records and an article dated after the window."""
     rng = random.Random(f"planted/{seed}/{month}")
     first, last = _month_bounds(month)
@@ -280,7 +298,7 @@ def _planted_last_month(month: str, originals: list[Record], seed: int) -> list[
     ]
 
 
-def _bad_digest_record(month: str, seed: int) -> Record:
+def _bad_digest_record(month: str, seed: int, make_article=make_article) -> Record:
     rng = random.Random(f"bad-digest/{seed}/{month}")
     first, _ = _month_bounds(month)
     article = make_article(rng, datetime.combine(first, datetime.min.time(), tzinfo=timezone.utc)
@@ -349,11 +367,13 @@ def build_archive(root: str | Path, months: Sequence[str], *, per_month: int = 1
     per_month_records = [_month_records(m, per_month, seed, i, world, world_seed)
                          for i, m in enumerate(months)]
     if plant_bad:
-        per_month_records[0] += _planted_first_month(months[0], seed)
-        per_month_records[-1] += _planted_last_month(months[-1], per_month_records[0], seed)
+        maker = _article_maker(world, world_seed)
+        per_month_records[0] += _planted_first_month(months[0], seed, maker)
+        per_month_records[-1] += _planted_last_month(months[-1], per_month_records[0], seed, maker)
     serial = 0
     for i, (month, records) in enumerate(zip(months, per_month_records)):
-        trailing = _bad_digest_record(month, seed) if plant_bad and i == 0 else None
+        trailing = (_bad_digest_record(month, seed, _article_maker(world, world_seed))
+                    if plant_bad and i == 0 else None)
         serial = _write_month(root, month, records, files_per_month, serial, seed, manifest,
                               trailing, missing_file and i == 0)
         manifest.records.extend(records + ([trailing] if trailing else []))

@@ -1,0 +1,261 @@
+"""The toy world: generators (determinism, d2 absent from d1, quizzes consistent with the
+texts, v1 responses that lm-eval's IFEval checkers accept) and a shrunken toy world run
+end to end through the real stage entry points (models -> crawl through fundus -> pack
+-> cpt -> residual -> eval on the toy suite -> report). Mechanics only, not the finding."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from freshllm.embedded import toyworld as tw
+
+PROFILE = ROOT / "profiles" / "toyworld.yaml"
+
+
+@pytest.fixture(scope="module")
+def world():
+    return tw.make_world(0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_nltk_data(tmp_path_factory):
+    """IFEval's punkt_tab goes to a test directory, not the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NLTK_DATA", str(tmp_path_factory.mktemp("nltk_data")))
+        yield
+
+
+def _ifeval_ready():
+    from freshllm.eval import prepare_ifeval_scoring
+
+    prepare_ifeval_scoring(0)
+
+
+# --- generators ----------------------------------------------------------------------------------
+
+def test_world_and_texts_are_deterministic_in_the_seed(world):
+    tw.make_world.cache_clear()
+    again = tw.make_world(0)
+    assert again == world and again is not world
+    assert tw.make_world(1) != world
+    assert tw.d1_documents(world, 50) == tw.d1_documents(tw.make_world(0), 50)
+    assert tw.sft_chats(world, 50) == tw.sft_chats(world, 50)
+    span = (date(2024, 1, 1), date(2024, 1, 31))
+    assert tw.d2_articles(world, 20, *span) == tw.d2_articles(world, 20, *span)
+    assert tw.d2_quiz(world) == tw.d2_quiz(world) and tw.d1_quiz(world, 30) == tw.d1_quiz(world, 30)
+    assert tw.d1_documents(world, 50) != tw.d1_documents(world, 50, seed=1)
+    assert tw.d1_documents(tw.make_world(1), 50) != tw.d1_documents(world, 50)
+
+
+def test_world_shape(world):
+    assert len({p.name for p in world.people}) == 64 and len({t.name for t in world.towns}) == 16
+    assert all(len(world.residents(t.name)) == 4 for t in world.towns)
+    assert {m for _, m in world.mayors}.isdisjoint({w for _, w in world.prizes})
+    assert {w for _, w in world.old_prizes}.isdisjoint({w for _, w in world.prizes})
+    assert all(world.person(m).town == t for t, m in world.mayors)
+    old_names = " ".join(p for p, _ in world.old_prizes) + " ".join(f for f, _ in world.old_festivals)
+    for name in [p for p, _ in world.prizes] + [f for f, _ in world.festivals]:
+        assert not set(name.split()[:-1]) & set(old_names.split()), name  # no shared word
+    assert len(world.d2_facts()) == 48 and not set(world.d2_facts()) & set(world.d1_facts())
+
+
+def test_d2_facts_and_names_never_appear_in_d1_or_v1(world):
+    d1 = "\n".join(tw.d1_documents(world, 3000))
+    v1 = "\n".join(m["content"] for chat in tw.sft_chats(world, 1500) for m in chat)
+    for text in (d1, v1, d1.lower(), v1.lower()):
+        for name in world.d2_names():
+            assert name not in text, name
+        for fact in world.d2_facts():
+            for template in tw.TEMPLATES[fact.relation]:
+                assert template.format(s=fact.subject, o=fact.object) not in text
+    assert "2024" not in d1 and "2024" not in v1
+    # ...while d1 does state old events in the same news style
+    assert "according to reports published in" in d1 and "was won by" in d1 and "was held in" in d1
+
+
+def test_quiz_answers_are_stated_in_their_corpus(world):
+    articles = tw.d2_articles(world, 480, date(2024, 1, 1), date(2024, 3, 31))
+    d2 = "\n".join(a.text for a in articles)
+    assert len({a.text for a in articles}) == 480
+    d1 = "\n".join(tw.d1_documents(world, 3000))
+    for quiz, text, n in ((tw.d2_quiz(world), d2, 80), (tw.d1_quiz(world, 128), d1, None)):
+        assert n is None or len(quiz) == n
+        for item in quiz:
+            answer = item["choices"][item["answer"]]
+            assert len(set(item["choices"])) == 4
+            rel, subject, obj = item["fact"]
+            assert answer in (subject, obj)
+            assert f"{item['cue']} {answer}" in text, item
+    # every d2 event is reported (about) equally often
+    per_fact = [sum(any(t.format(s=f.subject, o=f.object) in a.text for t in tw.TEMPLATES[f.relation])
+                    for a in articles) for f in world.d2_facts()]
+    assert min(per_fact) == max(per_fact) == 10
+
+
+def test_mayor_choices_cannot_be_told_apart_by_d1(world):
+    for item in tw.d2_quiz(world):
+        if item["fact"][0] == "mayor":
+            assert {world.person(c).town for c in item["choices"]} == {item["fact"][2]}
+
+
+def test_v1_responses_follow_their_instructions_by_lm_eval_checkers(world):
+    _ifeval_ready()
+    from lm_eval.tasks.ifeval import instructions_registry
+
+    from freshllm.tasks.toy import ifeval_reference_check
+
+    chats = tw.sft_chats(world, 600, knowledge_fraction=0.0)
+    rows = tw.ifeval_prompts(world, 400)
+    by_prompt = {r["prompt"]: r for r in rows}
+    assert not by_prompt.keys() & {c[0]["content"] for c in tw.sft_chats(world, 3000)}  # held out
+    ok = 0
+    import random
+    rng = random.Random(0)
+    for _ in range(300):
+        prompt, instructions, kind, name = tw.ifeval_item(rng, world, 2)
+        row = {"key": 1, "prompt": prompt, "instruction_id_list": [i for i, _ in instructions],
+               "kwargs": [{k: kw.get(k) for k in tw.IFEVAL_KWARGS} for _, kw in instructions]}
+        ok += ifeval_reference_check(row, tw.respond(rng, world, kind, name, instructions))
+    assert ok >= 0.9 * 300  # the rest: langdetect misreading short upper-case text
+    ids = {i for r in rows for i in r["instruction_id_list"]}
+    assert ids == set(tw.INSTRUCTIONS) and ids <= set(instructions_registry.INSTRUCTION_DICT)
+    assert len(chats) == 600 and all(c[1]["content"] for c in chats)
+
+
+def test_toy_eval_data_keeps_only_achievable_prompts(tmp_path):
+    _ifeval_ready()
+    from freshllm import tasks as suite
+
+    group = suite.materialize(tmp_path, ["toy_ifeval", "toy_d2", "toy_d1"], "local", suite="toyworld",
+                              world_seed=0, toy_sizes={"ifeval_prompts": 20, "d1_items": 10})
+    assert [t["task"] for t in group["task"]] == ["toy_ifeval", "toy_d2", "toy_d1"]
+    twin = yaml.safe_load((tmp_path / "twins/toy/toy_ifeval.yaml").read_text())
+    assert Path(twin["include"]).is_file() and twin["task"] == "toy_ifeval"
+    data = Path(twin["dataset_kwargs"]["data_files"]["train"])
+    assert data.is_absolute() and len(data.read_text().splitlines()) == 20
+    with pytest.raises(ValueError, match="unknown eval task"):
+        suite.materialize(tmp_path, ["ifeval"], "local", suite="toyworld")
+
+
+# --- the profile ---------------------------------------------------------------------------------
+
+def test_profile_world_seeds_agree_and_dvc_expands_the_grid(tmp_path):
+    params = yaml.safe_load(PROFILE.read_text())
+    seeds = {params["models"][f]["world_seed"] for f in params["families"]}
+    seeds |= {params["crawl"]["world_seed"], params["eval"]["world_seed"]}
+    assert len(seeds) == 1
+    assert params["crawl"]["embedded_world"] == "toyworld" and params["eval"]["suite"] == "toyworld"
+    assert params["report"]["suite"] == "toyworld"
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(PROFILE, tmp_path / "params.yaml")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
+    out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=tmp_path, check=True,
+                         capture_output=True, text=True, env=env).stdout.split()
+    budgets = params["budgets"]
+    assert {f"cpt@{v}-{b}" for v in ("base", "instruct") for b in budgets} <= set(out)
+    assert {f"eval-res@toy-{b}" for b in budgets} | {"models@toy", "crawl", "report"} <= set(out)
+
+
+# --- a shrunken toy world through the real stages -----------------------------------------------------
+
+def shrunken_params() -> dict:
+    p = copy.deepcopy(yaml.safe_load(PROFILE.read_text()))
+    p["models"]["toy"].update(vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=2,
+                              pretrain_docs=300, pretrain_steps=8, sft_examples=80, sft_steps=8,
+                              seq_len=64, batch_size=8)
+    p["crawl"].update(embedded_per_month=30, max_articles=80, min_articles=40)
+    p["pack"].update(seq_len=64)
+    p["cpt"]["train"].update(batch_size=4, save_every=0, warmup_steps=1)
+    p["eval"].update(toy_ifeval_prompts=6, toy_d1_items=8, max_gen_toks=16, batch_size=8)
+    p["budgets"] = ["2K"]
+    return p
+
+
+@pytest.fixture(scope="module")
+def shrunken_run(tmp_path_factory):
+    """models -> crawl -> pack -> cpt x2 -> residual -> eval x5 -> report, in-process."""
+    from freshllm import crawl, models, pack, report, residual
+    from freshllm import cpt as cpt_stage
+    from freshllm import eval as eval_stage
+
+    tmp = tmp_path_factory.mktemp("toyworld")
+    params = tmp / "params.yaml"
+    params.write_text(yaml.safe_dump(shrunken_params()))
+    P = ["--params", str(params)]
+    m = tmp / "models"
+    models.main([*P, "--family", "toy", "--base-out", str(m / "toy/base"),
+                 "--instruct-out", str(m / "toy/instruct"), "--metrics", str(tmp / "metrics/models.json")])
+    assert crawl.main([*P, "--out", str(tmp / "data/articles.jsonl"), "--metrics", str(tmp / "metrics/crawl.json")]) == 0
+    pack.main([*P, "--tokens", "2K", "--corpus", str(tmp / "data/articles.jsonl"), "--tokenizer",
+               str(m / "toy/base"), "--out", str(tmp / "data/packed/2K"), "--metrics", str(tmp / "metrics/pack.json")])
+    for variant in ("base", "instruct"):
+        cpt_stage.main([*P, "--variant", variant, "--model", str(m / "toy" / variant),
+                        "--data", str(tmp / "data/packed/2K"), "--out", str(m / f"cpt/{variant}-2K"),
+                        "--metrics", str(tmp / f"metrics/cpt-{variant}.json"),
+                        "--ckpt-dir", str(tmp / f"ckpt-{variant}")])
+    residual.main([*P, "extract", "--base", str(m / "toy/base"), "--instruct", str(m / "toy/instruct"),
+                   "--out", str(m / "toy/residual"), "--metrics", str(tmp / "metrics/extract.json")])
+    residual.main([*P, "apply", "--residual", str(m / "toy/residual"), "--target", str(m / "cpt/base-2K"),
+                   "--out", str(m / "merged/toy-2K"), "--metrics", str(tmp / "metrics/apply.json")])
+    evals = {"base+toy": m / "toy/base", "instruct+toy": m / "toy/instruct",
+             "cpt-base@2K": m / "cpt/base-2K", "cpt-instruct@2K": m / "cpt/instruct-2K",
+             "cpt-base-res+toy@2K": m / "merged/toy-2K"}
+    for i, (name, model) in enumerate(evals.items()):
+        eval_stage.main([*P, "--model", str(model), "--name", name, "--out", str(tmp / f"metrics/eval/{i}.json"),
+                         "--samples", str(tmp / f"samples/{i}.jsonl")])
+    report.main([*P, "--eval-dir", str(tmp / "metrics/eval"), "--summary", str(tmp / "metrics/summary.json"),
+                 "--markdown", str(tmp / "metrics/report.md"), "--plots-dir", str(tmp / "metrics/plots")])
+    return tmp, evals
+
+
+def test_shrunken_world_models_are_a_base_instruct_pair(shrunken_run):
+    tmp, _ = shrunken_run
+    stats = json.loads((tmp / "metrics/models.json").read_text())
+    assert stats["corpus"] == "toyworld" and stats["sft_chats"] == 80 and stats["d1_documents"] == 300
+    tok = json.loads((tmp / "models/toy/instruct/tokenizer_config.json").read_text())
+    assert "chat_template" in tok or (tmp / "models/toy/instruct/chat_template.jinja").exists()
+
+
+def test_shrunken_world_archive_is_parsed_by_fundus_and_is_d2(shrunken_run, world):
+    tmp, _ = shrunken_run
+    records = [json.loads(line) for line in (tmp / "data/articles.jsonl").read_text().splitlines()]
+    metrics = json.loads((tmp / "metrics/crawl.json").read_text())
+    assert 40 <= len(records) == metrics["articles"] <= 80
+    assert set(metrics["per_language"]) == {"en"} and len(metrics["per_publisher"]) >= 3
+    statements = [t.format(s=f.subject, o=f.object) for f in world.d2_facts() for t in tw.TEMPLATES[f.relation]]
+    for r in records:  # every kept article is toy-world d2 news (the planted bad records are dropped)
+        assert any(s in r["text"] for s in statements), r["text"][:200]
+        assert r["published"].startswith("2024-0")
+
+
+def test_shrunken_world_toy_tasks_are_scored_and_reported(shrunken_run):
+    tmp, evals = shrunken_run
+    for i, name in enumerate(evals):
+        ev = json.loads((tmp / f"metrics/eval/{i}.json").read_text())
+        assert ev["model"] == name and ev["chat_template"] == ("instruct" in name or "res" in name)
+        assert set(ev["results"]) == {"toy_ifeval", "toy_d2", "toy_d1"}
+        assert set(ev["results"]["toy_ifeval"]) == {"inst_level_loose_acc", "inst_level_strict_acc",
+                                                    "prompt_level_loose_acc", "prompt_level_strict_acc"}
+        for task in ev["results"].values():
+            assert all(0 <= v <= 1 for v in task.values())
+        assert ev["config"]["n_samples"]["toy_d2"]["effective"] == 80
+    summary = json.loads((tmp / "metrics/summary.json").read_text())
+    assert set(summary["d2"]) == set(evals) and set(summary["knowledge_group"]) == set(evals)
+    md = (tmp / "metrics/report.md").read_text()
+    for text in ("Toy IFEval", "d2 news (new)", "d1 facts (kept)", "Sub-Average", "Figure 1"):
+        assert text in md
+    header = (tmp / "metrics/plots/residual.csv").read_text().splitlines()[0]
+    assert header == "model,new_tokens,ifeval,ifeval_group,knowledge_group,d2,d1,avg"
