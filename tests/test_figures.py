@@ -13,3 +13,17 @@ def test_figures_render_pngs_offline(tmp_path):
     for name in ("figure1.png", "loss.png"):
         data = (tmp_path / "fig" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_panels_follow_the_report_columns(tmp_path):
+    from pathlib import Path
+    from freshllm.figures import panel_columns
+
+    data = {Path("base.csv"): [{"model": "base", "new_tokens": "0", "ifeval": "5", "ifeval_group": "5",
+                                "reasoning_group": "", "d2": "22.5", "d1": "100", "avg": "23"}],
+            Path("residual.csv"): [{"model": "res@1K", "new_tokens": "1000", "ifeval": "50", "ifeval_group": "50",
+                                    "reasoning_group": "", "d2": "45", "d1": "98", "avg": "55"}]}
+    # the empty reasoning column and the copy of ifeval are skipped; d2 / d1 get their own panels
+    assert panel_columns(data) == ["ifeval", "d2", "d1", "avg"]
+    data[Path("residual.csv")][0]["ifeval_group"] = "49"
+    assert panel_columns(data) == ["ifeval", "ifeval_group", "d2", "d1", "avg"]

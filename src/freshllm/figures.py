@@ -3,8 +3,10 @@
 ``dvc plots show`` writes HTML that loads vega from a CDN (blank offline); this stage
 draws the same data with matplotlib:
 
-* ``figure1.png``: instruction following (IFEval mean) and the paper's averages vs new
-  tokens, one line per family (base, instruct, base + residual), like the paper's Figure 1;
+* ``figure1.png``: instruction following (IFEval mean), the suite's sub-averages (and, for the
+  toy world, d2 knowledge and d1 retention) and the average vs new tokens, one line per family
+  (base, instruct, base + residual), like the paper's Figure 1; the panels are the score
+  columns the report wrote (a column with no value, or a copy of an earlier one, is skipped);
 * ``loss.png``: training loss per step of every cpt run (from the dvclive logs).
 """
 
@@ -19,8 +21,10 @@ from .common import atomic_file, setup_logging
 
 log = logging.getLogger(__name__)
 
-PANELS = (("ifeval", "IFEval (mean of 4 metrics)"), ("ifeval_group", "instruction-following sub-average"),
-          ("reasoning_group", "reasoning sub-average"), ("avg", "average"))
+TITLES = {"ifeval": "IFEval (mean of 4 metrics)", "ifeval_group": "instruction-following sub-average",
+          "reasoning_group": "reasoning sub-average", "knowledge_group": "knowledge sub-average",
+          "d2": "d2 news (new knowledge)", "d1": "d1 facts (retention)", "avg": "average"}
+ID_COLUMNS = ("model", "new_tokens")
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -33,6 +37,22 @@ def _save(fig, out: Path) -> None:
         fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
 
 
+def panel_columns(data: dict[Path, list[dict]]) -> list[str]:
+    """Score columns in first-seen order, without empty columns and exact copies of earlier ones."""
+    columns: list[str] = []
+    for rows in data.values():
+        for row in rows:
+            columns += [c for c in row if c not in ID_COLUMNS and c not in columns]
+    series = {c: [row.get(c) or "" for rows in data.values() for row in rows] for c in columns}
+    kept: list[str] = []
+    for c in columns:
+        if any(series[c]) and all(series[c] != series[k] for k in kept):
+            kept.append(c)
+    if not kept:
+        raise ValueError(f"no score column with a value in {', '.join(str(f) for f in data)}")
+    return kept
+
+
 def figure1(plots_dir: Path, out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -41,14 +61,16 @@ def figure1(plots_dir: Path, out: Path) -> None:
     files = sorted(plots_dir.glob("*.csv"))
     if not files:
         raise FileNotFoundError(f"no plot CSVs in {plots_dir} (run the report stage)")
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.6))
-    for ax, (key, title) in zip(axes, PANELS):
-        for f in files:
-            rows = sorted(read_csv(f), key=lambda r: int(r["new_tokens"]))
+    data = {f: sorted(read_csv(f), key=lambda r: int(r["new_tokens"])) for f in files}
+    panels = panel_columns(data)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    axes = axes[0]
+    for ax, key in zip(axes, panels):
+        for f, rows in data.items():
             pts = [(int(r["new_tokens"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f.stem)
-        ax.set_title(title, fontsize=10)
+        ax.set_title(TITLES.get(key, key), fontsize=10)
         ax.set_xlabel("new tokens")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("score x100")
