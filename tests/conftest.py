@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 
 for _k, _v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "DVC_NO_ANALYTICS": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
@@ -13,6 +16,39 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- temporary DVC projects (end-to-end tests) ---
+
+def hermetic_env(tmp: Path) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+        "DVC_SITE_CACHE_DIR": str(tmp / "dvc-site"), "DVC_GLOBAL_CONFIG_DIR": str(tmp / "dvc-global"),
+        "DVC_SYSTEM_CONFIG_DIR": str(tmp / "dvc-system"), "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@example.com",
+    })
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def copy_project(dst: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split("\n")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file() and not rel.startswith(("models/", "data/", "metrics/", "dvclive/")):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+
+
+def sh(cmd, cwd, env, timeout=900):
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                         shell=isinstance(cmd, str))
+    assert res.returncode == 0, f"{cmd} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+    return res.stdout + res.stderr
 
 
 def make_models_config(**over):

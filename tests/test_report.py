@@ -120,3 +120,31 @@ def test_errors_are_clear(tmp_path):
     (tmp_path / "eval" / "bad.json").write_text("{not json")
     with pytest.raises(SystemExit, match="bad.json: not valid JSON"):
         run_report(tmp_path)
+
+
+def test_grid_reports_exactly_the_params_grid(tmp_path, caplog):
+    """Eval files of models no longer in the grid (committed before `-S budgets=...`) are left
+    out; a model the grid expects but has no results is an error naming it."""
+    from freshllm.report import grid_models
+
+    grid = {"families": ["tiny"], "budgets": ["1K"], "residual_sources": ["tiny"]}
+    names = grid_models(grid)
+    assert names == ["base+tiny", "instruct+tiny", "cpt-base@1K", "cpt-instruct@1K", "cpt-base-res+tiny@1K"]
+    for name in [*names, "cpt-base@2K"]:  # a stale budget
+        write_eval(tmp_path / "eval", name, TABLE2["base"])
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(grid))
+    argv = ["--params", str(params), "--grid", "--eval-dir", str(tmp_path / "eval"),
+            "--summary", str(tmp_path / "s.json"), "--markdown", str(tmp_path / "r.md")]
+    main(argv)
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert set(summary["avg"]) == set(names)
+    assert "cpt-base@2K" in caplog.text and "cpt-base@2K" not in (tmp_path / "r.md").read_text()
+    (tmp_path / "eval" / "cpt-instruct@1K.json").unlink()
+    with pytest.raises(SystemExit, match="no eval results .* for cpt-instruct@1K"):
+        main(argv)
+    params.write_text(yaml.safe_dump({"families": "tiny", "budgets": []}))
+    with pytest.raises(ValueError) as err:
+        main(argv)
+    for key in ("families", "budgets", "residual_sources"):
+        assert key in str(err.value)

@@ -1,23 +1,26 @@
 """The toy world: generators (determinism, d2 absent from d1, quizzes consistent with the
 texts, v1 responses that lm-eval's IFEval checkers accept) and a shrunken toy world run
-end to end through the real stage entry points (models -> crawl through fundus -> pack
--> cpt -> residual -> eval on the toy suite -> report). Mechanics only, not the finding."""
+end to end by real `dvc repro` in a temporary git repository (models -> crawl through
+fundus -> pack -> cpt -> residual -> eval on the toy suite -> report -> figures), then as a
+queued `dvc exp` budget grid. Mechanics only, not the finding."""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, copy_project, hermetic_env, sh
 from freshllm.embedded import toyworld as tw
 
 PROFILE = ROOT / "profiles" / "toyworld.yaml"
@@ -184,51 +187,38 @@ def shrunken_params() -> dict:
     return p
 
 
+# eval metrics file -> model name, as dvc.yaml's eval stages write them
+EVALS = {"base-toy": "base+toy", "instruct-toy": "instruct+toy", "cpt-base-2K": "cpt-base@2K",
+         "cpt-instruct-2K": "cpt-instruct@2K", "res-toy-2K": "cpt-base-res+toy@2K"}
+
+
 @pytest.fixture(scope="module")
 def shrunken_run(tmp_path_factory):
-    """models -> crawl -> pack -> cpt x2 -> residual -> eval x5 -> report, in-process."""
-    from freshllm import crawl, models, pack, report, residual
-    from freshllm import cpt as cpt_stage
-    from freshllm import eval as eval_stage
-
+    """`dvc repro` of the shrunken toy world in a temporary git repository: models -> crawl
+    through fundus -> pack -> cpt x2 -> residual -> eval x5 on the toy suite -> report -> figures."""
     tmp = tmp_path_factory.mktemp("toyworld")
-    params = tmp / "params.yaml"
-    params.write_text(yaml.safe_dump(shrunken_params()))
-    P = ["--params", str(params)]
-    m = tmp / "models"
-    models.main([*P, "--family", "toy", "--base-out", str(m / "toy/base"),
-                 "--instruct-out", str(m / "toy/instruct"), "--metrics", str(tmp / "metrics/models.json")])
-    assert crawl.main([*P, "--out", str(tmp / "data/articles.jsonl"), "--metrics", str(tmp / "metrics/crawl.json")]) == 0
-    pack.main([*P, "--tokens", "2K", "--corpus", str(tmp / "data/articles.jsonl"), "--tokenizer",
-               str(m / "toy/base"), "--out", str(tmp / "data/packed/2K"), "--metrics", str(tmp / "metrics/pack.json")])
-    for variant in ("base", "instruct"):
-        cpt_stage.main([*P, "--variant", variant, "--model", str(m / "toy" / variant),
-                        "--data", str(tmp / "data/packed/2K"), "--out", str(m / f"cpt/{variant}-2K"),
-                        "--metrics", str(tmp / f"metrics/cpt-{variant}.json"),
-                        "--ckpt-dir", str(tmp / f"ckpt-{variant}")])
-    residual.main([*P, "extract", "--base", str(m / "toy/base"), "--instruct", str(m / "toy/instruct"),
-                   "--out", str(m / "toy/residual"), "--metrics", str(tmp / "metrics/extract.json")])
-    residual.main([*P, "apply", "--residual", str(m / "toy/residual"), "--target", str(m / "cpt/base-2K"),
-                   "--out", str(m / "merged/toy-2K"), "--metrics", str(tmp / "metrics/apply.json")])
-    evals = {"base+toy": m / "toy/base", "instruct+toy": m / "toy/instruct",
-             "cpt-base@2K": m / "cpt/base-2K", "cpt-instruct@2K": m / "cpt/instruct-2K",
-             "cpt-base-res+toy@2K": m / "merged/toy-2K"}
-    for i, (name, model) in enumerate(evals.items()):
-        eval_stage.main([*P, "--model", str(model), "--name", name, "--out", str(tmp / f"metrics/eval/{i}.json"),
-                         "--samples", str(tmp / f"samples/{i}.jsonl")])
-    report.main([*P, "--eval-dir", str(tmp / "metrics/eval"), "--summary", str(tmp / "metrics/summary.json"),
-                 "--markdown", str(tmp / "metrics/report.md"), "--plots-dir", str(tmp / "metrics/plots")])
-    return tmp, evals
+    work = tmp / "repo"
+    work.mkdir()
+    env = hermetic_env(tmp)
+    copy_project(work)
+    (work / "params.yaml").write_text(yaml.safe_dump(shrunken_params(), sort_keys=False))
+    sh(["git", "init", "-q", "-b", "main"], work, env)
+    sh(["git", "add", "-A"], work, env)
+    sh(["git", "commit", "-qm", "shrunken toy world"], work, env)
+    sh(["dvc", "repro"], work, env, timeout=1200)
+    return work, env
 
 
+@pytest.mark.e2e
 def test_shrunken_world_models_are_a_base_instruct_pair(shrunken_run):
     tmp, _ = shrunken_run
-    stats = json.loads((tmp / "metrics/models.json").read_text())
+    stats = json.loads((tmp / "metrics/models/toy.json").read_text())
     assert stats["corpus"] == "toyworld" and stats["sft_chats"] == 80 and stats["d1_documents"] == 300
     tok = json.loads((tmp / "models/toy/instruct/tokenizer_config.json").read_text())
     assert "chat_template" in tok or (tmp / "models/toy/instruct/chat_template.jinja").exists()
 
 
+@pytest.mark.e2e
 def test_shrunken_world_archive_is_parsed_by_fundus_and_is_d2(shrunken_run, world):
     tmp, _ = shrunken_run
     records = [json.loads(line) for line in (tmp / "data/articles.jsonl").read_text().splitlines()]
@@ -241,10 +231,12 @@ def test_shrunken_world_archive_is_parsed_by_fundus_and_is_d2(shrunken_run, worl
         assert r["published"].startswith("2024-0")
 
 
+@pytest.mark.e2e
 def test_shrunken_world_toy_tasks_are_scored_and_reported(shrunken_run):
-    tmp, evals = shrunken_run
-    for i, name in enumerate(evals):
-        ev = json.loads((tmp / f"metrics/eval/{i}.json").read_text())
+    tmp, _ = shrunken_run
+    evals = EVALS.values()
+    for stem, name in EVALS.items():
+        ev = json.loads((tmp / f"metrics/eval/{stem}.json").read_text())
         assert ev["model"] == name and ev["chat_template"] == ("instruct" in name or "res" in name)
         assert set(ev["results"]) == {"toy_ifeval", "toy_d2", "toy_d1"}
         assert set(ev["results"]["toy_ifeval"]) == {"inst_level_loose_acc", "inst_level_strict_acc",
@@ -259,3 +251,39 @@ def test_shrunken_world_toy_tasks_are_scored_and_reported(shrunken_run):
         assert text in md
     header = (tmp / "metrics/plots/residual.csv").read_text().splitlines()[0]
     assert header == "model,new_tokens,ifeval,ifeval_group,knowledge_group,d2,d1,avg"
+    png = (tmp / "metrics/figures/figure1.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.e2e
+def test_shrunken_world_budget_grid_as_queued_experiments(shrunken_run):
+    """`dvc exp run --queue` over budgets, run by the queue worker: every experiment reports
+    exactly its own grid (the committed 2K eval files are not carried into the 3K one), and
+    the 2K experiment, identical to the commit, reuses the built stages."""
+    work, env = shrunken_run
+    sh(["git", "add", "-A"], work, env)
+    sh(["git", "commit", "-qm", "built"], work, env)
+    sh(["dvc", "exp", "run", "--queue", "-S", "budgets=[2K],[3K]"], work, env)
+    sh(["dvc", "queue", "start", "-j", "1"], work, env)
+    deadline = time.monotonic() + 900
+    while True:
+        status = sh(["dvc", "queue", "status"], work, env)
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=work, env=env, check=True,
+                                      capture_output=True, text=True).stdout)
+    exps = {}
+    for entry in shown:
+        for exp in entry.get("experiments") or []:
+            for rev in exp["revs"]:
+                data = rev["data"]
+                budgets = data["params"]["params.yaml"]["data"]["budgets"]
+                exps[tuple(budgets)] = data["metrics"]["metrics/summary.json"]["data"]
+    assert set(exps) == {("2K",), ("3K",)}
+    for (budget,), summary in exps.items():
+        grid = {"base+toy", "instruct+toy", f"cpt-base@{budget}", f"cpt-instruct@{budget}",
+                f"cpt-base-res+toy@{budget}"}
+        assert set(summary["avg"]) == grid and set(summary["d2"]) == grid

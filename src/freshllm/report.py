@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Literal
 
 from .common import atomic_file, setup_logging, write_json
-from .config import build_config, parse_count, read_params
+from .config import ConfigError, build_config, parse_count, read_params
 from .eval import model_kind
 from .tasks import SUITE, TOY_SUITE
 
@@ -307,9 +307,43 @@ def write_plots(plots_dir: Path, rows: dict[str, list[dict]], layout: Layout | N
     return written
 
 
+GRID_KEYS = ("families", "budgets", "residual_sources")
+
+
+def grid_models(params: dict, source: str = "params.yaml") -> list[str]:
+    """The eval names dvc.yaml's eval stages give the grid's models (keep the two in step):
+    ``<variant>+<family>``, ``cpt-<variant>@<budget>``, ``cpt-base-res+<source>@<budget>``."""
+    errors, grid = [], {}
+    for key in GRID_KEYS:
+        value = params.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, (str, int)) for v in value):
+            errors.append(f"{key}: expected a non-empty list of names, got {value!r}")
+        else:
+            grid[key] = [str(v) for v in value]
+    if errors:
+        raise ConfigError(source, errors)
+    return ([f"{variant}+{family}" for family in grid["families"] for variant in ("base", "instruct")]
+            + [f"cpt-{variant}@{budget}" for budget in grid["budgets"] for variant in ("base", "instruct")]
+            + [f"cpt-base-res+{src}@{budget}" for src in grid["residual_sources"] for budget in grid["budgets"]])
+
+
+def select_grid(evals: dict[str, dict], expected: list[str], eval_dir: Path) -> dict[str, dict]:
+    """Keep the grid's models; results of models no longer in the grid (an earlier budget, a
+    file committed before ``-S budgets=...``) are left out with a warning, missing ones are an error."""
+    missing = [m for m in expected if m not in evals]
+    if missing:
+        raise ReportError(f"no eval results in {eval_dir} for {', '.join(missing)} (expected by the grid)")
+    stale = sorted(set(evals) - set(expected))
+    if stale:
+        log.warning("ignoring eval results in %s of models not in the grid: %s", eval_dir, ", ".join(stale))
+    return {m: evals[m] for m in evals if m in expected}
+
+
 def run(cfg: ReportConfig, eval_dir: Path, summary_path: Path, markdown_path: Path,
-        plots_dir: Path | None = None) -> dict:
+        plots_dir: Path | None = None, expected: list[str] | None = None) -> dict:
     evals = load_evals(eval_dir)
+    if expected is not None:
+        evals = select_grid(evals, expected, eval_dir)
     missing = [m for m in cfg.models if not any(model_kind(n) == m for n in evals)]
     if missing:
         log.warning("no eval results for %s in %s", missing, eval_dir)
@@ -336,14 +370,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--markdown", required=True, type=Path)
     ap.add_argument("--plots-dir", type=Path, default=None, help="per-family plot CSVs")
     ap.add_argument("--cpt-tokens", default=None, help="override report.cpt_tokens, e.g. ${pack.tokens}")
+    ap.add_argument("--grid", action="store_true",
+                    help="report exactly the models of the params' grid (top-level %s)" % "/".join(GRID_KEYS))
     args = ap.parse_args(argv)
     setup_logging()
-    section = dict(read_params(args.params).get("report") or {})
+    params = read_params(args.params)
+    section = dict(params.get("report") or {})
     if args.cpt_tokens is not None:
         section["cpt_tokens"] = args.cpt_tokens
     cfg = build_config(ReportConfig, section, "report")
     try:
-        run(cfg, args.eval_dir, args.summary, args.markdown, args.plots_dir)
+        expected = grid_models(params, str(args.params)) if args.grid else None
+        run(cfg, args.eval_dir, args.summary, args.markdown, args.plots_dir, expected)
     except ReportError as exc:
         raise SystemExit(f"report: {exc}") from exc
 
