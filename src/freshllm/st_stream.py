@@ -1,11 +1,17 @@
-"""Tensor-by-tensor streaming over (sharded) safetensors checkpoints.
+"""Tensor-by-tensor streaming over (sharded) safetensors checkpoints, with plain file I/O.
 
-:class:`ShardedReader` reads names, dtypes and shapes from the file headers alone (or the
-``*.safetensors.index.json`` weight map) and loads one tensor at a time.
+:class:`ShardedReader` parses and validates the safetensors headers itself (names,
+dtypes, shapes, byte ranges) and reads tensors or row ranges of tensors with ``preadv``
+(``seek`` + ``readinto`` where that is missing) into caller-owned buffers: nothing is
+memory-mapped, so the process's resident memory is the buffers it holds, not the mapped
+pages of the shards it touched. :func:`prefetch` reads the next chunk in a background
+thread while the caller works on the current one.
+
 :class:`ShardedWriter` plans the output shards from the tensor specs up front, writes
-each shard's header first and then streams tensors into place one at a time, so peak
-memory is about one tensor, whatever the model size. Output follows HF's layout
-(``model-0000i-of-0000N.safetensors`` + ``model.safetensors.index.json``).
+each shard's header first and then streams tensors into place with plain writes, one
+chunk at a time, so peak memory is about one chunk, whatever the model size. Output
+follows HF's layout (``model-0000i-of-0000N.safetensors`` +
+``model.safetensors.index.json``) and loads with ``safe_open`` and ``from_pretrained``.
 """
 
 from __future__ import annotations
@@ -13,17 +19,32 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
 
 import torch
 
 DTYPE_TO_ST = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
                torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32",
                torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
+for _t, _s in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"), ("uint16", "U16"),
+               ("uint32", "U32"), ("uint64", "U64")):
+    if hasattr(torch, _t):
+        DTYPE_TO_ST[getattr(torch, _t)] = _s
 ST_TO_DTYPE = {v: k for k, v in DTYPE_TO_ST.items()}
 INDEX_NAME = "model.safetensors.index.json"
+MAX_HEADER_BYTES = 100 * 2**20  # the limit safetensors itself enforces
+
+if sys.byteorder != "little":  # safetensors data is little-endian; we read it as is
+    raise ImportError("freshllm.st_stream needs a little-endian machine")
+
+
+class SafetensorsFormatError(ValueError):
+    """A safetensors file or index that is malformed (the message names the file)."""
 
 
 @dataclass(frozen=True)
@@ -33,89 +54,334 @@ class TensorSpec:
     shape: tuple[int, ...]
 
     @property
-    def nbytes(self) -> int:
+    def numel(self) -> int:
         n = 1
         for d in self.shape:
             n *= d
-        return n * torch.empty((), dtype=self.dtype).element_size()
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
 
 
-def read_header(path: Path) -> dict:
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where a tensor's bytes lie: ``path`` at absolute ``offset``, ``spec.nbytes`` long."""
+    spec: TensorSpec
+    path: Path
+    offset: int
+
+
+def _no_duplicates(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise SafetensorsFormatError(f"duplicate key {k!r}")
+        d[k] = v
+    return d
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def parse_header(path: str | Path) -> tuple[dict[str, str], dict[str, TensorEntry]]:
+    """Read and validate a safetensors header: ``(metadata, {name: TensorEntry})``.
+
+    Checked like safetensors itself does: the header length fits the file, the header is a
+    JSON object without duplicate keys, every tensor has a known dtype, a non-negative
+    integer shape and ``data_offsets`` whose length is ``numel * itemsize``, and the
+    tensors tile the data section exactly (no overlap, no gap, nothing past the end of the
+    file). Any violation raises :class:`SafetensorsFormatError` naming the file (and the
+    tensor)."""
+    path = Path(path)
+
+    def bad(msg: str) -> SafetensorsFormatError:
+        return SafetensorsFormatError(f"{path}: not a valid safetensors file: {msg}")
+
     with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
         raw = fh.read(8)
         if len(raw) != 8:
-            raise ValueError(f"{path}: not a safetensors file (too short)")
+            raise bad(f"{size} bytes, shorter than the 8-byte header length")
         (n,) = struct.unpack("<Q", raw)
-        if n > 100 * 2**20:
-            raise ValueError(f"{path}: not a safetensors file (header of {n} bytes)")
-        try:
-            return json.loads(fh.read(n))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: corrupt safetensors header ({exc.msg})") from exc
+        if n < 2 or n > MAX_HEADER_BYTES or 8 + n > size:
+            raise bad(f"header length {n} out of range (file of {size} bytes, limit {MAX_HEADER_BYTES})")
+        raw = fh.read(n)
+    if len(raw) != n:
+        raise bad(f"header truncated ({len(raw)} of {n} bytes)")
+    if not raw.startswith(b"{"):
+        raise bad("header does not start with '{'")
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as exc:
+        raise bad(f"header is not UTF-8 ({exc.reason})") from exc
+    except json.JSONDecodeError as exc:
+        raise bad(f"corrupt JSON header ({exc.msg} at byte {exc.pos})") from exc
+    except SafetensorsFormatError as exc:
+        raise bad(f"header has a {exc}") from exc
+    if not isinstance(header, dict):
+        raise bad("header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in metadata.items()):
+        raise bad("__metadata__ is not a string-to-string map")
+    data_start, data_len = 8 + n, size - 8 - n
+    entries: dict[str, TensorEntry] = {}
+    ranges = []
+    for name, info in header.items():
+        if not isinstance(info, dict):
+            raise bad(f"tensor {name}: entry is not an object")
+        dt, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dt not in ST_TO_DTYPE:
+            raise bad(f"tensor {name}: unsupported dtype {dt!r} (known: {', '.join(ST_TO_DTYPE)})")
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise bad(f"tensor {name}: shape {shape!r} is not a list of non-negative integers")
+        if (not isinstance(offs, list) or len(offs) != 2 or not all(_is_int(o) for o in offs)
+                or not 0 <= offs[0] <= offs[1]):
+            raise bad(f"tensor {name}: data_offsets {offs!r} are not [begin, end] with 0 <= begin <= end")
+        spec = TensorSpec(name, ST_TO_DTYPE[dt], tuple(shape))
+        if offs[1] - offs[0] != spec.nbytes:
+            raise bad(f"tensor {name}: data_offsets {offs} span {offs[1] - offs[0]} bytes, but "
+                      f"{dt} {list(shape)} needs {spec.nbytes}")
+        if offs[1] > data_len:
+            raise bad(f"tensor {name}: data_offsets {offs} run past the end of the file (data section "
+                      f"of {data_len} bytes; truncated?)")
+        entries[name] = TensorEntry(spec, path, data_start + offs[0])
+        ranges.append((offs[0], offs[1], name))
+    end = 0
+    for b, e, name in sorted(ranges):
+        if b != end:
+            raise bad(f"tensor {name}: data_offsets [{b}, {e}] "
+                      + ("overlap the previous tensor" if b < end
+                         else "leave a gap after the previous tensor")
+                      + f" (which ends at {end})")
+        end = e
+    if end != data_len:
+        raise bad(f"{data_len - end} bytes after the last tensor's data")
+    return metadata, entries
+
+
+def read_header(path: str | Path) -> dict:
+    """The validated header as stored (``__metadata__`` + ``{name: dtype, shape, data_offsets}``)."""
+    metadata, entries = parse_header(path)
+    start = min((e.offset for e in entries.values()), default=0)  # data section start
+    out: dict = {"__metadata__": metadata} if metadata else {}
+    for name, e in entries.items():
+        out[name] = {"dtype": DTYPE_TO_ST[e.spec.dtype], "shape": list(e.spec.shape),
+                     "data_offsets": [e.offset - start, e.offset - start + e.spec.nbytes]}
+    return out
+
+
+def _readinto_at(fd: int, view: memoryview, offset: int, path: Path, name: str) -> None:
+    """Fill ``view`` from ``fd`` at ``offset`` (plain reads; loops over short reads)."""
+    done, n = 0, len(view)
+    while done < n:
+        if hasattr(os, "preadv"):
+            got = os.preadv(fd, [view[done:]], offset + done)
+        else:  # pragma: no cover - non-POSIX
+            os.lseek(fd, offset + done, os.SEEK_SET)
+            got = os.readv(fd, [view[done:]])
+        if got <= 0:
+            raise SafetensorsFormatError(f"{path}: tensor {name}: file ended after {done} of {n} bytes "
+                                         "(changed since its header was read?)")
+        done += got
+
+
+def byte_view(t: torch.Tensor) -> memoryview:
+    """The bytes of a contiguous CPU tensor, without a copy."""
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
 
 
 class ShardedReader:
-    """Lazy access to the tensors of an HF model directory (one or many shards)."""
+    """Access to the tensors of an HF model directory (one or many shards) by plain reads.
+
+    Tensors and row ranges are read into fresh tensors or into a caller's ``out`` buffer
+    (a flat ``uint8`` tensor of at least the chunk's size): the result is then a view of
+    that buffer. Reads are thread-safe (``preadv`` at an offset; no shared file position).
+    """
 
     def __init__(self, model_dir: str | Path):
         self.dir = Path(model_dir)
         index = self.dir / INDEX_NAME
         if index.is_file():
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            files = sorted(set(weight_map.values()))
+            try:
+                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+                files = sorted(set(weight_map.values()))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+                raise SafetensorsFormatError(f"{index}: not a valid safetensors index "
+                                             f"(no weight_map of tensor -> file; {exc})") from exc
         else:
             files = sorted(p.name for p in self.dir.glob("*.safetensors"))
             if not files:
                 raise FileNotFoundError(f"no *.safetensors weights in {self.dir}")
             weight_map = None
+        self.entries: dict[str, TensorEntry] = {}
         self.specs: dict[str, TensorSpec] = {}
         self.file_of: dict[str, Path] = {}
         for fname in files:
             path = self.dir / fname
             if not path.is_file():
                 raise FileNotFoundError(f"{self.dir}: shard {fname} listed in the index is missing")
-            for name, info in read_header(path).items():
-                if name == "__metadata__":
-                    continue
-                if info["dtype"] not in ST_TO_DTYPE:
-                    raise ValueError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
-                self.specs[name] = TensorSpec(name, ST_TO_DTYPE[info["dtype"]], tuple(info["shape"]))
+            for name, entry in parse_header(path)[1].items():
+                if name in self.entries:
+                    raise SafetensorsFormatError(f"{path}: tensor {name} is also in {self.file_of[name]}")
+                self.entries[name] = entry
+                self.specs[name] = entry.spec
                 self.file_of[name] = path
         if weight_map is not None:
             missing = sorted(set(weight_map) - set(self.specs))
             if missing:
                 raise ValueError(f"{self.dir}: tensors in the index but not in the shards: {missing[:5]}")
-        self._handles: dict[Path, object] = {}
+        self._fds: dict[Path, int] = {}
+        self._lock = threading.Lock()
         self._left = {p: sum(1 for f in self.file_of.values() if f == p) for p in set(self.file_of.values())}
 
     def names(self) -> list[str]:
         return list(self.specs)
 
-    def _handle(self, name: str):
-        from safetensors import safe_open
+    def _fd(self, path: Path) -> int:
+        with self._lock:
+            fd = self._fds.get(path)
+            if fd is None:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+                if hasattr(os, "posix_fadvise"):  # sequential: larger readahead on a cold cache
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+                self._fds[path] = fd
+            return fd
 
-        path = self.file_of[name]
-        if path not in self._handles:
-            self._handles[path] = safe_open(str(path), framework="pt")
-        return self._handles[path]
+    def chunk_nbytes(self, name: str, start: int | None = None, stop: int | None = None) -> int:
+        """Bytes of rows ``start:stop`` of ``name`` (the whole tensor when they are None)."""
+        spec = self.specs[name]
+        if start is None:
+            return spec.nbytes
+        return (stop - start) * (spec.nbytes // spec.shape[0] if spec.shape[0] else 0)
+
+    def read(self, name: str, start: int | None = None, stop: int | None = None,
+             out: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows ``start:stop`` (dim 0) of ``name``, or the whole tensor when they are None,
+        read without touching the rest; into ``out`` (a flat uint8 buffer) when given."""
+        entry = self.entries[name]
+        spec = entry.spec
+        if start is None:
+            start, stop, shape = 0, None, spec.shape
+        else:
+            if not spec.shape:
+                raise ValueError(f"{entry.path}: tensor {name} is 0-d: it has no rows")
+            if not 0 <= start <= stop <= spec.shape[0]:
+                raise ValueError(f"{entry.path}: tensor {name}: rows {start}:{stop} out of range "
+                                 f"(shape {spec.shape})")
+            shape = (stop - start, *spec.shape[1:])
+        row_bytes = spec.nbytes // spec.shape[0] if spec.shape and spec.shape[0] else 0
+        nbytes = spec.nbytes if stop is None else (stop - start) * row_bytes
+        if out is None:
+            buf = torch.empty(nbytes, dtype=torch.uint8)
+        else:
+            if out.dtype != torch.uint8 or out.dim() != 1 or not out.is_contiguous() or out.numel() < nbytes:
+                raise ValueError(f"tensor {name}: out must be a contiguous 1-d uint8 tensor of at least "
+                                 f"{nbytes} bytes")
+            buf = out[:nbytes]
+        if nbytes:
+            _readinto_at(self._fd(entry.path), memoryview(buf.numpy()), entry.offset + start * row_bytes,
+                         entry.path, name)
+        return buf.view(spec.dtype).view(shape)
 
     def get(self, name: str) -> torch.Tensor:
-        return self._handle(name).get_tensor(name)
+        return self.read(name)
 
-    def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+    def rows(self, name: str, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """Rows ``start:stop`` of a tensor (dim 0), read without loading the rest."""
-        return self._handle(name).get_slice(name)[start:stop]
+        return self.read(name, start, stop, out=out)
 
     def release(self, name: str) -> None:
-        """Mark ``name`` done; a shard whose tensors are all done is closed (unmapped),
-        so memory-mapped pages of finished shards do not pile up."""
+        """Mark ``name`` done; a shard whose tensors are all done is closed."""
         path = self.file_of[name]
-        self._left[path] -= 1
-        if self._left[path] <= 0:
-            self._handles.pop(path, None)
+        with self._lock:
+            self._left[path] -= 1
+            if self._left[path] <= 0 and path in self._fds:
+                os.close(self._fds.pop(path))
 
     def close(self) -> None:
-        self._handles.clear()
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+    def __enter__(self) -> "ShardedReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+# A read request: (reader, tensor name, start row, stop row); start/stop None: whole tensor.
+ReadRequest = tuple[ShardedReader, str, "int | None", "int | None"]
+
+
+def prefetch(steps: Sequence[Sequence[ReadRequest | None]], ahead: bool = True, slots: int = 3
+             ) -> Iterator[list[torch.Tensor | None]]:
+    """Yield the tensors of each step (``None`` stays ``None``). With ``ahead``, a background
+    thread reads up to ``slots - 1`` steps ahead while the caller works on the current one
+    (reads release the GIL). Tensors are views of reused buffers (one per position and
+    slot, sized for the largest request): they are valid, and may be modified in place,
+    until the next step is asked for."""
+    if not steps:
+        return
+    width = max(len(s) for s in steps)
+    need = [0] * width
+    for step in steps:
+        for p, req in enumerate(step):
+            if req is not None:
+                need[p] = max(need[p], req[0].chunk_nbytes(*req[1:]))
+    nslots = max(2, slots) if ahead else 1
+    bufs = [[torch.empty(n, dtype=torch.uint8) for n in need] for _ in range(nslots)]
+
+    def load(k: int, slot: int) -> list[torch.Tensor | None]:
+        return [None if req is None else req[0].read(*req[1:], out=bufs[slot][p])
+                for p, req in enumerate(steps[k])]
+
+    if not ahead:
+        for k in range(len(steps)):
+            yield load(k, 0)
+        return
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    filled: queue.SimpleQueue = queue.SimpleQueue()
+    for slot in range(nslots):
+        free.put(slot)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for k in range(len(steps)):
+                slot = free.get()
+                if stop.is_set():
+                    return
+                filled.put((slot, load(k, slot), None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            filled.put((None, None, exc))
+
+    thread = threading.Thread(target=reader, name="st-prefetch", daemon=True)
+    thread.start()
+    try:
+        held = None
+        for _ in range(len(steps)):
+            if held is not None:
+                free.put(held)
+            held, tensors, exc = filled.get()
+            if exc is not None:
+                raise exc
+            yield tensors
+    finally:
+        stop.set()
+        free.put(-1)  # wakes the reader if it waits for a slot
+        thread.join()
 
 
 def plan_shards(specs: Iterable[TensorSpec], max_shard_bytes: int) -> list[list[TensorSpec]]:
@@ -131,7 +397,9 @@ def plan_shards(specs: Iterable[TensorSpec], max_shard_bytes: int) -> list[list[
 
 
 class ShardedWriter:
-    """Writes planned shards; call :meth:`write` once per tensor in plan order."""
+    """Writes planned shards with plain (unbuffered) writes; call :meth:`write` once per
+    tensor in plan order, or :meth:`begin`, :meth:`write_part` per row chunk, :meth:`end`.
+    Write into a temporary directory (e.g. ``common.atomic_dir``) for an atomic result."""
 
     def __init__(self, out_dir: str | Path, specs: list[TensorSpec], max_shard_bytes: int,
                  metadata: dict[str, str] | None = None):
@@ -148,9 +416,13 @@ class ShardedWriter:
         self._shard = -1
         self.total_bytes = sum(s.nbytes for s in specs)
 
-    def _open_shard(self, i: int) -> None:
+    def _close_shard(self) -> None:
         if self._fh is not None:
             self._fh.close()
+            self._fh = None
+
+    def _open_shard(self, i: int) -> None:
+        self._close_shard()
         header, offset = {"__metadata__": self.metadata}, 0
         for spec in self.shards[i]:
             header[spec.name] = {"dtype": DTYPE_TO_ST[spec.dtype], "shape": list(spec.shape),
@@ -158,10 +430,15 @@ class ShardedWriter:
             offset += spec.nbytes
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)
-        self._fh = open(self.dir / self.names[i], "wb")
-        self._fh.write(struct.pack("<Q", len(raw)))
-        self._fh.write(raw)
+        self._fh = open(self.dir / self.names[i], "wb", buffering=0)
+        self._write(struct.pack("<Q", len(raw)) + raw)
         self._shard = i
+
+    def _write(self, data) -> None:
+        view = memoryview(data)
+        while view.nbytes:
+            n = self._fh.write(view)
+            view = view[n:]
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
         """Write a whole tensor (the next one in plan order)."""
@@ -187,10 +464,14 @@ class ShardedWriter:
         spec = self._queue[self._pos][1]
         if chunk.dtype != spec.dtype:
             raise ValueError(f"tensor {spec.name}: dtype {chunk.dtype}, the plan {spec.dtype}")
-        t = chunk.detach().contiguous().cpu()
-        if t.numel():
-            self._fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
-        self._written += t.numel() * t.element_size()
+        t = chunk.detach().cpu().contiguous()
+        nbytes = t.numel() * t.element_size()
+        if self._written + nbytes > spec.nbytes:
+            raise ValueError(f"tensor {spec.name}: {self._written + nbytes} bytes written, the plan "
+                             f"{spec.nbytes}")
+        if nbytes:
+            self._write(byte_view(t))
+        self._written += nbytes
 
     def end(self) -> None:
         spec = self._queue[self._pos][1]
@@ -202,12 +483,14 @@ class ShardedWriter:
         if self._pos != len(self._queue):
             missing = [s.name for _, s in self._queue[self._pos:]][:5]
             raise ValueError(f"not all tensors were written; missing e.g. {missing}")
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        self._close_shard()
         if len(self.names) > 1:
             weight_map = {spec.name: self.names[i] for i, shard in enumerate(self.shards) for spec in shard}
             index = {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map}
             tmp = self.dir / (INDEX_NAME + ".tmp")
             tmp.write_text(json.dumps(index, indent=2, sort_keys=True), encoding="utf-8")
             os.replace(tmp, self.dir / INDEX_NAME)
+
+    def abort(self) -> None:
+        """Close the open shard without checks (after an error)."""
+        self._close_shard()
