@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -444,10 +445,12 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     set_offline()
     cfg = load_section(ResidualConfig, "residual", args.params_sub or args.params)
+    start = time.perf_counter()
     if args.cmd == "extract":
         stats = extract(args.base, args.instruct, args.out, cfg)
     else:
         stats = apply(args.residual, args.target, args.out, cfg, base_dir=args.base)
+    stats["seconds"] = round(time.perf_counter() - start, 3)  # the work, without start-up and imports
     stats["config"] = asdict(cfg)
     if args.metrics:
         write_json(args.metrics, stats)
