@@ -122,10 +122,20 @@ def test_errors_are_clear(tmp_path):
         run_report(tmp_path)
 
 
-def test_grid_reports_exactly_the_params_grid(tmp_path, caplog):
+def test_grid_reports_exactly_the_params_grid(tmp_path, caplog, monkeypatch):
     """Eval files of models no longer in the grid (committed before `-S budgets=...`) are left
     out; a model the grid expects but has no results is an error naming it."""
+    import logging
+
     from freshllm.report import grid_models
+
+    # an earlier test's library may have reconfigured logging (dictConfig disables existing
+    # loggers; logging.disable); the warning itself is what this test checks
+    logger = logging.getLogger("freshllm.report")
+    monkeypatch.setattr(logger, "disabled", False)
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logging.root.manager, "disable", logging.NOTSET)
+    caplog.set_level(logging.WARNING, logger="freshllm.report")
 
     grid = {"families": ["tiny"], "budgets": ["1K"], "residual_sources": ["tiny"]}
     names = grid_models(grid)
