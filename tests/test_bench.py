@@ -28,3 +28,6 @@ def test_cpt_bench_smoke(capsys):
     assert res["ours"]["tokens_per_s"] > 0 and res["trainer"]["tokens_per_s"] > 0
     assert abs(res["ours"]["final_loss"] - res["trainer"]["final_loss"]) < 1e-3
     assert res["max_step_loss_diff"] < 1e-3
+    import logging
+
+    assert logging.root.manager.disable == logging.NOTSET  # the bench's quiet logging is undone

@@ -38,6 +38,17 @@ def setup_logging(level: int = logging.INFO) -> None:
     )
 
 
+@contextlib.contextmanager
+def quiet_logging(level: int = logging.WARNING) -> Iterator[None]:
+    """Silence log records up to ``level`` (benchmarks print their own table), then restore."""
+    previous = logging.root.manager.disable
+    logging.disable(level)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

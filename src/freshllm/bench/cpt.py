@@ -256,10 +256,9 @@ def main(argv=None) -> dict | None:
         fn = run_ours if a.child == "ours" else run_trainer
         print(json.dumps(fn(Path(a.work), a)))
         return
-    import logging
+    from ..common import quiet_logging
 
-    logging.disable(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="bench-cpt-") as d:
+    with quiet_logging(), tempfile.TemporaryDirectory(prefix="bench-cpt-") as d:
         return bench(Path(d), a)
 
 

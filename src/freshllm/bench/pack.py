@@ -66,10 +66,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.child:
         return child(args)
-    import logging
+    from ..common import quiet_logging
 
-    logging.disable(logging.WARNING)
-    with tempfile.TemporaryDirectory() as d:
+    with quiet_logging(), tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         tok = tokenizer_for(args.tokenizer, tmp)
         corpus = tmp / "corpus.jsonl"
