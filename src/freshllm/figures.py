@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import re
 from pathlib import Path
 
 from .common import atomic_file, setup_logging
@@ -79,12 +80,27 @@ def figure1(plots_dir: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def loss_curves(live_root: Path, out: Path) -> None:
+def grid_runs(plots_dir: Path) -> set[str] | None:
+    """dvclive run names (``cpt-<variant>-<budget>``) of the cpt models in the report's plot
+    CSVs, which hold exactly the current grid; None when they name no cpt model."""
+    runs = set()
+    for f in plots_dir.glob("*.csv"):
+        for row in read_csv(f):
+            m = re.fullmatch(r"cpt-(base|instruct)@(.+)", row.get("model", ""))
+            if m:
+                runs.add(f"cpt-{m.group(1)}-{m.group(2)}")
+    return runs or None
+
+
+def loss_curves(live_root: Path, out: Path, only: set[str] | None = None) -> list[str]:
+    """Loss per step of each dvclive run (of ``only``, when given: runs of budgets no longer
+    in the grid stay in the dvclive directory but are not drawn)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = sorted(live_root.glob("*/plots/metrics/train/loss.tsv"))
+    runs = sorted(f for f in live_root.glob("*/plots/metrics/train/loss.tsv")
+                  if only is None or f.parents[3].name in only)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for f in runs:
         with open(f, encoding="utf-8", newline="") as fh:
@@ -98,6 +114,7 @@ def loss_curves(live_root: Path, out: Path) -> None:
         ax.legend(fontsize=8)
     _save(fig, out)
     plt.close(fig)
+    return [f.parents[3].name for f in runs]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     args.out.mkdir(parents=True, exist_ok=True)
     figure1(args.plots_dir, args.out / "figure1.png")
-    loss_curves(args.live_dir, args.out / "loss.png")
+    loss_curves(args.live_dir, args.out / "loss.png", grid_runs(args.plots_dir))
     log.info("wrote %s", ", ".join(str(args.out / n) for n in ("figure1.png", "loss.png")))
 
 
