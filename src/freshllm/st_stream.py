@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import struct
 import sys
-import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +63,11 @@ class TensorSpec:
     @property
     def nbytes(self) -> int:
         return self.numel * self.dtype.itemsize
+
+    @property
+    def row_nbytes(self) -> int:
+        """Bytes of one row (dim 0); 0 for 0-d tensors and tensors without rows."""
+        return self.nbytes // self.shape[0] if self.shape and self.shape[0] else 0
 
 
 @dataclass(frozen=True)
@@ -163,17 +168,6 @@ def parse_header(path: str | Path) -> tuple[dict[str, str], dict[str, TensorEntr
     return metadata, entries
 
 
-def read_header(path: str | Path) -> dict:
-    """The validated header as stored (``__metadata__`` + ``{name: dtype, shape, data_offsets}``)."""
-    metadata, entries = parse_header(path)
-    start = min((e.offset for e in entries.values()), default=0)  # data section start
-    out: dict = {"__metadata__": metadata} if metadata else {}
-    for name, e in entries.items():
-        out[name] = {"dtype": DTYPE_TO_ST[e.spec.dtype], "shape": list(e.spec.shape),
-                     "data_offsets": [e.offset - start, e.offset - start + e.spec.nbytes]}
-    return out
-
-
 def _readinto_at(fd: int, view: memoryview, offset: int, path: Path, name: str) -> None:
     """Fill ``view`` from ``fd`` at ``offset`` (plain reads; loops over short reads)."""
     done, n = 0, len(view)
@@ -254,9 +248,7 @@ class ShardedReader:
     def chunk_nbytes(self, name: str, start: int | None = None, stop: int | None = None) -> int:
         """Bytes of rows ``start:stop`` of ``name`` (the whole tensor when they are None)."""
         spec = self.specs[name]
-        if start is None:
-            return spec.nbytes
-        return (stop - start) * (spec.nbytes // spec.shape[0] if spec.shape[0] else 0)
+        return spec.nbytes if start is None else (stop - start) * spec.row_nbytes
 
     def read(self, name: str, start: int | None = None, stop: int | None = None,
              out: torch.Tensor | None = None) -> torch.Tensor:
@@ -265,7 +257,7 @@ class ShardedReader:
         entry = self.entries[name]
         spec = entry.spec
         if start is None:
-            start, stop, shape = 0, None, spec.shape
+            shape = spec.shape
         else:
             if not spec.shape:
                 raise ValueError(f"{entry.path}: tensor {name} is 0-d: it has no rows")
@@ -273,8 +265,7 @@ class ShardedReader:
                 raise ValueError(f"{entry.path}: tensor {name}: rows {start}:{stop} out of range "
                                  f"(shape {spec.shape})")
             shape = (stop - start, *spec.shape[1:])
-        row_bytes = spec.nbytes // spec.shape[0] if spec.shape and spec.shape[0] else 0
-        nbytes = spec.nbytes if stop is None else (stop - start) * row_bytes
+        nbytes = self.chunk_nbytes(name, start, stop)
         if out is None:
             buf = torch.empty(nbytes, dtype=torch.uint8)
         else:
@@ -283,8 +274,8 @@ class ShardedReader:
                                  f"{nbytes} bytes")
             buf = out[:nbytes]
         if nbytes:
-            _readinto_at(self._fd(entry.path), memoryview(buf.numpy()), entry.offset + start * row_bytes,
-                         entry.path, name)
+            _readinto_at(self._fd(entry.path), memoryview(buf.numpy()),
+                         entry.offset + (start or 0) * spec.row_nbytes, entry.path, name)
         return buf.view(spec.dtype).view(shape)
 
     def get(self, name: str) -> torch.Tensor:
