@@ -372,8 +372,7 @@ def build_archive(root: str | Path, months: Sequence[str], *, per_month: int = 1
         per_month_records[-1] += _planted_last_month(months[-1], per_month_records[0], seed, maker)
     serial = 0
     for i, (month, records) in enumerate(zip(months, per_month_records)):
-        trailing = (_bad_digest_record(month, seed, _article_maker(world, world_seed))
-                    if plant_bad and i == 0 else None)
+        trailing = _bad_digest_record(month, seed, maker) if plant_bad and i == 0 else None
         serial = _write_month(root, month, records, files_per_month, serial, seed, manifest,
                               trailing, missing_file and i == 0)
         manifest.records.extend(records + ([trailing] if trailing else []))
