@@ -30,21 +30,21 @@ def test_panels_follow_the_report_columns(tmp_path):
 
 
 def test_loss_curves_of_the_grid_only(tmp_path):
-    from freshllm.figures import grid_runs, loss_curves
+    from freshllm.figures import grid_runs, loss_curves, read_plots
 
     plots = tmp_path / "plots"
     plots.mkdir()
     (plots / "base.csv").write_text("model,new_tokens,ifeval\nbase+tiny,0,5\ncpt-base@3K,3000,4\n")
     (plots / "instruct.csv").write_text("model,new_tokens,ifeval\ncpt-instruct@3K,3000,20\n")
     (plots / "residual.csv").write_text("model,new_tokens,ifeval\ncpt-base-res+tiny@3K,3000,40\n")
-    assert grid_runs(plots) == {"cpt-base-3K", "cpt-instruct-3K"}
+    assert grid_runs(read_plots(plots)) == {"cpt-base-3K", "cpt-instruct-3K"}
     for run in ("cpt-base-3K", "cpt-instruct-3K", "cpt-base-1K"):  # 1K: a budget no longer in the grid
         live = tmp_path / "live" / run / "plots/metrics/train"
         live.mkdir(parents=True)
         (live / "loss.tsv").write_text("timestamp\tstep\tloss\n1\t1\t5.0\n2\t2\t4.0\n")
-    drawn = loss_curves(tmp_path / "live", tmp_path / "loss.png", grid_runs(plots))
+    drawn = loss_curves(tmp_path / "live", tmp_path / "loss.png", grid_runs(read_plots(plots)))
     assert drawn == ["cpt-base-3K", "cpt-instruct-3K"]
     assert len(loss_curves(tmp_path / "live", tmp_path / "all.png")) == 3
     for f in plots.glob("*.csv"):
         f.write_text("model,new_tokens,ifeval\nbase+tiny,0,5\n")
-    assert grid_runs(plots) is None  # no cpt model named: every run is drawn
+    assert grid_runs(read_plots(plots)) is None  # no cpt model named: every run is drawn

@@ -54,15 +54,19 @@ def panel_columns(data: dict[Path, list[dict]]) -> list[str]:
     return kept
 
 
-def figure1(plots_dir: Path, out: Path) -> None:
+def read_plots(plots_dir: Path) -> dict[Path, list[dict]]:
+    """The report's plot CSVs, one per family, rows by new tokens."""
+    files = sorted(plots_dir.glob("*.csv"))
+    if not files:
+        raise FileNotFoundError(f"no plot CSVs in {plots_dir} (run the report stage)")
+    return {f: sorted(read_csv(f), key=lambda r: int(r["new_tokens"])) for f in files}
+
+
+def figure1(data: dict[Path, list[dict]], out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = sorted(plots_dir.glob("*.csv"))
-    if not files:
-        raise FileNotFoundError(f"no plot CSVs in {plots_dir} (run the report stage)")
-    data = {f: sorted(read_csv(f), key=lambda r: int(r["new_tokens"])) for f in files}
     panels = panel_columns(data)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     axes = axes[0]
@@ -80,12 +84,12 @@ def figure1(plots_dir: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def grid_runs(plots_dir: Path) -> set[str] | None:
+def grid_runs(data: dict[Path, list[dict]]) -> set[str] | None:
     """dvclive run names (``cpt-<variant>-<budget>``) of the cpt models in the report's plot
     CSVs, which hold exactly the current grid; None when they name no cpt model."""
     runs = set()
-    for f in plots_dir.glob("*.csv"):
-        for row in read_csv(f):
+    for rows in data.values():
+        for row in rows:
             m = re.fullmatch(r"cpt-(base|instruct)@(.+)", row.get("model", ""))
             if m:
                 runs.add(f"cpt-{m.group(1)}-{m.group(2)}")
@@ -125,8 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     args.out.mkdir(parents=True, exist_ok=True)
-    figure1(args.plots_dir, args.out / "figure1.png")
-    loss_curves(args.live_dir, args.out / "loss.png", grid_runs(args.plots_dir))
+    data = read_plots(args.plots_dir)
+    figure1(data, args.out / "figure1.png")
+    loss_curves(args.live_dir, args.out / "loss.png", grid_runs(data))
     log.info("wrote %s", ", ".join(str(args.out / n) for n in ("figure1.png", "loss.png")))
 
 
