@@ -22,6 +22,7 @@ import yaml
 
 from conftest import ROOT, copy_project, hermetic_env, sh
 from freshllm.embedded import toyworld as tw
+from freshllm.tasks.build_data import IFEVAL_KWARGS
 
 PROFILE = ROOT / "profiles" / "toyworld.yaml"
 
@@ -128,7 +129,7 @@ def test_v1_responses_follow_their_instructions_by_lm_eval_checkers(world):
     for _ in range(300):
         prompt, instructions, kind, name = tw.ifeval_item(rng, world, 2)
         row = {"key": 1, "prompt": prompt, "instruction_id_list": [i for i, _ in instructions],
-               "kwargs": [{k: kw.get(k) for k in tw.IFEVAL_KWARGS} for _, kw in instructions]}
+               "kwargs": [{k: kw.get(k) for k in IFEVAL_KWARGS} for _, kw in instructions]}
         ok += ifeval_reference_check(row, tw.respond(rng, world, kind, name, instructions))
     assert ok >= 0.9 * 300  # the rest: langdetect misreading short upper-case text
     ids = {i for r in rows for i in r["instruction_id_list"]}

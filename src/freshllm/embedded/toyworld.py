@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 
+from ..tasks.build_data import ifeval_row
 from .news import NewsArticle
 
 # --- building blocks (invented) --------------------------------------------------------
@@ -414,13 +415,6 @@ def d1_documents(world: World, n: int, seed: int = 0, news_fraction: float = 0.3
 
 # --- v1: verifiable instructions (IFEval ids) and d1 knowledge chats ----------------------------
 
-IFEVAL_KWARGS = (
-    "num_highlights", "relation", "num_words", "num_placeholders", "prompt_to_repeat",
-    "num_bullets", "section_spliter", "num_sections", "capital_relation", "capital_frequency",
-    "keywords", "num_paragraphs", "language", "let_relation", "letter", "let_frequency",
-    "end_phrase", "forbidden_words", "keyword", "frequency", "num_sentences",
-    "postscript_marker", "first_word", "nth_paragraph",
-)
 
 # instruction id -> (group: at most one per prompt, description as IFEval words it)
 INSTRUCTIONS: dict[str, tuple[str, str]] = {
@@ -605,12 +599,7 @@ def ifeval_prompts(world: World, n: int, seed: int = 0, accept=None) -> list[dic
         reference = respond(rng, world, kind, name, instructions)
         if prompt in seen:
             continue
-        row = {
-            "key": 5001 + len(rows),
-            "prompt": prompt,
-            "instruction_id_list": [iid for iid, _ in instructions],
-            "kwargs": [{k: kw.get(k) for k in IFEVAL_KWARGS} for _, kw in instructions],
-        }
+        row = ifeval_row(5001 + len(rows), prompt, instructions)
         if accept is not None and not accept(row, reference):
             continue
         seen.add(prompt)

@@ -447,7 +447,7 @@ def truthfulqa(rng: random.Random) -> dict[str, list[dict]]:
 # -------------------------------------------------------------------- ifeval
 # schema: {key, prompt, instruction_id_list[], kwargs[{...all kwarg names...}]}
 
-_IFEVAL_KWARGS = (
+IFEVAL_KWARGS = (
     "num_highlights", "relation", "num_words", "num_placeholders", "prompt_to_repeat",
     "num_bullets", "section_spliter", "num_sections", "capital_relation", "capital_frequency",
     "keywords", "num_paragraphs", "language", "let_relation", "letter", "let_frequency",
@@ -497,16 +497,20 @@ _IFEVAL = [
 ]
 
 
+def ifeval_row(key: int, prompt: str, instructions) -> dict:
+    """A google/IFEval row from ``[(instruction_id, kwargs), ...]``; every kwarg name is
+    present in every kwargs dict (None where unused), as in the dataset."""
+    return {
+        "key": key,
+        "prompt": prompt,
+        "instruction_id_list": [iid for iid, _ in instructions],
+        "kwargs": [{k: kw.get(k) for k in IFEVAL_KWARGS} for _, kw in instructions],
+    }
+
+
 def ifeval(rng: random.Random) -> dict[str, list[dict]]:
-    items = []
-    for i, (prompt, instructions) in enumerate(_IFEVAL):
-        items.append({
-            "key": 1001 + i,
-            "prompt": prompt,
-            "instruction_id_list": [iid for iid, _ in instructions],
-            "kwargs": [{k: kw.get(k) for k in _IFEVAL_KWARGS} for _, kw in instructions],
-        })
-    return {"train": items}
+    return {"train": [ifeval_row(1001 + i, prompt, instructions)
+                      for i, (prompt, instructions) in enumerate(_IFEVAL)]}
 
 
 # ---------------------------------------------------------------------- main
