@@ -51,6 +51,15 @@ def sh(cmd, cwd, env, timeout=900):
     return res.stdout + res.stderr
 
 
+@pytest.fixture(scope="module")
+def private_nltk_data(tmp_path_factory):
+    """IFEval's punkt_tab goes to a test directory, not the user's cache (modules that
+    score IFEval opt in with ``pytestmark = pytest.mark.usefixtures("private_nltk_data")``)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NLTK_DATA", str(tmp_path_factory.mktemp("nltk_data")))
+        yield
+
+
 def make_models_config(**over):
     from freshllm.config import build_config
     from freshllm.models import ModelsConfig

@@ -20,14 +20,8 @@ from freshllm import tasks as suite
 from freshllm.config import build_config
 
 ALL_TASKS = list(suite.TASK_NAMES)
+pytestmark = pytest.mark.usefixtures("private_nltk_data")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def private_nltk_data(tmp_path_factory):
-    """IFEval's punkt_tab goes to a test directory, not the user's cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NLTK_DATA", str(tmp_path_factory.mktemp("nltk_data")))
-        yield
 
 # Responses that satisfy every instruction of the shipped IFEval prompts (by key).
 IFEVAL_RESPONSES = {

@@ -25,19 +25,12 @@ from freshllm.embedded import toyworld as tw
 from freshllm.tasks.build_data import IFEVAL_KWARGS
 
 PROFILE = ROOT / "profiles" / "toyworld.yaml"
+pytestmark = pytest.mark.usefixtures("private_nltk_data")
 
 
 @pytest.fixture(scope="module")
 def world():
     return tw.make_world(0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def private_nltk_data(tmp_path_factory):
-    """IFEval's punkt_tab goes to a test directory, not the user's cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NLTK_DATA", str(tmp_path_factory.mktemp("nltk_data")))
-        yield
 
 
 def _ifeval_ready():
@@ -194,7 +187,7 @@ EVALS = {"base-toy": "base+toy", "instruct-toy": "instruct+toy", "cpt-base-2K": 
 
 
 @pytest.fixture(scope="module")
-def shrunken_run(tmp_path_factory):
+def shrunken_run(tmp_path_factory, private_nltk_data):
     """`dvc repro` of the shrunken toy world in a temporary git repository: models -> crawl
     through fundus -> pack -> cpt x2 -> residual -> eval x5 on the toy suite -> report -> figures."""
     tmp = tmp_path_factory.mktemp("toyworld")
