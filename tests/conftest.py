@@ -74,7 +74,7 @@ def make_models_config(**over):
 @pytest.fixture(scope="session")
 def tokenizers_pair():
     """(base_tokenizer, instruct_tokenizer) trained on generated text."""
-    from freshllm.embedded.corpus import chat_examples, d1_documents
+    from freshllm.synthetic.corpus import chat_examples, d1_documents
     from freshllm.models import train_tokenizer
 
     texts = d1_documents(0, 200) + [m["content"] for c in chat_examples(0, 40) for m in c]
@@ -101,7 +101,7 @@ def tiny_pair(tmp_path_factory, tokenizers_pair):
     """Saved HF dirs: base (random init) and instruct (base + a perturbation), fp32, tied."""
     import torch
 
-    from freshllm.hfio import save_model_dir
+    from freshllm.io.hf import save_model_dir
 
     base_tok, inst_tok = tokenizers_pair
     root = tmp_path_factory.mktemp("pair")

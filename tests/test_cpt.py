@@ -18,8 +18,8 @@ from freshllm.train import LoopConfig, lr_factor
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory, tiny_pair):
     """Packed generated text, with the tiny pair's tokenizer."""
-    from freshllm.embedded.corpus import d1_documents
-    from freshllm.hfio import load_tokenizer
+    from freshllm.synthetic.corpus import d1_documents
+    from freshllm.io.hf import load_tokenizer
     from freshllm.pack import PackConfig, pack_corpus
 
     root = tmp_path_factory.mktemp("cpt")
@@ -124,7 +124,7 @@ def test_ddp_two_processes_matches_single_process(tmp_path, tiny_pair, packed):
 
 
 def test_replay_mixes_a_fraction_of_each_batch(tmp_path, tiny_pair, packed):
-    from freshllm.packing import PackedData
+    from freshllm.io.packed import PackedData
     from freshllm.train import LoopConfig, batch_rows, replay_split
 
     new, rep = replay_split(LoopConfig(lr=1.0, steps=10, batch_size=4, replay_fraction=0.25))

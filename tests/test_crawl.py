@@ -21,12 +21,12 @@ import yaml
 
 from freshllm.config import ConfigError, build_config
 from freshllm.crawl import CrawlConfig, main
-from freshllm.embedded.warc_archive import SITES, QuietHandler, build_archive, render_page, serve_directory
+from freshllm.synthetic.warc_archive import SITES, QuietHandler, build_archive, render_page, serve_directory
 
 TEST_LIMIT_S = 60
 MONTHS = ["2024-01", "2024-02", "2024-03"]
-LEAD_SECTION = {  # the lead's params.yaml section (embedded profile)
-    "source": "ccnews", "server_address": "embedded", "publishers": ["us", "uk", "de"],
+LEAD_SECTION = {  # the lead's params.yaml section (local profile)
+    "source": "ccnews", "server_address": "local", "publishers": ["us", "uk", "de"],
     "published_from": "2024-01-01", "published_to": "2024-03-31", "max_articles": 400,
     "max_per_publisher": None, "languages": ["en", "de"], "min_chars": 200, "max_chars": 50000,
     "min_articles": 50, "processes": 0, "timeout_s": 20, "seed": 0,
@@ -43,7 +43,7 @@ def bounded():
 def write_params(tmp_path: Path, **crawl) -> Path:
     section = {**LEAD_SECTION, **crawl}
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"profile": "embedded", "crawl": section, "pack": {"seq_len": 256}}))
+    path.write_text(yaml.safe_dump({"world": {"kind": "news", "seed": 0}, "crawl": section, "pack": {"seq_len": 256}}))
     return path
 
 
@@ -73,7 +73,7 @@ def fake_section(url: str, **over) -> dict:
 def test_sites_are_real_fundus_publishers_whose_parsers_read_the_pages():
     from fundus import PublisherCollection
 
-    from freshllm.embedded.news import generate_articles
+    from freshllm.synthetic.news import generate_articles
 
     assert len(SITES) >= 3 and len({s.publisher.split(".")[0] for s in SITES}) >= 2
     assert len({s.body for s in SITES}) >= 3
@@ -165,7 +165,7 @@ def test_unreachable_server_fails_fast_with_clear_error(tmp_path, caplog, kind):
     assert f"127.0.0.1:{port}/crawl-data/CC-NEWS/2024/01/warc.paths.gz" in caplog.text
 
 
-def test_http_guard_sets_timeouts_and_keeps_embedded_on_loopback():
+def test_http_guard_sets_timeouts_and_keeps_local_on_loopback():
     import requests
 
     from freshllm.crawl import guarded_requests
@@ -267,7 +267,7 @@ def test_publishing_dates_are_normalised_to_utc():
     assert to_utc(datetime(2024, 2, 1, 0, 30, tzinfo=cet)) == datetime(2024, 1, 31, 23, 30, tzinfo=timezone.utc)
 
 
-def test_embedded_default_profile_end_to_end(tmp_path):
+def test_local_default_profile_end_to_end(tmp_path):
     began = time.monotonic()
     rc, out, metrics_path = run_stage(tmp_path, write_params(tmp_path))
     assert rc == 0 and time.monotonic() - began < 40

@@ -1,4 +1,4 @@
-"""End to end: real `dvc repro` of the embedded profile in a temporary git repository."""
+"""End to end: real `dvc repro` of the local profile in a temporary git repository."""
 
 import json
 import math

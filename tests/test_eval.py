@@ -275,7 +275,7 @@ def tiny_llama(tmp_path_factory):
 def write_params(path: Path, **eval_section) -> Path:
     section = {"tasks": ALL_TASKS, "limit": 2, "batch_size": 8, "max_gen_toks": 16,
                "backend": "hf", "chat_template": "auto", "seed": 0, **eval_section}
-    path.write_text(yaml.safe_dump({"other_stage": {"x": 1}, "eval": section}))
+    path.write_text(yaml.safe_dump({"other_stage": {"x": 1}, "eval": section, "world": {"kind": "news", "seed": 0}}))
     return path
 
 

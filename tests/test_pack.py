@@ -8,7 +8,7 @@ import torch
 from conftest import random_llama
 from freshllm.config import ConfigError, build_config
 from freshllm.pack import CorpusError, PackConfig, pack_corpus
-from freshllm.packing import PackedData, PackWriter
+from freshllm.io.packed import PackedData, PackWriter
 
 
 def _logits(model, ids, pos):
@@ -72,7 +72,7 @@ def _corpus(path, texts):
 
 
 def _texts(n=120):
-    from freshllm.embedded.corpus import d1_documents
+    from freshllm.synthetic.corpus import d1_documents
 
     return d1_documents(11, n)
 

@@ -1,4 +1,4 @@
-"""The embedded and paper profiles: every stage's section validates, dvc.yaml expands to
+"""The local and paper profiles: every stage's section validates, dvc.yaml expands to
 the expected stages, and the hub code path fails fast and clearly without network."""
 
 import os
@@ -28,14 +28,18 @@ SECTIONS = {"crawl": CrawlConfig, "pack": PackConfig, "cpt": CptConfig, "residua
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
 def test_every_stage_section_validates(path):
+    from freshllm.config import load_section
+    from freshllm.names import load_grid
+
     params = yaml.safe_load(path.read_text())
     for section, cls in SECTIONS.items():
-        build_config(cls, params[section], section)
-    assert params["target"] in params["families"]
+        load_section(cls, section, path)
+    grid = load_grid(path)
+    assert params["target"] in params["families"] == grid.families
     assert set(params["residual_sources"]) <= set(params["families"])
     for fam in params["families"]:
         assert "." not in fam  # DVC param paths models.<family>
-        build_config(ModelsConfig, params["models"][fam], f"models.{fam}")
+        load_section(ModelsConfig, f"models.{fam}", path)
     assert params["budgets"] and (ROOT / params["accelerate_config"]).is_file()
 
 
@@ -73,7 +77,7 @@ def test_paper_profile_expands_to_the_paper_grid(tmp_path):
 
 def test_hub_source_without_network_fails_fast_and_clearly(tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"models": {"llama3": {
+    params.write_text(yaml.safe_dump({"world": {"kind": "news", "seed": 0}, "models": {"llama3": {
         "source": "hub", "hub_base": "meta-llama/Meta-Llama-3-8B",
         "hub_instruct": "meta-llama/Meta-Llama-3-8B-Instruct"}}}))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
@@ -82,13 +86,13 @@ def test_hub_source_without_network_fails_fast_and_clearly(tmp_path):
                           "llama3", "--base-out", str(tmp_path / "b"), "--instruct-out", str(tmp_path / "i"),
                           "--metrics", str(tmp_path / "m.json")], capture_output=True, text=True, env=env)
     assert res.returncode != 0 and time.time() - t < 30
-    assert "meta-llama/Meta-Llama-3-8B" in res.stderr and "embedded profile" in res.stderr
+    assert "meta-llama/Meta-Llama-3-8B" in res.stderr and "local profile" in res.stderr
     assert not (tmp_path / "b").exists()
 
 
 def test_hub_source_accepts_pre_downloaded_local_snapshots(tmp_path, tiny_pair):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"models": {"fam": {
+    params.write_text(yaml.safe_dump({"world": {"kind": "news", "seed": 0}, "models": {"fam": {
         "source": "hub", "hub_base": str(tiny_pair[0]), "hub_instruct": str(tiny_pair[1])}}}))
     from freshllm.models import main
 

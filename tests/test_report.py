@@ -38,7 +38,7 @@ def write_eval(eval_dir, name, numbers, **extra):
 
 def run_report(tmp_path, *extra, report_params=None):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"report": report_params} if report_params else {"x": 1}))
+    params.write_text(yaml.safe_dump({"report": report_params or {}, "world": {"kind": "news", "seed": 0}}))
     summary, markdown = tmp_path / "out" / "summary.json", tmp_path / "out" / "report.md"
     main(["--params", str(params), "--eval-dir", str(tmp_path / "eval"), "--summary",
           str(summary), "--markdown", str(markdown), *extra])
@@ -127,7 +127,6 @@ def test_grid_reports_exactly_the_params_grid(tmp_path, caplog, monkeypatch):
     out; a model the grid expects but has no results is an error naming it."""
     import logging
 
-    from freshllm.report import grid_models
 
     # an earlier test's library may have reconfigured logging (dictConfig disables existing
     # loggers; logging.disable); the warning itself is what this test checks
@@ -137,13 +136,15 @@ def test_grid_reports_exactly_the_params_grid(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(logging.root.manager, "disable", logging.NOTSET)
     caplog.set_level(logging.WARNING, logger="freshllm.report")
 
-    grid = {"families": ["tiny"], "budgets": ["1K"], "residual_sources": ["tiny"]}
-    names = grid_models(grid)
+    from freshllm.names import Grid
+
+    grid = {"families": ["tiny"], "target": "tiny", "budgets": ["1K"], "residual_sources": ["tiny"]}
+    names = Grid(**grid).models()
     assert names == ["base+tiny", "instruct+tiny", "cpt-base@1K", "cpt-instruct@1K", "cpt-base-res+tiny@1K"]
     for name in [*names, "cpt-base@2K"]:  # a stale budget
         write_eval(tmp_path / "eval", name, TABLE2["base"])
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(grid))
+    params.write_text(yaml.safe_dump({**grid, "report": {}, "world": {"kind": "news", "seed": 0}}))
     argv = ["--params", str(params), "--grid", "--eval-dir", str(tmp_path / "eval"),
             "--summary", str(tmp_path / "s.json"), "--markdown", str(tmp_path / "r.md")]
     main(argv)
@@ -153,7 +154,7 @@ def test_grid_reports_exactly_the_params_grid(tmp_path, caplog, monkeypatch):
     (tmp_path / "eval" / "cpt-instruct@1K.json").unlink()
     with pytest.raises(SystemExit, match="no eval results .* for cpt-instruct@1K"):
         main(argv)
-    params.write_text(yaml.safe_dump({"families": "tiny", "budgets": []}))
+    params.write_text(yaml.safe_dump({"families": "tiny", "budgets": [], "report": {}, "world": {}}))
     with pytest.raises(ValueError) as err:
         main(argv)
     for key in ("families", "budgets", "residual_sources"):

@@ -7,9 +7,9 @@ from safetensors.torch import load_file
 
 from conftest import random_llama
 from freshllm.config import build_config
-from freshllm.hfio import save_model_dir
+from freshllm.io.hf import save_model_dir
 from freshllm.residual import ResidualConfig, ResidualError, apply, extract
-from freshllm.st_stream import ShardedReader
+from freshllm.io.st_stream import ShardedReader
 
 
 def cfg(**kw):
@@ -206,7 +206,7 @@ def _mixed_tensors(dtype):
 def test_plain_reads_match_safetensors(tmp_path, dtype):
     from safetensors import safe_open
 
-    from freshllm.st_stream import prefetch
+    from freshllm.io.st_stream import prefetch
 
     ref = _mixed_tensors(dtype)
     d = _write_sharded(tmp_path / "m", ref)
@@ -276,7 +276,7 @@ def _corrupt(path, header=None, raw_header=None, length=None, truncate=None, ext
 def test_header_validation_names_file_and_tensor(tmp_path, case, match):
     from safetensors.torch import save_file
 
-    from freshllm.st_stream import SafetensorsFormatError, parse_header
+    from freshllm.io.st_stream import SafetensorsFormatError, parse_header
 
     d = tmp_path / "m"
     d.mkdir()
@@ -324,7 +324,7 @@ def test_header_validation_names_file_and_tensor(tmp_path, case, match):
 def test_writer_output_loads_with_safetensors(tmp_path):
     from safetensors import safe_open
 
-    from freshllm.st_stream import ShardedWriter, TensorSpec
+    from freshllm.io.st_stream import ShardedWriter, TensorSpec
 
     ref = _mixed_tensors(torch.bfloat16)
     specs = [TensorSpec(n, t.dtype, tuple(t.shape)) for n, t in ref.items()]

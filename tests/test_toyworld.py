@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, copy_project, hermetic_env, sh
-from freshllm.embedded import toyworld as tw
+from freshllm.synthetic import toyworld as tw
 from freshllm.tasks.build_data import IFEVAL_KWARGS
 
 PROFILE = ROOT / "profiles" / "toyworld.yaml"
@@ -132,28 +132,46 @@ def test_v1_responses_follow_their_instructions_by_lm_eval_checkers(world):
 
 def test_toy_eval_data_keeps_only_achievable_prompts(tmp_path):
     _ifeval_ready()
-    from freshllm import tasks as suite
+    from freshllm import tasks as lm_tasks
 
-    group = suite.materialize(tmp_path, ["toy_ifeval", "toy_d2", "toy_d1"], "local", suite="toyworld",
-                              world_seed=0, toy_sizes={"ifeval_prompts": 20, "d1_items": 10})
+    group = lm_tasks.materialize(tmp_path, ["toy_ifeval", "toy_d2", "toy_d1"], "local", suite_name="toyworld",
+                                 world_seed=0, toy_sizes={"ifeval_prompts": 20, "d1_items": 10})
     assert [t["task"] for t in group["task"]] == ["toy_ifeval", "toy_d2", "toy_d1"]
     twin = yaml.safe_load((tmp_path / "twins/toy/toy_ifeval.yaml").read_text())
     assert Path(twin["include"]).is_file() and twin["task"] == "toy_ifeval"
     data = Path(twin["dataset_kwargs"]["data_files"]["train"])
     assert data.is_absolute() and len(data.read_text().splitlines()) == 20
     with pytest.raises(ValueError, match="unknown eval task"):
-        suite.materialize(tmp_path, ["ifeval"], "local", suite="toyworld")
+        lm_tasks.materialize(tmp_path, ["ifeval"], "local", suite_name="toyworld")
 
 
 # --- the profile ---------------------------------------------------------------------------------
 
-def test_profile_world_seeds_agree_and_dvc_expands_the_grid(tmp_path):
+def test_profile_has_one_world_for_every_stage_and_dvc_expands_the_grid(tmp_path):
+    """The world is one top-level key: every stage that builds from it gets the same one,
+    also after `dvc exp run -S world.seed=...`, and no stage section names a world itself."""
+    from dvc.utils.hydra import apply_overrides
+
+    from freshllm.config import load_section
+    from freshllm.crawl import CrawlConfig
+    from freshllm.eval import EvalConfig
+    from freshllm.models import ModelsConfig
+    from freshllm.report import ReportConfig
+
     params = yaml.safe_load(PROFILE.read_text())
-    seeds = {params["models"][f]["world_seed"] for f in params["families"]}
-    seeds |= {params["crawl"]["world_seed"], params["eval"]["world_seed"]}
-    assert len(seeds) == 1
-    assert params["crawl"]["embedded_world"] == "toyworld" and params["eval"]["suite"] == "toyworld"
-    assert params["report"]["suite"] == "toyworld"
+    assert params["world"] == {"kind": "toyworld", "seed": 0}
+    for section in ("crawl", "eval", "report", *(f"models.{f}" for f in params["families"])):
+        node = params
+        for key in section.split("."):
+            node = node[key]
+        assert not {"world", "world_seed", "suite", "corpus", "embedded_world"} & set(node), section
+    shutil.copy(PROFILE, tmp_path / "params.yaml")
+    apply_overrides(str(tmp_path / "params.yaml"), ["world.seed=7"])
+    stage_cfgs = [load_section(cls, sec, tmp_path / "params.yaml") for cls, sec in (
+        (CrawlConfig, "crawl"), (EvalConfig, "eval"), (ReportConfig, "report"), (ModelsConfig, "models.toy"))]
+    assert {(c.world.kind, c.world.seed) for c in stage_cfgs} == {("toyworld", 7)}
+    assert {c.suite for c in stage_cfgs[1:3]} == {"toyworld"}
+    (tmp_path / "params.yaml").unlink()
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     shutil.copy(PROFILE, tmp_path / "params.yaml")
     env = {**os.environ, "DVC_NO_ANALYTICS": "1",
@@ -173,7 +191,7 @@ def shrunken_params() -> dict:
     p["models"]["toy"].update(vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=2,
                               pretrain_docs=300, pretrain_steps=8, sft_examples=80, sft_steps=8,
                               seq_len=64, batch_size=8)
-    p["crawl"].update(embedded_per_month=30, max_articles=80, min_articles=40)
+    p["crawl"].update(local_per_month=30, max_articles=80, min_articles=40)
     p["pack"].update(seq_len=64)
     p["cpt"]["train"].update(batch_size=4, save_every=0, warmup_steps=1)
     p["eval"].update(toy_ifeval_prompts=6, toy_d1_items=8, max_gen_toks=16, batch_size=8)
@@ -207,7 +225,7 @@ def shrunken_run(tmp_path_factory, private_nltk_data):
 def test_shrunken_world_models_are_a_base_instruct_pair(shrunken_run):
     tmp, _ = shrunken_run
     stats = json.loads((tmp / "metrics/models/toy.json").read_text())
-    assert stats["corpus"] == "toyworld" and stats["sft_chats"] == 80 and stats["d1_documents"] == 300
+    assert stats["world"] == "toyworld" and stats["sft_chats"] == 80 and stats["d1_documents"] == 300
     tok = json.loads((tmp / "models/toy/instruct/tokenizer_config.json").read_text())
     assert "chat_template" in tok or (tmp / "models/toy/instruct/chat_template.jinja").exists()
 

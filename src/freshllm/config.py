@@ -83,6 +83,8 @@ def _check_type(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
             problems.append(f"{path}: must be one of {list(args)}, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):  # already built and validated (e.g. the shared world)
+            return value
         if not isinstance(value, dict):
             problems.append(f"{path}: expected a mapping, got {type(value).__name__}")
             return value
@@ -181,9 +183,58 @@ def read_params(params_path: str | Path = "params.yaml") -> dict:
     return data
 
 
-def load_section(cls: type[T], section: str, params_path: str | Path = "params.yaml") -> T:
-    """Read only ``section`` of the params file into a validated ``cls``."""
+def lookup(params: dict, dotted: str, where: str) -> Any:
+    """The value at ``dotted`` (e.g. ``models.tiny``) in ``params``; a ``ConfigError`` naming
+    the missing key and what is there instead."""
+    node: Any = params
+    done: list[str] = []
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            have = sorted(node) if isinstance(node, dict) else []
+            raise ConfigError(where, [f"{'.'.join([*done, key])}: missing section"
+                                      + (f" (have: {', '.join(map(str, have))})" if done and have else "")])
+        node = node[key]
+        done.append(key)
+    return node
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+    """Top-level ``world``: the generated world every local source builds from, one key for
+    all stages (models ``source: local``, crawl ``server_address: local``, eval and report).
+
+    ``news``: generated encyclopedia text (d1) and news, the paper's nine-task suite.
+    ``toyworld``: the toy world of :mod:`freshllm.synthetic.toyworld` (seed ``seed``): d1/d2
+    facts and the toy suite."""
+
+    kind: typing.Literal["news", "toyworld"] = "news"
+    seed: int = 0
+
+
+def load_section(cls: type[T], section: str, params_path: str | Path = "params.yaml",
+                 overrides: dict[str, Any] | None = None) -> T:
+    """The one way a stage reads its params: the (dotted) ``section`` of the params file,
+    updated with ``overrides`` (values the command line gives), into a validated ``cls``.
+
+    A config with a ``world: WorldConfig`` field gets the top-level ``world`` section, so
+    the world is written once for every stage. Every problem of both is reported at once."""
     data = read_params(params_path)
-    if section not in data:
-        raise ConfigError(str(params_path), [f"{section}: missing section"])
-    return build_config(cls, data[section], section)
+    values = lookup(data, section, str(params_path))
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(str(params_path), [f"{section}: expected a mapping, got {type(values).__name__}"])
+    values = {**(values or {}), **(overrides or {})}
+    problems: list[str] = []
+    hints = typing.get_type_hints(cls)
+    if hints.get("world") is WorldConfig:
+        if "world" in values:
+            problems.append(f"{section}.world: unknown key (the world is the top-level `world` section)")
+        if "world" not in data:
+            problems.append("world: missing section (e.g. world: {kind: news, seed: 0})")
+            world = WorldConfig()
+        else:
+            world = _build(WorldConfig, data["world"] or {}, "world", problems) or WorldConfig()
+        values["world"] = world
+    obj = _build(cls, values, section, problems)
+    if problems:
+        raise ConfigError(section, problems)
+    return obj

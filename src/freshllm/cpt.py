@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from .hfio import check_model_dir, load_causal_lm
-    from .packing import PackedData
+    from .io.hf import check_model_dir, load_causal_lm
+    from .io.packed import PackedData
     from .train import LoopConfig, train
 
     check_model_dir(args.model)

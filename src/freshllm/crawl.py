@@ -14,11 +14,11 @@ Each finished month is saved as a part file in a work directory, so an interrupt
 crawl resumes at the month it stopped in. The output is sorted by (published, url):
 the same params and archive give a byte-identical file (with ``processes: 0``).
 
-``server_address: embedded`` generates a synthetic CC-NEWS archive (seeded, see
-:mod:`freshllm.embedded.warc_archive`), serves it on a loopback port for the duration
-of the stage and allows HTTP only to that port; with ``embedded_world: toyworld`` the
-archive holds the toy world's d2 news (:mod:`freshllm.embedded.toyworld`, world
-``world_seed``) on the English publishers, still parsed by fundus. Any other value is a
+``server_address: local`` generates a synthetic CC-NEWS archive (seeded, see
+:mod:`freshllm.synthetic.warc_archive`), serves it on a loopback port for the duration
+of the stage and allows HTTP only to that port; with the top-level ``world: {kind: toyworld}`` the
+archive holds the toy world's d2 news (:mod:`freshllm.synthetic.toyworld`, world
+``world.seed``) on the English publishers, still parsed by fundus. Any other value is a
 CC-NEWS mirror, e.g. ``https://data.commoncrawl.org/``. ``source: web`` crawls live RSS
 feeds and sitemaps with fundus' ``Crawler`` instead (needs internet; no resume).
 
@@ -55,14 +55,14 @@ from typing import Any, Iterator, Literal
 from urllib.parse import urlsplit
 
 from .common import atomic_file, setup_logging, write_json
-from .config import ConfigError, load_section
+from .config import ConfigError, WorldConfig, load_section
 
 log = logging.getLogger("freshllm.crawl")
 
-EMBEDDED = "embedded"
+LOCAL = "local"
 CCNEWS_FIRST_DAY = date(2016, 8, 1)
 PREFLIGHT_MAX_S = 25.0
-NO_NETWORK_HINT = ("no network: use the embedded profile (crawl.server_address: embedded) "
+NO_NETWORK_HINT = ("no network: use the local profile (crawl.server_address: local) "
                    "or set crawl.server_address to a reachable CC-NEWS mirror")
 FIELDS = ("url", "publisher", "title", "text", "published", "language")
 # keys that do not change which articles are kept: changing them keeps finished months
@@ -78,7 +78,7 @@ class CrawlError(RuntimeError):
 @dataclass(frozen=True)
 class CrawlConfig:
     source: Literal["ccnews", "web"] = "ccnews"
-    server_address: str = EMBEDDED  # "embedded" or a CC-NEWS mirror URL
+    server_address: str = LOCAL  # "local" (generated archive on loopback) or a CC-NEWS mirror URL
     publishers: list[str] = field(default_factory=lambda: ["us", "uk", "de"])
     published_from: str = "2024-01-01"
     published_to: str = "2024-03-31"
@@ -92,10 +92,9 @@ class CrawlConfig:
     timeout_s: float = 20.0  # per HTTP connect/read
     retries: int = 0  # fundus retries per failed WARC file (it sleeps 30 s x attempt)
     max_failed_files: int = 2  # fail the stage when more WARC files than this fail
-    embedded_per_month: int = 160  # articles per month in the generated archive
+    local_per_month: int = 160  # articles per month in the generated archive
     seed: int = 0  # seed of the generated archive
-    embedded_world: Literal["news", "toyworld"] = "news"  # what the generated archive reports
-    world_seed: int = 0  # toyworld: the world (must match models.<family>.world_seed)
+    world: WorldConfig = WorldConfig()  # the top-level `world`: what the generated archive reports
 
     def validate(self) -> list[str]:
         errs: list[str] = []
@@ -144,18 +143,18 @@ class CrawlConfig:
 
 
 def _check_server(address: Any, source: str) -> list[str]:
-    if not isinstance(address, str) or source == "web" or address == EMBEDDED:
+    if not isinstance(address, str) or source == "web" or address == LOCAL:
         return []
     parts = urlsplit(address)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return [f"server_address: expected '{EMBEDDED}' or an http(s) URL of a CC-NEWS mirror, got {address!r}"]
+        return [f"server_address: expected '{LOCAL}' or an http(s) URL of a CC-NEWS mirror, got {address!r}"]
     return []
 
 
 def _check_ints(cfg: CrawlConfig) -> list[str]:
     errs = []
     minimum = {"max_articles": 1, "min_chars": 0, "max_chars": 1, "min_articles": 0, "processes": 0,
-               "retries": 0, "max_failed_files": 0, "embedded_per_month": 1}
+               "retries": 0, "max_failed_files": 0, "local_per_month": 1}
     for key, low in minimum.items():
         value = getattr(cfg, key)
         if isinstance(value, int) and value < low:
@@ -210,7 +209,7 @@ def resolve_publishers(entries: list[str]) -> list[Any]:
 @contextlib.contextmanager
 def guarded_requests(timeout: float, only_host: str | None = None) -> Iterator[None]:
     """Within the block every ``requests`` call gets ``timeout`` (unless it sets one);
-    with ``only_host``, requests to any other host are refused (embedded: loopback only)."""
+    with ``only_host``, requests to any other host are refused (local: loopback only)."""
     import requests
 
     original = requests.Session.request
@@ -218,7 +217,7 @@ def guarded_requests(timeout: float, only_host: str | None = None) -> Iterator[N
     @functools.wraps(original)
     def request(self, method, url, *args, **kwargs):
         if only_host is not None and urlsplit(str(url)).hostname != only_host:
-            raise requests.ConnectionError(f"embedded profile allows only {only_host}: refused {url}")
+            raise requests.ConnectionError(f"the local archive allows only {only_host}: refused {url}")
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = timeout
         return original(self, method, url, *args, **kwargs)
@@ -607,16 +606,16 @@ def crawl_web(cfg: CrawlConfig, parts: Parts, interrupts: Interrupts) -> None:
 @contextlib.contextmanager
 def archive_server(cfg: CrawlConfig) -> Iterator[tuple[str, str | None]]:
     """(server address ending in '/', only allowed host or None)."""
-    if cfg.server_address != EMBEDDED:
+    if cfg.server_address != LOCAL:
         yield cfg.server_address.rstrip("/") + "/", None
         return
-    from .embedded.warc_archive import build_archive, serve_directory
+    from .synthetic.warc_archive import build_archive, serve_directory
 
-    with tempfile.TemporaryDirectory(prefix="ccnews-embedded-") as tmp:
-        manifest = build_archive(tmp, cfg.months, per_month=cfg.embedded_per_month, seed=cfg.seed,
-                                 plant_bad=len(cfg.months) >= 2 and cfg.embedded_per_month >= 2,
-                                 world=cfg.embedded_world, world_seed=cfg.world_seed)
-        log.info("embedded: generated a CC-NEWS archive of %d WARC files (%d records, months %s..%s)",
+    with tempfile.TemporaryDirectory(prefix="ccnews-local-") as tmp:
+        manifest = build_archive(tmp, cfg.months, per_month=cfg.local_per_month, seed=cfg.seed,
+                                 plant_bad=len(cfg.months) >= 2 and cfg.local_per_month >= 2,
+                                 world=cfg.world.kind, world_seed=cfg.world.seed)
+        log.info("local: generated a CC-NEWS archive of %d WARC files (%d records, months %s..%s)",
                  len(manifest.warc_paths), len(manifest.records), cfg.months[0], cfg.months[-1])
         with serve_directory(tmp) as url:
             yield url, "127.0.0.1"

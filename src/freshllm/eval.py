@@ -17,9 +17,9 @@ Backends: ``hf`` (transformers, default; ``device`` null picks cuda when availab
 ``model_args: {tensor_parallel_size: 1, gpu_memory_utilization: 0.85, max_model_len: 8192}``).
 ``max_gen_toks`` sets the generation budget of every generative task (lm-eval ``gen_kwargs``).
 
-``suite: toyworld`` runs the toy world's suite instead (``tasks`` among ``toy_ifeval``,
-``toy_d2``, ``toy_d1``; see :mod:`freshllm.tasks.toy`), its data generated from
-``world_seed`` (the world of ``models.<family>.world_seed`` and ``crawl.world_seed``).
+The top-level ``world: {kind: toyworld}`` runs the toy world's suite instead (``tasks`` among
+``toy_ifeval``, ``toy_d2``, ``toy_d1``; see :mod:`freshllm.tasks.toy`), its data generated
+from ``world.seed``, the same world the models and crawl stages build from.
 
 Outputs: ``--out`` JSON ``{model, model_hash, chat_template, config, results}`` with
 ``results[task][metric]`` (see ``freshllm.tasks.SUITE`` for the keys) and ``--samples``
@@ -39,9 +39,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import tasks as suite
+from . import tasks as lm_tasks
 from .common import atomic_file, dir_content_hash, set_offline, setup_logging, write_json
-from .config import load_section
+from .config import WorldConfig, load_section
+from .names import KINDS, model_kind, model_name
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class EvalError(RuntimeError):
 
 @dataclass(frozen=True)
 class EvalConfig:
-    tasks: list[str] = field(default_factory=lambda: list(suite.TASK_NAMES))
+    tasks: list[str] = field(default_factory=lambda: list(lm_tasks.TASK_NAMES))
     limit: int | None = None  # documents per task (per subtask for mmlu / mmlu_pro); null: all
     batch_size: int | str = 8  # or "auto" / "auto:N"
     max_gen_toks: int | None = None  # for every generative task; null: each task's own
@@ -67,19 +68,23 @@ class EvalConfig:
     model_args: dict[str, Any] = field(default_factory=dict)  # extra backend kwargs
     bootstrap_iters: int = 0  # stderr bootstrap; 0 skips it (stderrs are not reported)
     seed: int = 0
-    suite: Literal["paper", "toyworld"] = "paper"  # toyworld: the toy world's tasks (freshllm.tasks.toy)
-    world_seed: int = 0  # toyworld: the world whose facts are quizzed
+    world: WorldConfig = WorldConfig()  # the top-level `world`: toyworld runs the toy suite
     toy_ifeval_prompts: int = 120  # toyworld: generated IFEval-style prompts
     toy_d1_items: int | None = 128  # toyworld: d1 facts quizzed (null: all)
 
+    @property
+    def suite(self) -> str:
+        """The task suite of the world: ``paper`` (news) or ``toyworld``."""
+        return lm_tasks.SUITE_OF_WORLD[self.world.kind]
+
     def validate(self) -> list[str]:
         errs = []
-        known = suite.suite_benchmarks(self.suite) if self.suite in suite.SUITES else {}
+        known = lm_tasks.suite_benchmarks(self.suite) if self.suite in lm_tasks.SUITES else {}
         unknown = [t for t in self.tasks if t not in known]
         if unknown:
             errs.append(f"tasks: unknown {unknown} for suite {self.suite!r}; known: {list(known)}")
         if self.suite == "toyworld" and self.source != "local":
-            errs.append("source: the toyworld suite is generated locally, use 'local'")
+            errs.append("source: the toy world's suite is generated locally, use 'local'")
         if self.toy_ifeval_prompts <= 0:
             errs.append(f"toy_ifeval_prompts: must be > 0, got {self.toy_ifeval_prompts}")
         if self.toy_d1_items is not None and self.toy_d1_items <= 0:
@@ -103,13 +108,6 @@ class EvalConfig:
         if reserved:
             errs.append(f"model_args: {sorted(reserved)} are set by the stage (use dtype:, --model)")
         return errs
-
-
-def model_kind(name: str) -> str:
-    """The kind of a model name ``<kind>[+<family>][@<budget>]``:
-    ``cpt-base@100M`` -> ``cpt-base``, ``cpt-base-res+llama3.1@1B`` -> ``cpt-base-res``,
-    ``instruct+qwen2`` -> ``instruct``."""
-    return name.split("@", 1)[0].split("+", 1)[0]
 
 
 def use_chat_template(cfg: EvalConfig, name: str, override: bool | None = None) -> bool:
@@ -213,7 +211,7 @@ def prepare_ifeval_scoring(seed: int) -> None:
 
 
 def needs_ifeval_scoring(tasks: list[str]) -> bool:
-    return any(suite.ALL_BENCHMARKS[t].ifeval_scoring for t in tasks if t in suite.ALL_BENCHMARKS)
+    return any(lm_tasks.ALL_BENCHMARKS[t].ifeval_scoring for t in tasks if t in lm_tasks.ALL_BENCHMARKS)
 
 
 # ------------------------------------------------------------------- running
@@ -261,21 +259,21 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
         "fewshot_random_seed": cfg.seed,
     }
     with tempfile.TemporaryDirectory(prefix="freshllm-tasks-") as workdir:
-        suite_cfg = suite.materialize(workdir, cfg.tasks, cfg.source, suite=cfg.suite,
-                                      world_seed=cfg.world_seed,
-                                      toy_sizes={"ifeval_prompts": cfg.toy_ifeval_prompts,
-                                                 "d1_items": cfg.toy_d1_items})
+        suite_cfg = lm_tasks.materialize(workdir, cfg.tasks, cfg.source, suite_name=cfg.suite,
+                                         world_seed=cfg.world.seed,
+                                         toy_sizes={"ifeval_prompts": cfg.toy_ifeval_prompts,
+                                                    "d1_items": cfg.toy_d1_items})
         t0 = time.time()
         manager = TaskManager(include_path=[workdir], include_defaults=cfg.source == "hub")
         log.info("lm-eval task index built in %.2fs", time.time() - t0)
-        out = lm_eval.simple_evaluate(model=lm, tasks=[suite.SUITE_GROUP], task_manager=manager,
+        out = lm_eval.simple_evaluate(model=lm, tasks=[lm_tasks.SUITE_GROUP], task_manager=manager,
                                       log_samples=True, **eval_kwargs)
     if out is None:  # not rank 0
         raise EvalError("lm-eval returned no results (non-zero rank?)")
     settings = {
         "lm_eval_version": lm_eval.__version__,
         "source": cfg.source,
-        **({"suite_name": cfg.suite, "world_seed": cfg.world_seed} if cfg.suite != "paper" else {}),
+        **({"suite_name": cfg.suite, "world_seed": cfg.world.seed} if cfg.suite != "paper" else {}),
         "suite": suite_cfg,
         **eval_kwargs,
         "num_fewshot": dict(out.get("n-shot", {})),  # as applied, per task and group
@@ -289,7 +287,7 @@ def extract_results(out: dict, tasks: list[str]) -> dict[str, dict[str, float]]:
     """``{task: {metric: value}}`` for the suite's metrics, from lm-eval's output."""
     results: dict[str, dict[str, float]] = {}
     for name in tasks:
-        bench = suite.ALL_BENCHMARKS[name]
+        bench = lm_tasks.ALL_BENCHMARKS[name]
         row = out["results"].get(bench.task)
         if row is None:
             raise EvalError(f"lm-eval produced no results for {bench.task}")
@@ -318,9 +316,9 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
         chat_override: bool | None = None) -> dict:
     chat = use_chat_template(cfg, name, chat_override)
     check_model_dir(model_dir, chat)
-    suite.lm_eval_tasks_dir()  # lm-eval installed
+    lm_tasks.lm_eval_tasks_dir()  # lm-eval installed
     if cfg.source == "local" and cfg.suite == "paper":
-        suite.check_local_data(cfg.tasks)
+        lm_tasks.check_local_data(cfg.tasks)
     set_offline(cfg.source == "local")
     t0 = time.time()
     model_hash = dir_content_hash(model_dir)
@@ -350,16 +348,24 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--model", required=True, type=Path, help="Hugging Face model directory")
-    ap.add_argument("--name", required=True, help="model name, e.g. base, cpt-instruct, cpt-base@100M")
+    name = ap.add_mutually_exclusive_group(required=True)
+    name.add_argument("--kind", choices=KINDS, help="model kind; the name is <kind>[+<family>][@<budget>]")
+    name.add_argument("--name", help="the model's name as is, e.g. for a model evaluated by hand")
+    ap.add_argument("--family", default=None, help="with --kind: ancestor pair / residual source")
+    ap.add_argument("--budget", default=None, help="with --kind: token budget of a cpt or merged model")
     ap.add_argument("--out", required=True, type=Path, help="metrics JSON")
     ap.add_argument("--samples", required=True, type=Path, help="per-sample log (JSONL)")
     ap.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
                     help="force the chat template on/off (default: eval.chat_template)")
     args = ap.parse_args(argv)
     setup_logging()
+    try:
+        name = args.name or model_name(args.kind, args.family, args.budget)
+    except ValueError as exc:
+        raise SystemExit(f"eval: {exc}") from exc
     cfg = load_section(EvalConfig, "eval", args.params)
     try:
-        run(cfg, args.model, args.name, args.out, args.samples, args.chat)
+        run(cfg, args.model, name, args.out, args.samples, args.chat)
     except (EvalError, FileNotFoundError, ModuleNotFoundError) as exc:
         raise SystemExit(f"eval: {exc}") from exc
 

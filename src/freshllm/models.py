@@ -2,16 +2,16 @@
 
 * ``source: hub`` (paper profile): snapshot both models by id from the Hugging Face hub
   (or copy them from local directories), safetensors only.
-* ``source: embedded`` (default): build a tiny Llama-architecture pair locally and
+* ``source: local`` (default): build a tiny Llama-architecture pair locally and
   deterministically from a seed: a byte-level BPE tokenizer trained on generated text,
   a ``base`` model pre-trained briefly on that text (d1), and an ``instruct`` model made
   from the base by a short real SFT on a generated chat set with verifiable instructions
   (chat template stored in the instruct tokenizer).
-* ``corpus: toyworld`` (with ``source: embedded``): the same recipe on the toy world of
-  :mod:`freshllm.embedded.toyworld` (seed ``world_seed``): d1 is its encyclopedia text,
+* top-level ``world: {kind: toyworld}`` (with ``source: local``): the same recipe on the toy
+  world of :mod:`freshllm.synthetic.toyworld` (seed ``world.seed``): d1 is its encyclopedia text,
   the SFT set its chats with IFEval-verifiable instructions about d1 and d1 cloze
   questions (``sft_knowledge_fraction``). The toy world's d2 news is served by the
-  crawl stage (``crawl.embedded_world: toyworld``).
+  crawl stage from the same ``world``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from .common import set_offline, setup_logging, write_json
-from .config import ConfigError, build_config, read_params
+from .config import WorldConfig, load_section
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class ModelsConfig:
-    source: str = "embedded"
+    source: Literal["local", "hub"] = "local"
     seed: int = 0
     vocab_size: int = 1024
     hidden_size: int = 64
@@ -57,20 +58,15 @@ class ModelsConfig:
     sft_lr: float = 1e-3
     seq_len: int = 128
     batch_size: int = 16
-    corpus: str = "embedded"  # embedded: generated text of embedded/corpus.py | toyworld
-    world_seed: int = 0  # toyworld: the world (must match crawl.world_seed, eval.world_seed)
     sft_knowledge_fraction: float = 0.25  # toyworld: share of d1 cloze / question chats in v1
     hub_base: str | None = None
     hub_instruct: str | None = None
     hub_revision: str | None = None
     trust_remote_code: bool = False
+    world: WorldConfig = WorldConfig()  # the top-level `world` section (what `local` builds from)
 
     def validate(self) -> list[str]:
         errs = []
-        if self.source not in ("embedded", "hub"):
-            errs.append(f"source: must be 'embedded' or 'hub', got {self.source!r}")
-        if self.corpus not in ("embedded", "toyworld"):
-            errs.append(f"corpus: must be 'embedded' or 'toyworld', got {self.corpus!r}")
         if not 0.0 <= self.sft_knowledge_fraction <= 1.0:
             errs.append(f"sft_knowledge_fraction: must be in [0, 1], got {self.sft_knowledge_fraction}")
         if self.source == "hub":
@@ -149,30 +145,30 @@ def _loop(cfg: ModelsConfig, lr: float, steps: int):
                       min_lr_ratio=0.1, weight_decay=0.0, seed=cfg.seed)
 
 
-def embedded_texts(cfg: ModelsConfig) -> tuple[list[str], list[list[dict]]]:
-    """(d1 documents, SFT chats) of the embedded recipe for ``cfg.corpus``."""
-    if cfg.corpus == "toyworld":
-        from .embedded import toyworld
+def local_texts(cfg: ModelsConfig) -> tuple[list[str], list[list[dict]]]:
+    """(d1 documents, SFT chats) of the local recipe for ``cfg.world``."""
+    if cfg.world.kind == "toyworld":
+        from .synthetic import toyworld
 
-        world = toyworld.make_world(cfg.world_seed)
+        world = toyworld.make_world(cfg.world.seed)
         return (toyworld.d1_documents(world, cfg.pretrain_docs, cfg.seed),
                 toyworld.sft_chats(world, cfg.sft_examples, cfg.seed, cfg.sft_knowledge_fraction))
-    from .embedded.corpus import chat_examples, d1_documents
+    from .synthetic.corpus import chat_examples, d1_documents
 
     return d1_documents(cfg.seed, cfg.pretrain_docs), chat_examples(cfg.seed, cfg.sft_examples)
 
 
-def build_embedded(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
+def build_local(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
     import copy
 
     from accelerate import Accelerator
     from transformers import GenerationConfig
 
-    from .hfio import save_model_dir
-    from .packing import pack_in_memory
+    from .io.hf import save_model_dir
+    from .io.packed import pack_in_memory
     from .train import train
 
-    docs, chats = embedded_texts(cfg)
+    docs, chats = local_texts(cfg)
     chat_text = [m["content"] for c in chats for m in c]
     base_tok, inst_tok = train_tokenizer(docs + chat_text, cfg.vocab_size)
     model = build_llama(cfg, base_tok)
@@ -204,7 +200,7 @@ def build_embedded(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dic
     save_model_dir(instruct, inst_tok, instruct_out)
     return {
         "parameters": n_params,
-        "corpus": cfg.corpus,
+        "world": cfg.world.kind,
         "d1_documents": len(docs),
         "d1_tokens": int(sum(len(d) for d in ids)),
         "sft_chats": len(chats),
@@ -215,7 +211,7 @@ def build_embedded(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dic
 
 
 def fetch_hub(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
-    from .hfio import check_model_dir, hub_snapshot
+    from .io.hf import check_model_dir, hub_snapshot
 
     for ref, out in ((cfg.hub_base, base_out), (cfg.hub_instruct, instruct_out)):
         if Path(ref).is_dir():  # a pre-downloaded local snapshot
@@ -239,13 +235,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", required=True, type=Path)
     args = ap.parse_args(argv)
     setup_logging()
-    section = read_params(args.params).get("models") or {}
-    if args.family not in section:
-        raise ConfigError(args.params, [f"models.{args.family}: missing (families: {sorted(section)})"])
-    cfg = build_config(ModelsConfig, section[args.family], f"models.{args.family}")
-    set_offline(cfg.source == "embedded")
-    if cfg.source == "embedded":
-        stats = build_embedded(cfg, args.base_out, args.instruct_out)
+    cfg = load_section(ModelsConfig, f"models.{args.family}", args.params)
+    set_offline(cfg.source == "local")
+    if cfg.source == "local":
+        stats = build_local(cfg, args.base_out, args.instruct_out)
     else:
         stats = fetch_hub(cfg, args.base_out, args.instruct_out)
     write_json(args.metrics, {"family": args.family, "source": cfg.source, "config": asdict(cfg), **stats})

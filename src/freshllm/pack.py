@@ -7,7 +7,7 @@ to back; ``position_ids`` restart at 0 at every article, which makes transformer
 block-diagonal causal mask when training with ``attention_mask=None``. An article that
 overflows a sequence continues in the next one with continuing positions (not truncated).
 The packed set holds ``ceil(tokens / seq_len)`` sequences, i.e. the budget to within one
-sequence. Output is streamed to disk (see :mod:`freshllm.packing`), never held in RAM.
+sequence. Output is streamed to disk (see :mod:`freshllm.io.packed`), never held in RAM.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from .common import atomic_dir, set_offline, setup_logging, write_json
 from .config import ConfigError, build_config, parse_count, read_params
-from .packing import PackWriter
+from .io.packed import PackWriter
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         raise ConfigError(args.params, ["pack.tokens: no token budget (pass --tokens, as dvc.yaml does "
                                         "from `budgets`, or set pack.tokens)"])
     cfg = build_config(PackConfig, section, "pack")
-    from .hfio import load_tokenizer
+    from .io.hf import load_tokenizer
 
     tokenizer = load_tokenizer(args.tokenizer)
     metrics = pack_corpus(args.corpus, tokenizer, cfg, args.out)

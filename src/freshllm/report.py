@@ -15,10 +15,10 @@ Outputs:
   ``table.<task>.<metric>.<model>`` (percent, 2 decimals), so ``dvc exp show`` has
   columns such as ``avg.instruct`` or ``ifeval_group.cpt-base-res``;
 * ``--markdown``: the table;
-* ``--plots-dir`` (optional): one CSV per model family (``report.families``) with
+* ``--plots-dir`` (optional): one CSV per plot line (``report.plot_lines``) with
   ``model,new_tokens,<score columns>`` for a ``dvc plots`` line per family.
 
-``report.suite: toyworld`` lays out the toy world's suite the same way (see
+The top-level ``world: {kind: toyworld}`` lays out the toy world's suite the same way (see
 :mod:`freshllm.tasks.toy`): rows Toy IFEval ILL/ILS/PLL/PLS, d2 news acc, d1 facts acc;
 Sub-Average of the 4 IFEval numbers (``ifeval_group``), of the 2 knowledge numbers
 (``knowledge_group``) and Average of all 6; the summary and plot CSVs add ``d2`` and
@@ -36,12 +36,11 @@ import math
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Literal
 
 from .common import atomic_file, setup_logging, write_json
-from .config import ConfigError, build_config, parse_count, read_params
-from .eval import model_kind
-from .tasks import SUITE, TOY_SUITE
+from .config import WorldConfig, load_section, parse_count
+from .names import GRID_KEYS, load_grid, model_budget, model_kind
+from .tasks import SUITE, SUITE_OF_WORLD, TOY_SUITE
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +54,18 @@ class ReportConfig:
     models: list[str] = field(default_factory=lambda: [
         "base", "instruct", "cpt-base", "cpt-instruct", "cpt-base-res"])
     # plot lines: family -> model kinds
-    families: dict[str, list[str]] = field(default_factory=lambda: {
+    plot_lines: dict[str, list[str]] = field(default_factory=lambda: {
         "base": ["base", "cpt-base"],
         "instruct": ["instruct", "cpt-instruct"],
         "residual": ["cpt-base-res"],
     })
     origin_models: list[str] = field(default_factory=lambda: ["base", "instruct"])  # 0 new tokens
     cpt_tokens: str | None = None  # new tokens behind un-suffixed cpt-* models (= pack.tokens)
-    suite: Literal["paper", "toyworld"] = "paper"  # the eval suite laid out (eval.suite)
+    world: WorldConfig = WorldConfig()  # the top-level `world`: its eval suite is laid out
+
+    @property
+    def suite(self) -> str:
+        return SUITE_OF_WORLD[self.world.kind]
 
     def validate(self) -> list[str]:
         errs = []
@@ -130,16 +133,6 @@ class ReportError(ValueError):
 def pct(value: float) -> float:
     """A fraction as percent with 2 decimals, half up (the paper's 31.425 -> 31.43)."""
     return float(Decimal(repr(round(value * 100, 9))).quantize(Decimal("0.01"), ROUND_HALF_UP))
-
-
-def model_budget(name: str) -> int | None:
-    """Tokens in ``<kind>@<budget>`` (``cpt-base@100M`` -> 100_000_000), else None."""
-    if "@" not in name:
-        return None
-    try:
-        return parse_count(name.split("@", 1)[1])
-    except ValueError:
-        return None
 
 
 def order_models(names: list[str], order: list[str]) -> list[str]:
@@ -275,8 +268,8 @@ def figure_lines(figure: dict[str, list[dict]], layout: Layout) -> list[str]:
 def plot_rows(scores: dict[str, dict], models: list[str], cfg: ReportConfig,
               cpt_tokens: int | None, layout: Layout | None = None) -> dict[str, list[dict]]:
     """Rows per family: ``model, new_tokens`` and the scores, sorted by new tokens."""
-    family_of = {kind: fam for fam, kinds in cfg.families.items() for kind in kinds}
-    rows: dict[str, list[dict]] = {fam: [] for fam in cfg.families}
+    family_of = {kind: fam for fam, kinds in cfg.plot_lines.items() for kind in kinds}
+    rows: dict[str, list[dict]] = {fam: [] for fam in cfg.plot_lines}
     for model in models:
         fam = family_of.get(model_kind(model))
         if fam is None:
@@ -305,26 +298,6 @@ def write_plots(plots_dir: Path, rows: dict[str, list[dict]], layout: Layout | N
             writer.writerows(fam_rows)
         written.append(path)
     return written
-
-
-GRID_KEYS = ("families", "budgets", "residual_sources")
-
-
-def grid_models(params: dict, source: str = "params.yaml") -> list[str]:
-    """The eval names dvc.yaml's eval stages give the grid's models (keep the two in step):
-    ``<variant>+<family>``, ``cpt-<variant>@<budget>``, ``cpt-base-res+<source>@<budget>``."""
-    errors, grid = [], {}
-    for key in GRID_KEYS:
-        value = params.get(key)
-        if not isinstance(value, list) or not value or not all(isinstance(v, (str, int)) for v in value):
-            errors.append(f"{key}: expected a non-empty list of names, got {value!r}")
-        else:
-            grid[key] = [str(v) for v in value]
-    if errors:
-        raise ConfigError(source, errors)
-    return ([f"{variant}+{family}" for family in grid["families"] for variant in ("base", "instruct")]
-            + [f"cpt-{variant}@{budget}" for budget in grid["budgets"] for variant in ("base", "instruct")]
-            + [f"cpt-base-res+{src}@{budget}" for src in grid["residual_sources"] for budget in grid["budgets"]])
 
 
 def select_grid(evals: dict[str, dict], expected: list[str], eval_dir: Path) -> dict[str, dict]:
@@ -374,13 +347,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="report exactly the models of the params' grid (top-level %s)" % "/".join(GRID_KEYS))
     args = ap.parse_args(argv)
     setup_logging()
-    params = read_params(args.params)
-    section = dict(params.get("report") or {})
-    if args.cpt_tokens is not None:
-        section["cpt_tokens"] = args.cpt_tokens
-    cfg = build_config(ReportConfig, section, "report")
+    overrides = {"cpt_tokens": args.cpt_tokens} if args.cpt_tokens is not None else {}
+    cfg = load_section(ReportConfig, "report", args.params, overrides)
     try:
-        expected = grid_models(params, str(args.params)) if args.grid else None
+        expected = load_grid(args.params).models() if args.grid else None
         run(cfg, args.eval_dir, args.summary, args.markdown, args.plots_dir, expected)
     except ReportError as exc:
         raise SystemExit(f"report: {exc}") from exc

@@ -29,7 +29,7 @@ import torch
 
 from .common import atomic_dir, set_offline, setup_logging, sha256_file, write_json
 from .config import load_section, parse_bytes
-from .st_stream import ShardedReader, ShardedWriter, TensorSpec, prefetch
+from .io.st_stream import ShardedReader, ShardedWriter, TensorSpec, prefetch
 
 log = logging.getLogger(__name__)
 

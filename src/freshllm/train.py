@@ -1,7 +1,7 @@
 """The training loop shared by ``cpt`` (continued pre-training) and ``models`` (building
 the embedded ancestor pair): flat, nanoGPT-style, on top of ``accelerate``.
 
-Data comes from a :class:`~freshllm.packing.PackedData`; batches are chosen by a seeded
+Data comes from a :class:`~freshllm.io.packed.PackedData`; batches are chosen by a seeded
 permutation indexed by the optimizer step, so resuming needs only the step number and
 the same code runs single-process, DDP or FSDP (each process takes its own slice).
 """
@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .packing import PackedData
+from .io.packed import PackedData
 
 log = logging.getLogger(__name__)
 

@@ -45,9 +45,9 @@ SKIP_STEPS = 5  # steady state: tokens/s after this many steps
 
 def prepare(work: Path, a) -> dict:
     """Tokenizer, packed data (``work/data``) and an initial model (``work/init``)."""
-    from freshllm.embedded.corpus import d1_documents
+    from freshllm.synthetic.corpus import d1_documents
     from freshllm.models import ModelsConfig, build_llama, train_tokenizer
-    from freshllm.packing import PackedData, PackWriter
+    from freshllm.io.packed import PackedData, PackWriter
 
     tok = train_tokenizer(d1_documents(0, 500), a.vocab)[0]
     need = a.steps * a.batch_size * a.seq_len
@@ -102,7 +102,7 @@ def run_ours(work: Path, a) -> dict:
     from accelerate import Accelerator
     from transformers import AutoModelForCausalLM
 
-    from freshllm.packing import PackedData
+    from freshllm.io.packed import PackedData
     from freshllm.train import train
 
     torch.manual_seed(0)
@@ -128,7 +128,7 @@ def run_trainer(work: Path, a) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-    from freshllm.packing import PackedData
+    from freshllm.io.packed import PackedData
     from freshllm.train import batch_rows, lr_factor, param_groups
 
     torch.manual_seed(0)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 def write_corpus(path: Path, n: int, seed: int = 0) -> None:
-    from freshllm.embedded.corpus import d1_documents
+    from freshllm.synthetic.corpus import d1_documents
 
     docs = d1_documents(seed, min(n, 5000))
     with open(path, "w", encoding="utf-8") as fh:
@@ -29,11 +29,11 @@ def write_corpus(path: Path, n: int, seed: int = 0) -> None:
 
 
 def tokenizer_for(path: str | None, tmp: Path):
-    from freshllm.hfio import load_tokenizer
+    from freshllm.io.hf import load_tokenizer
 
     if path:
         return load_tokenizer(path)
-    from freshllm.embedded.corpus import d1_documents
+    from freshllm.synthetic.corpus import d1_documents
     from freshllm.models import train_tokenizer
 
     return train_tokenizer(d1_documents(0, 500), 1024)[0]

@@ -58,7 +58,7 @@ def llama_specs(a) -> list:
     """Tensor specs of a tied-embedding LlamaForCausalLM in HF's state-dict order (bf16)."""
     import torch
 
-    from freshllm.st_stream import TensorSpec
+    from freshllm.io.st_stream import TensorSpec
 
     head = a.hidden // a.heads
     kv = a.kv_heads * head
@@ -106,7 +106,7 @@ def build_triple(root: Path, a, seed: int = 0) -> dict[str, Path]:
     import torch
 
     from freshllm.config import parse_bytes
-    from freshllm.st_stream import ShardedWriter
+    from freshllm.io.st_stream import ShardedWriter
 
     specs = llama_specs(a)
     dirs = {k: root / k for k in ("base", "instruct", "cpt")}
@@ -297,7 +297,7 @@ def compare(dirs: dict[str, Path], outputs: dict[str, Path]) -> dict[str, dict]:
     writes float32). Streams tensor by tensor."""
     import torch
 
-    from freshllm.st_stream import ShardedReader
+    from freshllm.io.st_stream import ShardedReader
 
     rd = {k: ShardedReader(v) for k, v in dirs.items()}
     outs = {k: ShardedReader(v) for k, v in outputs.items()}

@@ -10,7 +10,7 @@ is, how many shots it gets (paper 3.1.2: MMLU, MMLU-Pro and GSM8K 5-shot, the re
 stock task YAMLs and override only the data source with the small synthetic
 sets shipped in ``data/`` (absolute paths, hence written at run time).
 
-``TOY_SUITE`` is the toy world's suite (``eval.suite: toyworld``, see
+``TOY_SUITE`` is the toy world's suite (top-level ``world: {kind: toyworld}``, see
 :mod:`freshllm.tasks.toy`): instruction following scored by lm-eval's IFEval checkers on
 generated prompts (``toy_ifeval``, a twin of the stock ``ifeval`` task), knowledge of
 the d2 news (``toy_d2``) and retention of d1 facts (``toy_d1``), both cloze multiple
@@ -90,7 +90,7 @@ SUITE: tuple[Benchmark, ...] = (
 BENCHMARKS: dict[str, Benchmark] = {b.task: b for b in SUITE}
 TASK_NAMES: tuple[str, ...] = tuple(BENCHMARKS)
 
-# The toy world's suite (eval.suite: toyworld): data generated at run time by freshllm.tasks.toy
+# The toy world's suite (world.kind: toyworld): data generated at run time by freshllm.tasks.toy
 TOY_SUITE: tuple[Benchmark, ...] = (
     Benchmark("toy_ifeval", "Toy IFEval", 0, "instruction", tuple(
         Metric(m.key, m.lm_eval, m.label) for m in BENCHMARKS["ifeval"].metrics), ifeval_scoring=True),
@@ -102,6 +102,8 @@ TOY_SUITE: tuple[Benchmark, ...] = (
     )),
 )
 SUITES: dict[str, tuple[Benchmark, ...]] = {"paper": SUITE, "toyworld": TOY_SUITE}
+# the suite each kind of the top-level `world` is scored on
+SUITE_OF_WORLD: dict[str, str] = {"news": "paper", "toyworld": "toyworld"}
 ALL_BENCHMARKS: dict[str, Benchmark] = {b.task: b for s in SUITES.values() for b in s}
 
 
@@ -151,21 +153,21 @@ def check_local_data(tasks: list[str]) -> None:
         raise FileNotFoundError("eval data file(s) not found: " + ", ".join(missing))
 
 
-def materialize(dest: str | Path, tasks: list[str], source: str = "local", suite: str = "paper",
+def materialize(dest: str | Path, tasks: list[str], source: str = "local", suite_name: str = "paper",
                 world_seed: int = 0, toy_sizes: dict | None = None) -> dict:
     """Write the suite group (and, for ``source: local``, the twins) into ``dest``.
 
-    ``suite: toyworld`` writes the toy tasks and their data generated from ``world_seed``
+    ``suite_name: toyworld`` writes the toy tasks and their data generated from ``world_seed``
     (``toy_sizes``: keyword arguments of :func:`freshllm.tasks.toy.materialize`).
     Returns the suite group config. Raises ``FileNotFoundError`` naming every missing
     data file or stock YAML before anything runs.
     """
     dest = Path(dest)
-    known = suite_benchmarks(suite)
+    known = suite_benchmarks(suite_name)
     unknown = [t for t in tasks if t not in known]
     if unknown:
-        raise ValueError(f"unknown eval task(s) {unknown} for suite {suite!r}; known: {list(known)}")
-    if suite == "toyworld":
+        raise ValueError(f"unknown eval task(s) {unknown} for suite {suite_name!r}; known: {list(known)}")
+    if suite_name == "toyworld":
         if source != "local":
             raise ValueError("the toyworld suite is generated locally: use source 'local'")
         from .toy import materialize as materialize_toy

@@ -1,7 +1,7 @@
 """The toy world's eval tasks (``eval.suite: toyworld``), written at run time.
 
 ``materialize(dest, tasks, world_seed)`` generates the data of the selected tasks from
-the world seed (:mod:`freshllm.embedded.toyworld`) into ``dest/toy_data`` and writes
+the world seed (:mod:`freshllm.synthetic.toyworld`) into ``dest/toy_data`` and writes
 the task YAMLs of ``twins/`` there with absolute paths:
 
 * ``toy_ifeval``: a twin of lm-eval's stock ``ifeval`` task (``include:``), so
@@ -36,7 +36,7 @@ def task_rows(task: str, world_seed: int, ifeval_prompts: int = 120,
               d1_items: int | None = 128) -> list[dict]:
     """The documents of one toy task (deterministic in the arguments; ``toy_ifeval``
     needs IFEval scoring ready, see :func:`freshllm.eval.prepare_ifeval_scoring`)."""
-    from freshllm.embedded import toyworld
+    from freshllm.synthetic import toyworld
 
     world = toyworld.make_world(world_seed)
     if task == "toy_ifeval":

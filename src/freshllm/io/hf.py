@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from .common import atomic_dir
+from ..common import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def hub_snapshot(repo_id: str, out: str | Path, revision: str | None = None) -> 
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise OfflineError(
             f"cannot download {repo_id!r}: HF_HUB_OFFLINE is set (no network). "
-            "Use the embedded profile (models.source: embedded) or pre-download the model "
+            "Use the local profile (models.source: local) or pre-download the model "
             "and point models.hub_base / models.hub_instruct at local directories.")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -73,7 +73,7 @@ def hub_snapshot(repo_id: str, out: str | Path, revision: str | None = None) -> 
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
             raise OfflineError(f"cannot download {repo_id!r} from the Hugging Face hub: {exc}. "
                                "Check network access and HF_TOKEN for gated models, or use "
-                               "the embedded profile.") from exc
+                               "the local profile.") from exc
         for junk in (tmp / ".cache",):
             if junk.exists():
                 import shutil

@@ -40,7 +40,7 @@ INDEX_NAME = "model.safetensors.index.json"
 MAX_HEADER_BYTES = 100 * 2**20  # the limit safetensors itself enforces
 
 if sys.byteorder != "little":  # safetensors data is little-endian; we read it as is
-    raise ImportError("freshllm.st_stream needs a little-endian machine")
+    raise ImportError("freshllm.io.st_stream needs a little-endian machine")
 
 
 class SafetensorsFormatError(ValueError):

@@ -1,4 +1,4 @@
-"""Generated text for the embedded profile: the ancestor's pre-training text (d1) and a
+"""Generated text for the local profile: the ancestor's pre-training text (d1) and a
 small chat dataset with verifiable instructions (the "v1" instruction set).
 
 Everything is produced by code from a seed; nothing is copied from anywhere.

@@ -14,7 +14,7 @@ publishers in ``SITES``; their domains are exactly those of the fundus publisher
 domain, empty body, near-empty body, bad digest, missing or out-of-window date,
 duplicate URL, duplicate text); the returned manifest says what each record is.
 ``world="toyworld"`` fills the months with the toy world's d2 news instead
-(:func:`freshllm.embedded.toyworld.d2_articles`, world ``world_seed``), on the English
+(:func:`freshllm.synthetic.toyworld.d2_articles`, world ``world_seed``), on the English
 publishers only; the planted bad records are toy-world d2 articles too, so whatever a
 crawler keeps is d2 news.
 
@@ -40,9 +40,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from freshllm.embedded.news import NewsArticle, generate_articles, make_article
+from freshllm.synthetic.news import NewsArticle, generate_articles, make_article
 
-log = logging.getLogger("freshllm.embedded.warc")
+log = logging.getLogger("freshllm.synthetic.warc")
 
 KEEP = "keep"
 
@@ -205,7 +205,7 @@ def _month_records(month: str, per_month: int, seed: int, month_index: int, worl
     rng = random.Random(f"archive/{seed}/{month}")
     first, last = _month_bounds(month)
     if world == "toyworld":
-        from freshllm.embedded import toyworld
+        from freshllm.synthetic import toyworld
 
         english = [s for s in SITES if s.language == "en"]
         sites = rng.choices(english, weights=[s.weight for s in english], k=per_month)
@@ -238,7 +238,7 @@ def _article_maker(world: str, world_seed: int):
     a toy-world d2 article about a random d2 event."""
     if world != "toyworld":
         return make_article
-    from freshllm.embedded import toyworld
+    from freshllm.synthetic import toyworld
 
     w = toyworld.make_world(world_seed)
     facts = w.d2_facts()

@@ -15,7 +15,7 @@ Everything is produced by code from a seed; nothing is copied from anywhere.
 * **d2** (the "new news" of 2024, :func:`d2_articles`): articles reporting events d1
   never contains: new prizes (new names) and their winners, new festivals (new names)
   and the towns that held them, and the new mayor of every town (d1 has no mayors).
-  They are :class:`~freshllm.embedded.news.NewsArticle` objects, so the embedded
+  They are :class:`~freshllm.synthetic.news.NewsArticle` objects, so the local
   CC-NEWS archive serves them through the same WARC and publisher-page code as the
   default news, and fundus parses them.
 * **Quizzes**: cloze multiple-choice items about the d2 events (:func:`d2_quiz`) and d1

@@ -1,9 +1,9 @@
-"""Deterministic synthetic news articles for the offline embedded profile.
+"""Deterministic synthetic news articles for the offline local profile.
 
 Every article is assembled by code from invented places, people, organisations and
 events using sentence templates: nothing is copied from anywhere. The same seed gives
 the same articles. Most articles are English; ``language="de"`` gives German ones
-(used for the German publisher of the embedded archive).
+(used for the German publisher of the local archive).
 
     >>> arts = generate_articles(10, date(2024, 1, 1), date(2024, 3, 31), seed=0)
     >>> 150 <= arts[0].word_count <= 600

@@ -1,0 +1,1 @@
+"""Storage formats: packed sequences, streamed safetensors shards, Hugging Face model dirs."""
