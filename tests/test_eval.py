@@ -119,9 +119,10 @@ def eval_config(**over):
 @pytest.mark.parametrize("right,chat", [(True, False), (True, True), (False, False)],
                          ids=["right", "right-chat", "wrong"])
 def test_oracle_scores_every_metric(right, chat):
-    from freshllm.eval import evaluate_suite, extract_results
+    from freshllm.eval import evaluate_suite, extract_results, prepare_ifeval_scoring
 
     cfg = eval_config()
+    prepare_ifeval_scoring(cfg.seed)
     out, settings = evaluate_suite(make_oracle(right), cfg, chat=chat)
     results = extract_results(out, cfg.tasks)
     expected = 1.0 if right else 0.0
@@ -316,7 +317,7 @@ def test_missing_model_dir_fails_fast(tmp_path):
 
 
 def test_chat_without_template_fails_fast(tiny_llama, tmp_path):
-    from freshllm.eval import check_model_dir, EvalError
+    from freshllm.io.hf import ModelDirError, check_model_dir
 
     plain = tmp_path / "plain"
     plain.mkdir()
@@ -327,6 +328,6 @@ def test_chat_without_template_fails_fast(tiny_llama, tmp_path):
     tok_cfg = json.loads(cfg_path.read_text())
     tok_cfg.pop("chat_template", None)
     cfg_path.write_text(json.dumps(tok_cfg))
-    with pytest.raises(EvalError, match="chat template requested"):
-        check_model_dir(plain, chat=True)
-    check_model_dir(plain, chat=False)
+    with pytest.raises(ModelDirError, match="chat template requested"):
+        check_model_dir(plain, chat_template=True)
+    check_model_dir(plain, chat_template=False)

@@ -42,6 +42,7 @@ from typing import Any, Literal
 from . import tasks as lm_tasks
 from .common import atomic_file, dir_content_hash, set_offline, setup_logging, write_json
 from .config import WorldConfig, load_section
+from .io.hf import ModelDirError, check_model_dir
 from .names import KINDS, model_kind, model_name
 
 log = logging.getLogger(__name__)
@@ -116,24 +117,6 @@ def use_chat_template(cfg: EvalConfig, name: str, override: bool | None = None) 
     if cfg.chat_template != "auto":
         return bool(cfg.chat_template)
     return model_kind(name) in cfg.chat_models
-
-
-def check_model_dir(model_dir: Path, chat: bool) -> None:
-    """Fail fast (before any heavy import) on a missing model or chat template."""
-    if not model_dir.is_dir():
-        raise EvalError(f"model directory not found: {model_dir}")
-    if not (model_dir / "config.json").is_file():
-        raise EvalError(f"not a Hugging Face model directory (no config.json): {model_dir}")
-    if chat:
-        tok_cfg = model_dir / "tokenizer_config.json"
-        has_template = (model_dir / "chat_template.jinja").is_file() or (
-            model_dir / "chat_template.json").is_file()
-        if not has_template and tok_cfg.is_file():
-            has_template = bool(json.loads(tok_cfg.read_text(encoding="utf-8")).get("chat_template"))
-        if not has_template:
-            raise EvalError(
-                f"chat template requested but the tokenizer in {model_dir} has none "
-                "(set eval.chat_template / chat_models, or pass --no-chat)")
 
 
 # ----------------------------------------------------------- IFEval scoring data
@@ -237,14 +220,14 @@ def build_lm(cfg: EvalConfig, model_dir: Path):
 
 
 def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
-    """Run the configured suite on an lm-eval ``LM``; returns (lm-eval output, settings)."""
+    """Run the configured suite on an lm-eval ``LM``; returns (lm-eval output, settings).
+    IFEval tasks need :func:`prepare_ifeval_scoring` first (``run`` does it before loading
+    the model, so a missing piece fails before any generation)."""
     import datasets
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     datasets.disable_progress_bars()  # one bar per tiny split only clutters the stage log
-    if needs_ifeval_scoring(cfg.tasks):
-        prepare_ifeval_scoring(cfg.seed)
     gen_kwargs = {"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks is not None else None
     eval_kwargs = {
         "num_fewshot": None,  # per task, from the suite group
@@ -315,7 +298,7 @@ def write_samples(path: Path, samples: dict[str, list[dict]]) -> int:
 def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_path: Path,
         chat_override: bool | None = None) -> dict:
     chat = use_chat_template(cfg, name, chat_override)
-    check_model_dir(model_dir, chat)
+    check_model_dir(model_dir, chat_template=chat)
     lm_tasks.lm_eval_tasks_dir()  # lm-eval installed
     if cfg.source == "local" and cfg.suite == "paper":
         lm_tasks.check_local_data(cfg.tasks)
@@ -366,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_section(EvalConfig, "eval", args.params)
     try:
         run(cfg, args.model, name, args.out, args.samples, args.chat)
-    except (EvalError, FileNotFoundError, ModuleNotFoundError) as exc:
+    except (EvalError, ModelDirError, FileNotFoundError, ModuleNotFoundError) as exc:
         raise SystemExit(f"eval: {exc}") from exc
 
 

@@ -312,8 +312,38 @@ def select_grid(evals: dict[str, dict], expected: list[str], eval_dir: Path) -> 
     return {m: evals[m] for m in evals if m in expected}
 
 
+# what `dvc exp show` compares across experiments, per stage metrics file: key -> column
+STAGE_COLUMNS = {
+    "cpt": ("final_loss", "new_tokens_seen"),
+    "residual": ("residual_norm",),
+    "crawl": ("articles", "tokens_estimate"),
+}
+
+
+def compare_metrics(summary: dict, layout: Layout, stage_metrics: dict[str, list[Path]]) -> dict:
+    """The few numbers registered as DVC metrics (``metrics/compare.json``): each model's
+    averages and sub-averages, cpt's final loss and tokens, the residual norm, crawl totals.
+    Everything else stays in the plain, git-tracked JSONs (summary, eval records, stage metrics)."""
+    out: dict = {name: dict(summary[name]) for name in layout.scores if name in summary}
+    for stage, paths in stage_metrics.items():
+        for path in sorted(paths):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ReportError(f"{path}: cannot read stage metrics ({exc})") from exc
+            values = {k: data[k] for k in STAGE_COLUMNS[stage] if isinstance(data.get(k), (int, float))}
+            if not values:
+                continue
+            name = path.stem.removeprefix("extract-")
+            out.setdefault(stage, {})[name] = values
+    if "crawl" in out:
+        out["crawl"] = next(iter(out["crawl"].values()))
+    return out
+
+
 def run(cfg: ReportConfig, eval_dir: Path, summary_path: Path, markdown_path: Path,
-        plots_dir: Path | None = None, expected: list[str] | None = None) -> dict:
+        plots_dir: Path | None = None, expected: list[str] | None = None,
+        compare_path: Path | None = None, stage_metrics: dict[str, list[Path]] | None = None) -> dict:
     evals = load_evals(eval_dir)
     if expected is not None:
         evals = select_grid(evals, expected, eval_dir)
@@ -331,6 +361,8 @@ def run(cfg: ReportConfig, eval_dir: Path, summary_path: Path, markdown_path: Pa
         fh.write(render_markdown(scores, models, evals, layout, figure))
     if plots_dir is not None:
         write_plots(plots_dir, plot_rows(scores, models, cfg, tokens, layout), layout)
+    if compare_path is not None:
+        write_json(compare_path, compare_metrics(summary, layout, stage_metrics or {}))
     log.info("report for %s: avg %s", models, summary.get("avg"))
     return summary
 
@@ -343,6 +375,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--markdown", required=True, type=Path)
     ap.add_argument("--plots-dir", type=Path, default=None, help="per-family plot CSVs")
     ap.add_argument("--cpt-tokens", default=None, help="override report.cpt_tokens, e.g. ${pack.tokens}")
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="write the numbers `dvc exp show` compares (averages, cpt loss, residual norm, crawl totals)")
+    ap.add_argument("--cpt-metrics", type=Path, default=None, help="directory of cpt stage metrics JSONs")
+    ap.add_argument("--residual-metrics", type=Path, default=None,
+                    help="directory of residual stage metrics JSONs (extract-<family>.json are read)")
+    ap.add_argument("--crawl-metrics", type=Path, default=None, help="the crawl stage's metrics JSON")
     ap.add_argument("--grid", action="store_true",
                     help="report exactly the models of the params' grid (top-level %s)" % "/".join(GRID_KEYS))
     args = ap.parse_args(argv)
@@ -350,8 +388,20 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {"cpt_tokens": args.cpt_tokens} if args.cpt_tokens is not None else {}
     cfg = load_section(ReportConfig, "report", args.params, overrides)
     try:
-        expected = load_grid(args.params).models() if args.grid else None
-        run(cfg, args.eval_dir, args.summary, args.markdown, args.plots_dir, expected)
+        grid = load_grid(args.params) if args.grid else None
+        expected = grid.models() if grid else None
+        if grid:  # exactly the grid's files (others may be left over from earlier grids)
+            cpt = [f"{v}-{b}.json" for b in grid.budgets for v in ("base", "instruct")]
+            res = [f"extract-{f}.json" for f in grid.residual_sources]
+        else:
+            cpt, res = ["*.json"], ["extract-*.json"]
+        stage_metrics = {
+            "cpt": [p for g in cpt for p in sorted(args.cpt_metrics.glob(g))] if args.cpt_metrics else [],
+            "residual": [p for g in res for p in sorted(args.residual_metrics.glob(g))] if args.residual_metrics else [],
+            "crawl": [args.crawl_metrics] if args.crawl_metrics else [],
+        }
+        run(cfg, args.eval_dir, args.summary, args.markdown, args.plots_dir, expected,
+            args.compare, stage_metrics)
     except ReportError as exc:
         raise SystemExit(f"report: {exc}") from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -18,12 +19,32 @@ class OfflineError(RuntimeError):
     pass
 
 
-def check_model_dir(path: str | Path) -> Path:
+class ModelDirError(FileNotFoundError):
+    """A model directory that cannot be used; the message names the directory and file."""
+
+
+def has_chat_template(path: Path) -> bool:
+    if (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file():
+        return True
+    tok_cfg = path / "tokenizer_config.json"
+    if tok_cfg.is_file():
+        return bool(json.loads(tok_cfg.read_text(encoding="utf-8")).get("chat_template"))
+    return False
+
+
+def check_model_dir(path: str | Path, chat_template: bool = False) -> Path:
+    """Fail fast (before any heavy import) on a missing directory, config, safetensors
+    weights or (``chat_template``) chat template; returns the path."""
     path = Path(path)
+    if not path.is_dir():
+        raise ModelDirError(f"model directory not found: {path}")
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"not a Hugging Face model directory (no config.json): {path}")
+        raise ModelDirError(f"not a Hugging Face model directory (no config.json): {path}")
     if not any(path.glob("*.safetensors")):
-        raise FileNotFoundError(f"no *.safetensors weights in {path} (pickle checkpoints are not loaded)")
+        raise ModelDirError(f"no *.safetensors weights in {path} (pickle checkpoints are not loaded)")
+    if chat_template and not has_chat_template(path):
+        raise ModelDirError(f"chat template requested but the tokenizer in {path} has none "
+                            "(set eval.chat_template / chat_models, or pass --no-chat)")
     return path
 
 
