@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 
@@ -150,3 +151,71 @@ def test_config_reports_every_bad_key():
     msg = str(exc.value)
     for key in ("pack.seq_len", "pack.tokens", "pack.val_fraction", "pack.bogus"):
         assert key in msg
+
+
+def test_every_line_is_validated_whatever_the_budget(tmp_path, tokenizers_pair):
+    """A corrupt line far past what the budget needs is still an error, named by line number."""
+    tok = tokenizers_pair[0]
+    path = _corpus(tmp_path / "a.jsonl", _texts(60))
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("\n{not json\n")
+    for seed in (0, 1, 2):
+        with pytest.raises(CorpusError, match=r"a\.jsonl, line 62: not a JSON object"):
+            pack_corpus(path, tok, _cfg(tokens="64", seed=seed), tmp_path / f"o{seed}")
+        assert not (tmp_path / f"o{seed}").exists()
+
+
+def test_literal_special_token_strings_stay_text(tmp_path, tokenizers_pair):
+    """`<|end_of_text|>` written in an article is text, not the EOS id mid-article; BOS/EOS
+    are added by id at the article's ends only."""
+    tok = tokenizers_pair[0]
+    text = "breaking <|end_of_text|> news <|begin_of_text|> here <|eot_id|> end"
+    corpus = _corpus(tmp_path / "a.jsonl", [text])
+    m = pack_corpus(corpus, tok, _cfg(tokens="64", seq_len=64, allow_short=True), tmp_path / "o")
+    ids = PackedData.open(tmp_path / "o/train").input_ids[0].tolist()[:m["train"]["article_tokens"]]
+    specials = set(tok.all_special_ids)
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+    assert not specials & set(ids[1:-1])
+    assert tok.decode(ids[1:-1]) == text
+    assert m["bos_added"] and m["eos_added"] and m["bos_id"] == tok.bos_token_id
+
+
+def test_no_bos_where_the_tokenizer_adds_none_and_a_warning_for_an_unused_bos(tmp_path, tokenizers_pair, caplog):
+    import logging
+
+    from tokenizers import processors
+
+    tok = copy.deepcopy(tokenizers_pair[0])
+    tok.backend_tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)  # adds nothing
+    corpus = _corpus(tmp_path / "a.jsonl", ["alpha beta gamma", "delta epsilon"])
+    with caplog.at_level(logging.WARNING, logger="freshllm.pack"):
+        m = pack_corpus(corpus, tok, _cfg(tokens="64", seq_len=64, allow_short=True), tmp_path / "o")
+    data = PackedData.open(tmp_path / "o/train")
+    starts = [i for i, p in enumerate(data.position_ids[0].tolist()) if p == 0]
+    assert tok.bos_token_id not in data.input_ids[0].tolist()[:m["train"]["article_tokens"]]
+    assert data.input_ids[0][starts[1] - 1] == tok.eos_token_id
+    assert not m["bos_added"] and m["bos_id"] is None
+    assert "BOS token" in caplog.text and "does not add" in caplog.text
+
+
+def test_duplicates_are_dropped_before_the_val_split(tmp_path, tokenizers_pair):
+    tok = tokenizers_pair[0]
+    texts = _texts(40)
+    corpus = _corpus(tmp_path / "a.jsonl", texts + texts[:20])
+    m = pack_corpus(corpus, tok, _cfg(tokens="256", val_fraction=0.5, allow_short=True), tmp_path / "o")
+    assert m["skipped"] == {"duplicate_text": 20} and m["corpus_articles"] == 40
+    assert m["val"]["articles"] + m["train"]["articles"] <= 40
+
+
+def test_only_empty_texts_is_an_error_even_with_allow_short(tmp_path, tokenizers_pair):
+    tok = tokenizers_pair[0]
+    corpus = _corpus(tmp_path / "a.jsonl", ["", "  "])
+    with pytest.raises(CorpusError, match=r"no usable articles.*empty_text"):
+        pack_corpus(corpus, tok, _cfg(tokens="64", allow_short=True), tmp_path / "o")
+
+
+def test_budget_error_says_rows_are_whole(tmp_path, tokenizers_pair):
+    tok = tokenizers_pair[0]
+    corpus = _corpus(tmp_path / "a.jsonl", _texts(3))
+    with pytest.raises(CorpusError, match=r"rounded up to whole rows: [\d,]+ sequences of 64 = [\d,]+ tokens"):
+        pack_corpus(corpus, tok, _cfg(tokens="100K"), tmp_path / "o")

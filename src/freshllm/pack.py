@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from .common import atomic_dir, set_offline, setup_logging, write_json
-from .config import ConfigError, build_config, parse_count, read_params
+from .config import ConfigError, load_section, parse_count
 from .io.packed import PackWriter
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class PackConfig:
     seq_len: int = 4096
-    tokens: str = "100M"              # the budget; dvc.yaml passes it per branch (--tokens)
+    tokens: str | None = None         # the budget; dvc.yaml passes it per branch (--tokens)
     allow_short: bool = False
     seed: int = 0
     val_fraction: float = 0.0
@@ -48,7 +48,7 @@ class PackConfig:
         if self.seq_len < 16:
             errs.append(f"seq_len: must be >= 16, got {self.seq_len}")
         try:
-            if parse_count(self.tokens) <= 0:
+            if self.tokens is not None and parse_count(self.tokens) <= 0:
                 errs.append("tokens: must be > 0")
         except ValueError as exc:
             errs.append(f"tokens: {exc}")
@@ -63,52 +63,108 @@ class CorpusError(ValueError):
     pass
 
 
-def index_lines(path: Path) -> np.ndarray:
-    """Byte offsets of the non-blank lines of a JSONL file (8 bytes per article)."""
+@dataclass
+class Corpus:
+    """Every article line of a JSONL corpus, validated once: byte offsets of the usable
+    articles (8 bytes per article) and what was skipped."""
+
+    path: Path
+    offsets: np.ndarray
+    skipped: dict
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+def index_corpus(path: Path, field: str) -> Corpus:
+    """Read and validate EVERY line of ``path`` (whatever the budget: a corrupt line is an
+    error naming its line number, never found or missed depending on how far packing gets).
+    Blank lines are ignored, empty texts and exact duplicate texts are skipped and counted
+    (so no text can be in both the train and the validation split)."""
+    import hashlib
+
     offsets = []
+    seen: set[bytes] = set()
+    skipped: dict[str, int] = {}
     pos = 0
     with open(path, "rb") as fh:
-        for line in fh:
-            if line.strip():
-                offsets.append(pos)
-            pos += len(line)
-    return np.asarray(offsets, dtype=np.int64)
-
-
-def read_articles(path: Path, offsets: np.ndarray, field: str, skipped: dict) -> Iterator[str]:
-    """Texts of the articles at ``offsets`` in that order; bad lines are errors naming the
-    line, articles with an empty text are skipped and counted."""
-    with open(path, "rb") as fh:
-        for off in offsets:
-            fh.seek(int(off))
-            raw = fh.readline()
-            where = f"{path} at byte {int(off)}"
+        for lineno, raw in enumerate(fh, 1):
+            start, pos = pos, pos + len(raw)
+            if not raw.strip():
+                continue
+            where = f"{path}, line {lineno}"
             try:
                 rec = json.loads(raw.decode("utf-8"))
             except UnicodeDecodeError as exc:
-                raise CorpusError(f"{where}: line is not valid UTF-8 ({exc.reason})") from exc
+                raise CorpusError(f"{where}: not valid UTF-8 ({exc.reason})") from exc
             except json.JSONDecodeError as exc:
                 raise CorpusError(f"{where}: not a JSON object ({exc.msg})") from exc
             if not isinstance(rec, dict) or field not in rec:
                 raise CorpusError(f"{where}: record has no {field!r} field")
             text = rec[field]
-            if not isinstance(text, str) or not text.strip():
+            if not isinstance(text, str):
+                raise CorpusError(f"{where}: {field!r} is {type(text).__name__}, not a string")
+            if not text.strip():
                 skipped["empty_text"] = skipped.get("empty_text", 0) + 1
                 continue
-            yield text
+            digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+            if digest in seen:
+                skipped["duplicate_text"] = skipped.get("duplicate_text", 0) + 1
+                continue
+            seen.add(digest)
+            offsets.append(start)
+    return Corpus(path, np.asarray(offsets, dtype=np.int64), skipped)
 
 
-def encode_documents(tokenizer, texts: Iterator[str], batch: int) -> Iterator[list[int]]:
-    """Batched fast-tokenizer encoding: ``[BOS?] + text + [EOS]`` per article."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError("tokenizer has no eos_token; cannot separate articles")
+def read_articles(corpus: Corpus, idx: np.ndarray, field: str) -> Iterator[str]:
+    """Texts of the (already validated) articles ``idx`` of ``corpus``, in that order."""
+    with open(corpus.path, "rb") as fh:
+        for i in idx:
+            fh.seek(int(corpus.offsets[i]))
+            yield json.loads(fh.readline().decode("utf-8"))[field]
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How articles are delimited: BOS (only where the tokenizer itself adds one, e.g.
+    LLaMA 3's ``<|begin_of_text|>``; Qwen adds none) and EOS, both added by id."""
+
+    bos_id: int | None
+    eos_id: int
+    bos_token: str | None
+    eos_token: str
+
+    @classmethod
+    def of(cls, tokenizer) -> "Framing":
+        eos = tokenizer.eos_token_id
+        if eos is None:
+            raise ValueError("tokenizer has no eos_token; cannot separate articles")
+        bos = tokenizer.bos_token_id
+        probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+        adds_bos = bos is not None and bool(probe) and probe[0] == bos
+        if bos is not None and bos != eos and not adds_bos:
+            log.warning("tokenizer has a BOS token %r (id %d) that it does not add: articles are "
+                        "packed without BOS, as the tokenizer encodes text", tokenizer.bos_token, bos)
+        return cls(bos if adds_bos else None, eos, tokenizer.bos_token if adds_bos else None,
+                   tokenizer.eos_token)
+
+    def metrics(self) -> dict:
+        return {"bos_added": self.bos_id is not None, "bos_token": self.bos_token, "bos_id": self.bos_id,
+                "eos_added": True, "eos_token": self.eos_token, "eos_id": self.eos_id}
+
+
+def encode_documents(tokenizer, texts: Iterator[str], batch: int,
+                     framing: Framing | None = None) -> Iterator[list[int]]:
+    """Batched fast-tokenizer encoding: ``[BOS?] + text + [EOS]`` per article. Text is
+    encoded as plain text (``split_special_tokens``): a literal ``<|endoftext|>`` in an
+    article stays text, it never becomes a real special token mid-article."""
+    framing = framing or Framing.of(tokenizer)
+    head = [framing.bos_id] if framing.bos_id is not None else []
+    tail = [framing.eos_id]
 
     def flush(buf):
-        for ids in tokenizer(buf, add_special_tokens=True)["input_ids"]:
-            if not ids or ids[-1] != eos:
-                ids = ids + [eos]
-            yield ids
+        for ids in tokenizer(buf, add_special_tokens=False, split_special_tokens=True)["input_ids"]:
+            yield head + ids + tail
 
     buf: list[str] = []
     for text in texts:
@@ -126,17 +182,19 @@ def pack_corpus(corpus: Path, tokenizer, cfg: PackConfig, out: Path) -> dict:
 
     if not corpus.is_file():
         raise FileNotFoundError(f"corpus not found: {corpus}")
-    offsets = index_lines(corpus)
-    if len(offsets) == 0:
-        raise CorpusError(f"{corpus}: corpus is empty (no articles)")
-    order = np.random.default_rng(cfg.seed).permutation(len(offsets))
-    n_val = int(round(cfg.val_fraction * len(offsets)))
+    articles = index_corpus(corpus, cfg.text_field)
+    skipped = articles.skipped
+    if len(articles) == 0:
+        why = f" (skipped: {skipped})" if skipped else ""
+        raise CorpusError(f"{corpus}: corpus is empty: no usable articles{why}")
+    framing = Framing.of(tokenizer)
+    order = np.random.default_rng(cfg.seed).permutation(len(articles))
+    n_val = int(round(cfg.val_fraction * len(articles)))
     budget = cfg.token_budget
     n_seq = math.ceil(budget / cfg.seq_len)
     max_pos = getattr(tokenizer, "model_max_length", None)
     max_pos = max_pos if isinstance(max_pos, int) and 0 < max_pos < 10**7 else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    skipped: dict[str, int] = {}
     stats = {}
     with atomic_dir(out) as tmp:
         splits = [("val", order[:n_val], None), ("train", order[n_val:], n_seq)] if n_val \
@@ -147,8 +205,8 @@ def pack_corpus(corpus: Path, tokenizer, cfg: PackConfig, out: Path) -> dict:
             total = rows * cfg.seq_len if rows else None
             with tqdm(total=total, desc=f"pack {name}", unit="tok", unit_scale=True,
                       mininterval=1.0) as bar:
-                for ids in encode_documents(tokenizer, read_articles(corpus, offsets[idx], cfg.text_field,
-                                                                     skipped), cfg.batch_articles):
+                for ids in encode_documents(tokenizer, read_articles(articles, idx, cfg.text_field),
+                                            cfg.batch_articles, framing):
                     bar.update(writer.add(ids))
                     if writer.full:
                         break
@@ -156,9 +214,9 @@ def pack_corpus(corpus: Path, tokenizer, cfg: PackConfig, out: Path) -> dict:
             meta = writer.close(pad_last=True)
             if short:
                 have = meta["doc_tokens"]
-                msg = (f"token budget {cfg.tokens} ({budget:,} tokens = {n_seq:,} sequences of "
-                       f"{cfg.seq_len}) exceeds the corpus: {corpus} holds only {have:,} tokens "
-                       f"in {meta['documents']:,} articles")
+                msg = (f"token budget {cfg.tokens} ({budget:,} tokens, rounded up to whole rows: "
+                       f"{n_seq:,} sequences of {cfg.seq_len} = {n_seq * cfg.seq_len:,} tokens) exceeds "
+                       f"the corpus: {corpus} holds only {have:,} tokens in {meta['documents']:,} articles")
                 if not cfg.allow_short:
                     raise CorpusError(msg + " (set pack.allow_short: true to pack what there is)")
                 log.warning("%s; packing %d tokens (allow_short)", msg, have)
@@ -174,10 +232,10 @@ def pack_corpus(corpus: Path, tokenizer, cfg: PackConfig, out: Path) -> dict:
             }
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         info = {"seq_len": cfg.seq_len, "token_budget": budget, "config": asdict(cfg),
-                "corpus_articles": int(len(offsets)), "skipped": skipped, **stats}
+                "corpus_articles": int(len(articles)), "skipped": skipped, **framing.metrics(), **stats}
         (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
-    return {"token_budget": budget, "seq_len": cfg.seq_len, "corpus_articles": int(len(offsets)),
-            "skipped": skipped, **stats}
+    return {"token_budget": budget, "seq_len": cfg.seq_len, "corpus_articles": int(len(articles)),
+            "skipped": skipped, **framing.metrics(), **stats}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -191,13 +249,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     set_offline()
-    section = dict(read_params(args.params).get("pack") or {})
-    if args.tokens is not None:
-        section["tokens"] = args.tokens
-    if "tokens" not in section:
+    overrides = {"tokens": args.tokens} if args.tokens is not None else {}
+    cfg = load_section(PackConfig, "pack", args.params, overrides)
+    if cfg.tokens is None:
         raise ConfigError(args.params, ["pack.tokens: no token budget (pass --tokens, as dvc.yaml does "
                                         "from `budgets`, or set pack.tokens)"])
-    cfg = build_config(PackConfig, section, "pack")
     from .io.hf import load_tokenizer
 
     tokenizer = load_tokenizer(args.tokenizer)
