@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -280,3 +281,48 @@ def test_local_default_profile_end_to_end(tmp_path):
     assert all(LEAD_SECTION["published_from"] <= r["published"][:10] <= LEAD_SECTION["published_to"]
                for r in records)
     assert records == sorted(records, key=lambda r: (r["published"], r["url"]))
+
+
+def test_sources_registry_names_every_source_and_rejects_others_by_name():
+    import typing
+
+    from freshllm.crawl import SOURCES
+
+    assert set(SOURCES) == {"ccnews", "web"}
+    assert typing.get_args(typing.get_type_hints(CrawlConfig)["source"]) == tuple(SOURCES)
+    with pytest.raises(ConfigError) as err:
+        build_config(CrawlConfig, {**LEAD_SECTION, "source": "rss"}, "crawl")
+    assert err.value.problems == ["crawl.source: must be one of ['ccnews', 'web'], got 'rss'"]
+
+
+def test_each_source_declares_what_it_reads_of_the_config():
+    from freshllm.crawl import SOURCES
+
+    assert SOURCES["ccnews"].uses_server_address and not SOURCES["web"].uses_server_address
+    old = {"published_from": "2015-01-01", "published_to": "2015-01-31", "server_address": "ftp://mirror"}
+    with pytest.raises(ConfigError) as err:
+        build_config(CrawlConfig, {**LEAD_SECTION, **old}, "crawl")
+    assert sorted(p.split(":")[0] for p in err.value.problems) == ["crawl.published_from", "crawl.server_address"]
+    assert "CC-NEWS starts on 2016-08-01" in " ".join(err.value.problems)
+    assert build_config(CrawlConfig, {**LEAD_SECTION, **old, "source": "web"}, "crawl").months == ["2015-01"]
+
+
+def test_a_source_in_the_registry_is_what_the_stage_runs(tmp_path, monkeypatch, caplog):
+    """The extension point: a source writes Articles into parts; filters downstream of it,
+    sorting, metrics and the resume store are the stage's."""
+    from freshllm.crawl import SOURCES, Article, Source
+    from freshllm.crawl.store import part_stats
+
+    def fake_crawl(cfg, parts, interrupts):
+        with parts.writing("fake") as sink:
+            for day in (3, 1, 2):
+                sink(Article(url=f"https://example.org/{day}", publisher="Example", title=f"Day {day}",
+                             text="x" * 300, published=f"2024-01-0{day}T00:00:00Z", language="en"))
+        parts.finish(part_stats("fake", cfg.max_articles, 3, Counter({"too_short": 2})))
+
+    monkeypatch.setitem(SOURCES, "web", Source(fake_crawl, label="a fake"))
+    rc, out, metrics = run_stage(tmp_path, write_params(tmp_path, source="web", min_articles=3))
+    assert rc == 0, caplog.text
+    assert [r["url"] for r in read_jsonl(out)] == [f"https://example.org/{d}" for d in (1, 2, 3)]
+    metrics = json.loads(metrics.read_text())
+    assert (metrics["articles"], metrics["drops"], metrics["per_publisher"]) == (3, {"too_short": 2}, {"Example": 3})
