@@ -15,11 +15,11 @@ from .apply import apply
 from .config import ResidualConfig
 from .extract import extract
 
-log = logging.getLogger("freshllm.residual")
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=package_doc.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m freshllm.residual", description=package_doc.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
     sub = ap.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("extract", help="R = instruct - base")

@@ -82,8 +82,9 @@ def _steps(specs, requests, writer, readers, desc, mode):
             for i, j in (row_chunks(spec) if mode == "chunks" else [(None, None)])]
     reqs = [tuple(requests(spec.name, i, j)) for spec, i, j in plan]
     bar = tqdm(total=len(specs), desc=desc, unit="tensor", mininterval=1.0)
+    tensors_of = prefetch(reqs, ahead=mode == "chunks" and READ_AHEAD)
     try:
-        for (spec, i, j), req, tensors in zip(plan, reqs, prefetch(reqs, ahead=mode == "chunks" and READ_AHEAD)):
+        for (spec, i, j), req, tensors in zip(plan, reqs, tensors_of):
             chunk = Chunk(spec.name, i, j, req, first=i is None or i == 0,
                           last=j is None or j == spec.shape[0])
             if chunk.first:
@@ -95,7 +96,8 @@ def _steps(specs, requests, writer, readers, desc, mode):
                     if spec.name in reader.specs:
                         reader.release(spec.name)
                 bar.update(1)
-    finally:
+    finally:  # also on an error in the caller's step: stop the read-ahead thread
+        tensors_of.close()
         bar.close()
 
 
