@@ -73,11 +73,11 @@ def test_bf16_storage_error_is_small(tmp_path, tokenizers_pair):
 def chunking(request, monkeypatch):
     """Run a test with whole tensors and with tiny row chunks (the streaming path that
     large models take), read in the caller's thread or ahead in a background thread."""
-    monkeypatch.setattr("freshllm.residual.READ_AHEAD", request.param.endswith("read-ahead"))
+    monkeypatch.setattr("freshllm.residual.chunks.READ_AHEAD", request.param.endswith("read-ahead"))
     if request.param.startswith("row-chunks"):
-        monkeypatch.setattr("freshllm.residual.CHUNK_BYTES", 512)
+        monkeypatch.setattr("freshllm.residual.chunks.CHUNK_BYTES", 512)
     else:
-        monkeypatch.setattr("freshllm.residual.CHUNK_BYTES", 1 << 30)
+        monkeypatch.setattr("freshllm.residual.chunks.CHUNK_BYTES", 1 << 30)
     return request.param
 
 
@@ -162,6 +162,25 @@ def test_ties_and_dare(tmp_path, tokenizers_pair):
     nz = delta != 0
     assert 0.4 < nz.float().mean().item() < 0.6
     torch.testing.assert_close(delta[nz], 2 * r[name][nz], atol=1e-6, rtol=1e-5)
+
+
+def test_registry_lists_methods_with_modes_and_names_unknown_ones(tmp_path, tiny_pair):
+    from freshllm.config import ConfigError
+    from freshllm.residual import METHODS, get_method
+
+    assert {n: m.mode for n, m in METHODS.items()} == {"plain": "chunks", "ties": "tensors",
+                                                       "dare": "tensors"}
+    assert all(METHODS[n].name == n and callable(METHODS[n].merge) for n in METHODS)
+    known = r"\(known: plain, ties, dare\)"
+    with pytest.raises(ConfigError, match=rf"residual\.method: unknown merge method 'slerp' {known}"):
+        cfg(method="slerp")
+    with pytest.raises(ValueError, match=rf"unknown merge method 'slerp' {known}"):
+        get_method("slerp")
+    b, i = tiny_pair
+    extract(b, i, tmp_path / "R", cfg())
+    with pytest.raises(ValueError, match=rf"unknown merge method 'slerp' {known}"):
+        apply(tmp_path / "R", b, tmp_path / "new", ResidualConfig(method="slerp"))  # unvalidated
+    assert not (tmp_path / "new").exists()
 
 
 def test_manifest_records_provenance(tmp_path, tokenizers_pair):

@@ -481,7 +481,3 @@ class ShardedWriter:
             tmp = self.dir / (INDEX_NAME + ".tmp")
             tmp.write_text(json.dumps(index, indent=2, sort_keys=True), encoding="utf-8")
             os.replace(tmp, self.dir / INDEX_NAME)
-
-    def abort(self) -> None:
-        """Close the open shard without checks (after an error)."""
-        self._close_shard()

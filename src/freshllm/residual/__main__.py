@@ -1,0 +1,56 @@
+"""``python -m freshllm.residual {extract,apply}``: the commands of the two stages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..common import set_offline, setup_logging, write_json
+from ..config import load_section
+from . import __doc__ as package_doc
+from .apply import apply
+from .config import ResidualConfig
+from .extract import extract
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m freshllm.residual", description=package_doc.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("extract", help="R = instruct - base")
+    ex.add_argument("--base", required=True, type=Path)
+    ex.add_argument("--instruct", required=True, type=Path)
+    ex.add_argument("--out", required=True, type=Path)
+    ex.add_argument("--metrics", type=Path, default=None)
+    apx = sub.add_parser("apply", help="new = target + alpha * R")
+    apx.add_argument("--residual", required=True, type=Path)
+    apx.add_argument("--target", required=True, type=Path)
+    apx.add_argument("--out", required=True, type=Path)
+    apx.add_argument("--base", type=Path, default=None,
+                     help="the residual's base model, for the target-vs-base cosine report")
+    apx.add_argument("--metrics", type=Path, default=None)
+    for p in (ex, apx):
+        p.add_argument("--params", dest="params_sub", default=None)
+    args = ap.parse_args(argv)
+    setup_logging()
+    set_offline()
+    cfg = load_section(ResidualConfig, "residual", args.params_sub or args.params)
+    start = time.perf_counter()
+    if args.cmd == "extract":
+        stats = extract(args.base, args.instruct, args.out, cfg)
+    else:
+        stats = apply(args.residual, args.target, args.out, cfg, base_dir=args.base)
+    stats["seconds"] = round(time.perf_counter() - start, 3)  # the work, without start-up and imports
+    stats["config"] = asdict(cfg)
+    if args.metrics:
+        write_json(args.metrics, stats)
+    log.info("%s done: %s", args.cmd, {k: v for k, v in stats.items() if k != "config"})
+
+
+if __name__ == "__main__":
+    main()

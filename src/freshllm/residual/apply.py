@@ -1,0 +1,138 @@
+"""``apply``: merge a residual into a target with a registered merge method (``plain``:
+``target + alpha * R``), with the instruct tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..common import atomic_dir
+from ..io.st_stream import ShardedReader, ShardedWriter
+from .artifact import read_manifest, write_config_and_tokenizer
+from .chunks import Scratch, all_finite, check_finite, finite_sum, stream
+from .config import ResidualConfig, ResidualError
+from .methods import get_method
+
+VOCAB_TENSORS = ("embed_tokens.weight", "lm_head.weight", "wte.weight", "embed_out.weight")
+
+
+def _is_vocab(name: str) -> bool:
+    return name.endswith(VOCAB_TENSORS)
+
+
+def check_compatible(residual: ShardedReader, target: ShardedReader, cfg: ResidualConfig,
+                     residual_dir: Path, target_dir: Path) -> None:
+    """Every residual tensor must exist in the target with the same shape (vocab rows may
+    differ under ``vocab: shared_rows``), and every floating target tensor must have a
+    residual: nothing is skipped silently."""
+    problems = []
+    for name in sorted(set(residual.specs) | set(target.specs)):
+        if name not in target.specs:
+            problems.append(f"tensor {name}: in the residual {residual_dir} but not in the target {target_dir}")
+            continue
+        if name not in residual.specs:
+            if target.specs[name].dtype.is_floating_point:
+                problems.append(f"tensor {name}: in the target {target_dir} but not in the residual "
+                                f"{residual_dir} (e.g. tied vs untied embeddings)")
+            continue
+        rs, ts = residual.specs[name].shape, target.specs[name].shape
+        if rs == ts:
+            continue
+        if (_is_vocab(name) and cfg.vocab == "shared_rows" and len(rs) == len(ts)
+                and rs[1:] == ts[1:]):
+            continue
+        hint = " (vocabulary sizes differ: set residual.vocab: shared_rows to apply to the shared rows)" \
+            if _is_vocab(name) and rs[1:] == ts[1:] else ""
+        problems.append(f"tensor {name}: residual shape {tuple(rs)} != target shape {tuple(ts)}{hint}")
+    if problems:
+        raise ResidualError(f"residual {residual_dir} does not fit target {target_dir}:\n  "
+                            + "\n  ".join(problems))
+
+
+def _layer_of(name: str) -> str:
+    parts = name.split(".")
+    if "layers" in parts:
+        i = parts.index("layers")
+        return ".".join(parts[: i + 2])
+    return name
+
+
+def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
+          base_dir: Path | None = None) -> dict:
+    """Write the merge of the residual into the target (``plain``: ``target + alpha * R``)
+    to ``out`` (target dtype), with the instruct tokenizer. The method says whether it is
+    fed row chunks (streaming) or whole tensors; tensors without a residual pass through."""
+    method = get_method(cfg.method)
+    manifest = read_manifest(residual_dir)
+    residual, target = ShardedReader(residual_dir), ShardedReader(target_dir)
+    check_compatible(residual, target, cfg, residual_dir, target_dir)
+    base = ShardedReader(base_dir) if base_dir is not None else None
+    specs = list(target.specs.values())
+    has_r = {s.name: s.name in residual.specs and s.dtype.is_floating_point for s in specs}
+    with_base = {s.name: (has_r[s.name] and base is not None and s.name in base.specs
+                          and base.specs[s.name].shape == s.shape) for s in specs}
+
+    def requests(name: str, i: int | None, j: int | None):
+        spec = target.specs[name]
+        r_req = None
+        if has_r[name]:
+            r_rows = residual.specs[name].shape[0] if spec.shape else 0
+            if i is None:  # whole tensor; vocab: shared_rows reads the shared rows only
+                r_req = ((residual, name, None, None) if not spec.shape or r_rows == spec.shape[0]
+                         else (residual, name, 0, min(r_rows, spec.shape[0])))
+            elif i < min(j, r_rows):
+                r_req = (residual, name, i, min(j, r_rows))
+        return (target, name, i, j), r_req, (base, name, i, j) if with_base[name] else None
+
+    cosines: dict[str, list[float]] = {}
+    with atomic_dir(out) as tmp:
+        writer = ShardedWriter(tmp, specs, cfg.shard_bytes)
+        scratch = Scratch()
+        readers = [x for x in (target, residual, base) if x is not None]
+        with stream(specs, requests, writer, readers, desc="apply residual", mode=method.mode) as steps:
+            for chunk, (t, r, b) in steps:
+                name, spec = chunk.name, target.specs[chunk.name]
+                if chunk.first:
+                    dot = nt = nb = 0.0
+                if with_base[name]:
+                    tf, bf = t.float(), b.float()
+                    dot += float((tf * bf).sum())
+                    nt += float(tf.square().sum())
+                    nb += float(bf.square().sum())
+                    del tf, bf
+                if r is not None:
+                    new = method.merge(t, r, name, cfg, scratch)
+                elif has_r[name]:  # rows past the residual's (shared) vocabulary
+                    new = scratch.get("new", torch.float32, t.shape).copy_(t)
+                else:
+                    new = t
+                out_t = scratch.cast("out", new, spec.dtype)
+                # one cheap pass over what is written screens target and residual (NaN/Inf
+                # propagate through t + alpha * R); alpha = 0 would hide a residual's NaN
+                r_req = chunk.requests[1]
+                if cfg.check_finite and (not finite_sum(out_t) or (r_req is not None and cfg.alpha == 0)):
+                    check_finite(name, t, target_dir)
+                    if r_req is not None:  # re-read: the fast path summed into r's buffer
+                        check_finite(name, residual.read(*r_req[1:]), residual_dir)
+                    if not all_finite(out_t):
+                        raise ResidualError(f"tensor {name}: target + alpha * residual overflows "
+                                            f"{spec.dtype}")
+                writer.write_part(out_t)
+                del t, r, b, new, out_t
+                if chunk.last and with_base[name]:
+                    d = (nt ** 0.5) * (nb ** 0.5)
+                    cosines.setdefault(_layer_of(name), []).append(dot / d if d > 0 else 1.0)
+        writer.close()
+        write_config_and_tokenizer(tmp, target_dir, residual_dir, manifest)
+    residual.close()
+    target.close()
+    report = {"alpha": cfg.alpha, "method": cfg.method, "density": cfg.density,
+              "tensors": len(specs), "residual_dtype": manifest["dtype"],
+              "residual_base_sha256": manifest["base"]["weights_sha256"]}
+    if cosines:
+        per_layer = {k: sum(v) / len(v) for k, v in cosines.items()}
+        report["target_vs_base_cosine"] = {"min": min(per_layer.values()),
+                                           "mean": sum(per_layer.values()) / len(per_layer),
+                                           "per_layer": per_layer}
+    return report

@@ -1,0 +1,49 @@
+"""The ``residual`` section of params.yaml, and the error both stages raise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..config import parse_bytes
+from .methods import METHODS, unknown_method
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ResidualConfig:
+    alpha: float = 1.0
+    dtype: str = "float32"            # storage dtype of the residual artifact
+    shard_size: str = "2GB"
+    method: str = "plain"             # a name in methods.METHODS: plain | ties | dare
+    density: float = 1.0              # ties/dare: fraction of residual entries kept
+    seed: int = 0                     # dare: drop mask seed
+    vocab: str = "error"              # error | shared_rows
+    check_finite: bool = True
+
+    @property
+    def shard_bytes(self) -> int:
+        return parse_bytes(self.shard_size)
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            errs.append(f"dtype: must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.method not in METHODS:
+            errs.append(f"method: {unknown_method(self.method)}")
+        if not 0.0 < self.density <= 1.0:
+            errs.append(f"density: must be in (0, 1], got {self.density}")
+        if self.vocab not in ("error", "shared_rows"):
+            errs.append(f"vocab: must be error or shared_rows, got {self.vocab!r}")
+        try:
+            if self.shard_bytes <= 0:
+                errs.append("shard_size: must be > 0")
+        except ValueError as exc:
+            errs.append(f"shard_size: {exc}")
+        return errs
+
+
+class ResidualError(ValueError):
+    pass
