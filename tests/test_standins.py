@@ -253,6 +253,12 @@ def test_importable_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
+def test_package_exports_resolve():
+    import freshllm.standins as s
+    for name in s.__all__:
+        assert callable(getattr(s, name)) or isinstance(getattr(s, name), dict), name
+
+
 # --- stand-in snapshots ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

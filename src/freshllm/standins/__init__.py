@@ -13,11 +13,11 @@ from typing import Any
 from .architectures import ARCHS, Arch, get_arch, list_models, param_count, shrink_config
 
 _LAZY = {
-    "build_tokenizer": "tokenizers", "tokenizer_dir": "tokenizers", "save_tokenizer": "tokenizers",
-    "check_against_llamacpp": "tokenizers", "generation_config": "tokenizers",
-    "vocab_files": "tokenizers", "cache_root": "tokenizers",
-    "build_standin": "snapshots", "build_family_pair": "snapshots",
-    "expected_perturbation": "snapshots", "parse_shrink": "snapshots",
+    **dict.fromkeys(("cache_root", "vocab_files", "tokenizer_dir", "save_tokenizer",
+                     "load_tokenizer", "check_against_llamacpp", "generation_config",
+                     "expected_len"), "tokenizers"),
+    **dict.fromkeys(("build_standin", "build_family_pair", "expected_perturbation",
+                     "load_state_dict", "parse_shrink", "tensor_shapes"), "snapshots"),
 }
 
 __all__ = ["ARCHS", "Arch", "get_arch", "list_models", "param_count", "shrink_config", *_LAZY]

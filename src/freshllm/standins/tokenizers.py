@@ -200,7 +200,11 @@ _QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
 
 
 def _read_gguf(path: Path) -> tuple[list[str], list[int], list[str]]:
-    from gguf import GGUFReader
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise RuntimeError("reading llama.cpp's vocab files needs the gguf package: "
+                           "pip install gguf==0.19.0") from None
     r = GGUFReader(str(path))
     f = r.fields
     return (f["tokenizer.ggml.tokens"].contents(), f["tokenizer.ggml.token_type"].contents(),
@@ -369,8 +373,11 @@ def tokenizer_dir(model_id: str) -> Path:
     cfg, stm = _tokenizer_config(arch.model_id)
     with atomic_dir(d) as tmp:
         for name in ("tokenizer.json", "vocab.json", "merges.txt"):
-            if (src / name).is_file():
-                shutil.copyfile(src / name, tmp / name)
+            if (src / name).is_file():  # hard links: the cache holds each tokenizer.json once
+                try:
+                    os.link(src / name, tmp / name)
+                except OSError:
+                    shutil.copyfile(src / name, tmp / name)
         write_json(tmp / "special_tokens_map.json", stm)
         write_json(tmp / "tokenizer_config.json", cfg)  # last: marks the directory complete
     return d
