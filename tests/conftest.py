@@ -113,3 +113,23 @@ def tiny_pair(tmp_path_factory, tokenizers_pair):
             p.add_(0.01 * torch.randn(p.shape, generator=gen))
     save_model_dir(base, inst_tok, root / "instruct")
     return root / "base", root / "instruct"
+
+
+SHRINK = "hidden=64,layers=2,intermediate=128,heads=4,kv_heads=2"
+
+
+@pytest.fixture(scope="session")
+def standin_pairs(tmp_path_factory):
+    """Shrunk stand-ins of hub snapshots with the real tokenizers, vocab sizes, tying, biases,
+    chat templates and generation configs: ``standin_pairs("meta-llama/Meta-Llama-3-8B")`` ->
+    ``{"base": dir, "instruct": dir}`` (built once per session; tokenizers cached)."""
+    from freshllm.standins import build_family_pair
+
+    root = tmp_path_factory.mktemp("standins")
+    built: dict[str, dict] = {}
+
+    def get(base_model_id: str) -> dict:
+        if base_model_id not in built:
+            built[base_model_id] = build_family_pair(base_model_id, root, shrink=SHRINK)
+        return built[base_model_id]
+    return get

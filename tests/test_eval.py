@@ -331,3 +331,106 @@ def test_chat_without_template_fails_fast(tiny_llama, tmp_path):
     with pytest.raises(ModelDirError, match="chat template requested"):
         check_model_dir(plain, chat_template=True)
     check_model_dir(plain, chat_template=False)
+
+
+# --- refusing broken models and configs (one line, no traceback, nothing written) ---------------
+
+def _copy_model(src: Path, dst: Path, skip=()) -> Path:
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.name not in skip:
+            (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def _run_main(tmp_path, model, name="base", **eval_section):
+    from freshllm.eval import main
+
+    params = write_params(tmp_path / "params.yaml", **eval_section)
+    main(["--params", str(params), "--model", str(model), "--name", name,
+          "--out", str(tmp_path / "o.json"), "--samples", str(tmp_path / "s.jsonl")])
+
+
+def test_nan_weights_are_refused_naming_the_tensor(tiny_llama, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    bad = _copy_model(tiny_llama, tmp_path / "nan")
+    weights = load_file(bad / "model.safetensors")
+    name = "model.layers.1.mlp.down_proj.weight"
+    weights[name][0, 0] = float("nan")
+    save_file(weights, bad / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(SystemExit, match=f"eval: model base: tensor {name} has non-finite"):
+        _run_main(tmp_path, bad, tasks=["piqa"])
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_non_finite_loglikelihoods_are_refused():
+    from freshllm.eval import EvalError, check_finite_loglikelihoods
+
+    good = {"samples": {"piqa": [{"doc_id": 0, "resps": [[[-1.5, False]], [[-2.0, True]]]}]}}
+    check_finite_loglikelihoods(good, "m")
+    bad = {"samples": {"piqa": [{"doc_id": 3, "resps": [[[float("nan"), False]], [[-2.0, True]]]}]}}
+    with pytest.raises(EvalError, match=r"model m: non-finite log-likelihood on piqa \(doc 3\)"):
+        check_finite_loglikelihoods(bad, "m")
+    gen = {"samples": {"gsm8k": [{"doc_id": 0, "resps": [["some text"]]}]}}
+    check_finite_loglikelihoods(gen, "m")
+
+
+def test_missing_tokenizer_files_are_named(tiny_llama, tmp_path):
+    bad = _copy_model(tiny_llama, tmp_path / "notok", skip=("tokenizer.json",))
+    with pytest.raises(SystemExit, match=f"eval: no tokenizer files in {bad}"):
+        _run_main(tmp_path, bad, tasks=["piqa"])
+
+
+def test_truncated_safetensors_is_named(tiny_llama, tmp_path):
+    bad = _copy_model(tiny_llama, tmp_path / "trunc")
+    data = (bad / "model.safetensors").read_bytes()
+    (bad / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SystemExit, match=r"eval: broken safetensors file .*trunc/model.safetensors"):
+        _run_main(tmp_path, bad, tasks=["piqa"])
+
+
+def test_config_errors_are_one_message_not_a_traceback(tiny_llama, tmp_path):
+    import subprocess
+    import sys
+
+    params = write_params(tmp_path / "params.yaml", tasks=["piqa", "no_such_task"], limit=-1)
+    res = subprocess.run([sys.executable, "-m", "freshllm.eval", "--params", str(params), "--model",
+                          str(tiny_llama), "--name", "base", "--out", str(tmp_path / "o.json"),
+                          "--samples", str(tmp_path / "s.jsonl")], capture_output=True, text=True)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "eval: invalid config in eval" in res.stderr
+    assert "no_such_task" in res.stderr and "eval.limit" in res.stderr
+
+
+# --- real chat templates and stop tokens (LLaMA 3 / Qwen2 stand-ins) --------------------------
+
+@pytest.mark.parametrize("base_id,header,eos_ids,eot", [
+    ("meta-llama/Meta-Llama-3-8B", "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n",
+     [128001, 128009], 128009),
+    ("Qwen/Qwen2-0.5B", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n",
+     [151645, 151643], 151645),
+], ids=["llama3", "qwen2"])
+def test_instruct_standin_prompts_use_its_chat_template_and_stop_tokens(
+        standin_pairs, tmp_path, base_id, header, eos_ids, eot):
+    """Deployment setting (chat_template auto): an instruct model's real template reaches the
+    prompts, and generation stops on its end-of-turn token as well as end-of-text; the
+    paper-faithful setting (chat_template false) sends plain prompts."""
+    from freshllm.eval import EvalConfig, build_lm, use_chat_template
+
+    instruct = standin_pairs(base_id)["instruct"]
+    for chat_template, chat in (("auto", True), (False, False)):
+        out = tmp_path / f"{chat}"
+        out.mkdir()
+        _run_main(out, instruct, name="instruct+fam", tasks=["ifeval", "gsm8k"], limit=1, max_gen_toks=2,
+                  batch_size=1, chat_template=chat_template)
+        samples = [json.loads(line) for line in (out / "s.jsonl").read_text().splitlines()]
+        prompts = {s["task"]: s["arguments"][0][0] for s in samples}
+        assert all(p.startswith(header) for p in prompts.values()) is chat, prompts
+        assert json.loads((out / "o.json").read_text())["chat_template"] is chat
+    cfg = build_config(EvalConfig, {"tasks": ["ifeval"], "device": "cpu"}, "eval")
+    assert use_chat_template(cfg, "instruct+fam") and not use_chat_template(cfg, "base+fam")
+    lm, _ = build_lm(cfg, instruct)
+    assert list(lm.model.generation_config.eos_token_id) == eos_ids
+    assert lm.eot_token_id == eot

@@ -30,6 +30,19 @@ def set_offline(offline: bool = True) -> None:
             os.environ.setdefault(k, v)
 
 
+@contextlib.contextmanager
+def user_errors(stage: str, *kinds: type[BaseException]) -> Iterator[None]:
+    """Errors a user can fix (bad params, a missing or broken input, and the stage's own
+    ``kinds``) end the stage with one message ``<stage>: <what and where>`` and exit
+    status 1, no traceback. Anything else is a bug and keeps its traceback."""
+    from .config import ConfigError
+
+    try:
+        yield
+    except (ConfigError, FileNotFoundError, *kinds) as exc:
+        raise SystemExit(f"{stage}: {exc}") from None
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(
         level=level,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import stat
 import tempfile
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import tasks as lm_tasks
-from .common import atomic_file, dir_content_hash, set_offline, setup_logging, write_json
+from .common import atomic_file, dir_content_hash, set_offline, setup_logging, user_errors, write_json
 from .config import WorldConfig, load_section
 from .io.hf import ModelDirError, check_model_dir
 from .names import KINDS, model_kind, model_name
@@ -266,6 +267,31 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
     return out, settings
 
 
+def check_finite_weights(lm, name: str) -> None:
+    """Refuse a model with NaN/Inf weights (its log-likelihoods would still "answer")."""
+    model = getattr(lm, "model", None)
+    if model is None or not hasattr(model, "named_parameters"):
+        return  # e.g. vllm: the log-likelihood check below still applies
+    import torch
+
+    with torch.no_grad():
+        for pname, param in model.named_parameters():
+            if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+                raise EvalError(f"model {name}: tensor {pname} has non-finite (NaN/Inf) weights")
+
+
+def check_finite_loglikelihoods(out: dict, name: str) -> None:
+    """Refuse results built on non-finite log-likelihoods (a broken model scores 'answers')."""
+    for task, samples in (out.get("samples") or {}).items():
+        for sample in samples:
+            for resp in sample.get("resps") or []:
+                for r in resp if isinstance(resp, (list, tuple)) else [resp]:
+                    value = r[0] if isinstance(r, (list, tuple)) and r else r
+                    if isinstance(value, float) and not math.isfinite(value):
+                        raise EvalError(f"model {name}: non-finite log-likelihood on {task} "
+                                        f"(doc {sample.get('doc_id')})")
+
+
 def extract_results(out: dict, tasks: list[str]) -> dict[str, dict[str, float]]:
     """``{task: {metric: value}}`` for the suite's metrics, from lm-eval's output."""
     results: dict[str, dict[str, float]] = {}
@@ -298,7 +324,7 @@ def write_samples(path: Path, samples: dict[str, list[dict]]) -> int:
 def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_path: Path,
         chat_override: bool | None = None) -> dict:
     chat = use_chat_template(cfg, name, chat_override)
-    check_model_dir(model_dir, chat_template=chat)
+    check_model_dir(model_dir, chat_template=chat, tokenizer=True, headers=True)
     lm_tasks.lm_eval_tasks_dir()  # lm-eval installed
     if cfg.source == "local" and cfg.suite == "paper":
         lm_tasks.check_local_data(cfg.tasks)
@@ -310,8 +336,10 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
     if needs_ifeval_scoring(cfg.tasks):
         prepare_ifeval_scoring(cfg.seed)  # fail before loading the model
     lm, model_args = build_lm(cfg, model_dir)
+    check_finite_weights(lm, name)
     t0 = time.time()
     out, settings = evaluate_suite(lm, cfg, chat)
+    check_finite_loglikelihoods(out, name)
     log.info("evaluated %s on %d tasks in %.1fs", name, len(cfg.tasks), time.time() - t0)
     report = {
         "model": name,
@@ -342,15 +370,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="force the chat template on/off (default: eval.chat_template)")
     args = ap.parse_args(argv)
     setup_logging()
-    try:
+    with user_errors("eval", EvalError, ModelDirError, ModuleNotFoundError, ValueError):
         name = args.name or model_name(args.kind, args.family, args.budget)
-    except ValueError as exc:
-        raise SystemExit(f"eval: {exc}") from exc
-    cfg = load_section(EvalConfig, "eval", args.params)
-    try:
+        cfg = load_section(EvalConfig, "eval", args.params)
         run(cfg, args.model, name, args.out, args.samples, args.chat)
-    except (EvalError, ModelDirError, FileNotFoundError, ModuleNotFoundError) as exc:
-        raise SystemExit(f"eval: {exc}") from exc
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from .common import set_offline, setup_logging, write_json
+from .common import set_offline, setup_logging, user_errors, write_json
 from .config import WorldConfig, load_section
 
 log = logging.getLogger(__name__)
@@ -235,12 +235,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", required=True, type=Path)
     args = ap.parse_args(argv)
     setup_logging()
-    cfg = load_section(ModelsConfig, f"models.{args.family}", args.params)
-    set_offline(cfg.source == "local")
-    if cfg.source == "local":
-        stats = build_local(cfg, args.base_out, args.instruct_out)
-    else:
-        stats = fetch_hub(cfg, args.base_out, args.instruct_out)
+    from .io.hf import OfflineError
+
+    with user_errors("models", OfflineError):
+        cfg = load_section(ModelsConfig, f"models.{args.family}", args.params)
+        set_offline(cfg.source == "local")
+        if cfg.source == "local":
+            stats = build_local(cfg, args.base_out, args.instruct_out)
+        else:
+            stats = fetch_hub(cfg, args.base_out, args.instruct_out)
     write_json(args.metrics, {"family": args.family, "source": cfg.source, "config": asdict(cfg), **stats})
 
 

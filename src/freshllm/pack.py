@@ -22,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .common import atomic_dir, set_offline, setup_logging, write_json
+from .common import atomic_dir, set_offline, setup_logging, user_errors, write_json
 from .config import ConfigError, load_section, parse_count
 from .io.packed import PackWriter
 
@@ -250,14 +250,15 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     set_offline()
     overrides = {"tokens": args.tokens} if args.tokens is not None else {}
-    cfg = load_section(PackConfig, "pack", args.params, overrides)
-    if cfg.tokens is None:
-        raise ConfigError(args.params, ["pack.tokens: no token budget (pass --tokens, as dvc.yaml does "
-                                        "from `budgets`, or set pack.tokens)"])
-    from .io.hf import load_tokenizer
+    with user_errors("pack", CorpusError):
+        cfg = load_section(PackConfig, "pack", args.params, overrides)
+        if cfg.tokens is None:
+            raise ConfigError(args.params, ["pack.tokens: no token budget (pass --tokens, as dvc.yaml does "
+                                            "from `budgets`, or set pack.tokens)"])
+        from .io.hf import load_tokenizer
 
-    tokenizer = load_tokenizer(args.tokenizer)
-    metrics = pack_corpus(args.corpus, tokenizer, cfg, args.out)
+        tokenizer = load_tokenizer(args.tokenizer)
+        metrics = pack_corpus(args.corpus, tokenizer, cfg, args.out)
     write_json(args.metrics, metrics)
     log.info("packed %s", json.dumps(metrics.get("train", {})))
 

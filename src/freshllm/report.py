@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from .common import atomic_file, setup_logging, write_json
+from .common import atomic_file, setup_logging, user_errors, write_json
 from .config import WorldConfig, load_section, parse_count
 from .names import GRID_KEYS, load_grid, model_budget, model_kind
 from .tasks import SUITE, SUITE_OF_WORLD, TOY_SUITE
@@ -386,8 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     overrides = {"cpt_tokens": args.cpt_tokens} if args.cpt_tokens is not None else {}
-    cfg = load_section(ReportConfig, "report", args.params, overrides)
-    try:
+    with user_errors("report", ReportError):
+        cfg = load_section(ReportConfig, "report", args.params, overrides)
         grid = load_grid(args.params) if args.grid else None
         expected = grid.models() if grid else None
         if grid:  # exactly the grid's files (others may be left over from earlier grids)
@@ -402,8 +402,6 @@ def main(argv: list[str] | None = None) -> None:
         }
         run(cfg, args.eval_dir, args.summary, args.markdown, args.plots_dir, expected,
             args.compare, stage_metrics)
-    except ReportError as exc:
-        raise SystemExit(f"report: {exc}") from exc
 
 
 if __name__ == "__main__":

@@ -32,16 +32,33 @@ def has_chat_template(path: Path) -> bool:
     return False
 
 
-def check_model_dir(path: str | Path, chat_template: bool = False) -> Path:
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tiktoken.model")
+
+
+def check_model_dir(path: str | Path, chat_template: bool = False, tokenizer: bool = False,
+                    headers: bool = False) -> Path:
     """Fail fast (before any heavy import) on a missing directory, config, safetensors
-    weights or (``chat_template``) chat template; returns the path."""
+    weights, (``tokenizer``) tokenizer files, (``headers``) a truncated or corrupt
+    safetensors file, or (``chat_template``) chat template; returns the path. Each error
+    names the directory and the file."""
     path = Path(path)
     if not path.is_dir():
         raise ModelDirError(f"model directory not found: {path}")
     if not (path / "config.json").is_file():
         raise ModelDirError(f"not a Hugging Face model directory (no config.json): {path}")
-    if not any(path.glob("*.safetensors")):
+    shards = sorted(path.glob("*.safetensors"))
+    if not shards:
         raise ModelDirError(f"no *.safetensors weights in {path} (pickle checkpoints are not loaded)")
+    if tokenizer and not any((path / f).is_file() for f in TOKENIZER_VOCAB_FILES):
+        raise ModelDirError(f"no tokenizer files in {path} (expected one of {', '.join(TOKENIZER_VOCAB_FILES)})")
+    if headers:
+        from .st_stream import SafetensorsFormatError, parse_header
+
+        for shard in shards:
+            try:
+                parse_header(shard)
+            except (SafetensorsFormatError, OSError) as exc:
+                raise ModelDirError(f"broken safetensors file {shard}: {exc}") from None
     if chat_template and not has_chat_template(path):
         raise ModelDirError(f"chat template requested but the tokenizer in {path} has none "
                             "(set eval.chat_template / chat_models, or pass --no-chat)")
