@@ -12,7 +12,7 @@ import yaml
 from conftest import ROOT
 from freshllm.config import ConfigError, build_config
 from freshllm.cpt import CptConfig
-from freshllm.train import LoopConfig, lr_factor
+from freshllm.train import TrainConfig, lr_factor
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +125,12 @@ def test_ddp_two_processes_matches_single_process(tmp_path, tiny_pair, packed):
 
 def test_replay_mixes_a_fraction_of_each_batch(tmp_path, tiny_pair, packed):
     from freshllm.io.packed import PackedData
-    from freshllm.train import LoopConfig, batch_rows, replay_split
+    from freshllm.train import TrainConfig, batch_rows, replay_split
 
-    new, rep = replay_split(LoopConfig(lr=1.0, steps=10, batch_size=4, replay_fraction=0.25))
+    new, rep = replay_split(TrainConfig(lr=1.0, steps=10, batch_size=4, replay_fraction=0.25))
     assert (new.batch_size, rep.batch_size) == (3, 1) and rep.seed != new.seed
     with pytest.raises(ValueError, match="no new data"):
-        replay_split(LoopConfig(lr=1.0, steps=1, batch_size=2, replay_fraction=0.9))
+        replay_split(TrainConfig(lr=1.0, steps=1, batch_size=2, replay_fraction=0.9))
     data = PackedData.open(packed / "train")
     assert len(batch_rows(0, 0, 0, 1, len(data), rep)) == 1
     params = write_params(tmp_path / "p.yaml", steps=6, replay_fraction=0.5)
@@ -142,11 +142,11 @@ def test_replay_mixes_a_fraction_of_each_batch(tmp_path, tiny_pair, packed):
 
 
 def test_schedules():
-    cos = LoopConfig(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    cos = TrainConfig(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0, cos) == pytest.approx(0.1) and lr_factor(9, cos) == pytest.approx(1.0)
     assert lr_factor(10, cos) == pytest.approx(1.0) and lr_factor(100, cos) == pytest.approx(0.1)
     assert 0.1 < lr_factor(55, cos) < 1.0
-    wsd = LoopConfig(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.0, schedule="wsd",
+    wsd = TrainConfig(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.0, schedule="wsd",
                      decay_fraction=0.2)
     assert lr_factor(50, wsd) == 1.0 and lr_factor(100, wsd) == pytest.approx(0.0)
     assert 0 < lr_factor(95, wsd) < 1
