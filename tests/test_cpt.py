@@ -98,6 +98,42 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, tiny_pair, packed):
         assert torch.equal(ref[n], got[n]), n
 
 
+def test_bf16_model_is_saved_in_bf16_from_float32_master_weights(tmp_path, tiny_bf16, packed):
+    """A bf16 source comes out bf16 (every tensor, about half the bytes, config.json and the
+    metrics say so) unless save_dtype says otherwise; an fp32 source stays fp32. Both train
+    on float32 master weights: the bf16 run equals the fp32 run from the same weights, cast
+    (pure bf16 training would round small updates away and differ)."""
+    from safetensors import safe_open
+
+    bf16, fp32 = tiny_bf16
+    params = write_params(tmp_path / "p.yaml", steps=6)
+    run_cpt(tmp_path, bf16, packed, params, out="bf16")
+    run_cpt(tmp_path, fp32, packed, params, out="fp32")
+    run_cpt(tmp_path, bf16, packed, write_params(tmp_path / "k.yaml", steps=6, save_dtype="float32"),
+            out="bf16-kept-fp32")
+    expect = {"bf16": ("bfloat16", "bfloat16"), "fp32": ("float32", "float32"),
+              "bf16-kept-fp32": ("bfloat16", "float32")}
+    for out, (source, saved) in expect.items():
+        m = json.loads((tmp_path / f"{out}.json").read_text())
+        assert (m["source_dtype"], m["master_dtype"], m["saved_dtype"]) == (source, "float32", saved), out
+        assert json.loads((tmp_path / out / "config.json").read_text())["dtype"] == saved, out
+        with safe_open(str(tmp_path / out / "model.safetensors"), "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16" if saved == "bfloat16" else "F32"}, out
+    size = {out: (tmp_path / out / "model.safetensors").stat().st_size for out in expect}
+    assert 0.45 < size["bf16"] / size["fp32"] < 0.55, size
+    assert size["bf16-kept-fp32"] == size["fp32"]
+    w = {out: weights(tmp_path / out) for out in expect}
+    assert w["bf16"].keys() == w["fp32"].keys()
+    for n in w["fp32"]:
+        assert torch.equal(w["bf16"][n], w["fp32"][n].to(torch.bfloat16)), n
+        assert torch.equal(w["bf16-kept-fp32"][n], w["fp32"][n]), n
+    src = weights(bf16)
+    assert any(not torch.equal(w["bf16"][n], src[n]) for n in src)  # it did train
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "bf16", dtype="auto").dtype == torch.bfloat16
+
+
 def test_stale_checkpoints_of_another_run_are_not_resumed(tmp_path, tiny_pair, packed):
     params = write_params(tmp_path / "p.yaml", steps=12, save_every=5)
     run_cpt(tmp_path, tiny_pair[0], packed, params, out="a", extra=["--stop-after", "8"], check=False)
