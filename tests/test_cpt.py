@@ -191,6 +191,17 @@ def test_schedules():
 def test_config_errors_name_every_key():
     with pytest.raises(ConfigError) as exc:
         build_config(CptConfig, {"lr": {"base": -1}, "train": {"schedule": "linear", "mixed_precision": "fp8",
-                                 "batchsize": 3}}, "cpt")
-    for key in ("cpt.train.schedule", "cpt.train.mixed_precision", "cpt.lr.base", "cpt.train.batchsize"):
+                                 "batchsize": 3, "save_dtype": "int8", "lr": 1e-3}}, "cpt")
+    for key in ("cpt.train.schedule", "cpt.train.mixed_precision", "cpt.lr.base", "cpt.train.batchsize",
+                "cpt.train.save_dtype", "cpt.train.lr"):
         assert key in str(exc.value)
+
+
+def test_train_config_is_the_section_with_the_variant_lr():
+    cfg = build_config(CptConfig, {"lr": {"base": 1e-3, "instruct": 2e-4},
+                                   "train": {"batch_size": 2, "schedule": "wsd", "save_dtype": "bfloat16"}}, "cpt")
+    run = cfg.train_config("instruct")
+    assert isinstance(run, TrainConfig) and run.lr == 2e-4 and cfg.train.lr is None
+    assert (run.batch_size, run.schedule, run.save_dtype) == (2, "wsd", "bfloat16")
+    resolved = run.resolve(n_rows=100, world=2)  # 1 epoch of 100 sequences, 4 per step
+    assert (resolved.steps, resolved.warmup_steps) == (25, 1) and resolved.resolve(7, 1) == resolved

@@ -181,12 +181,15 @@ def main(argv: list[str] | None = None) -> None:
 
     src_dtype = source_dtype(args.model)
     save_dtype = src_dtype if cfg.save_dtype == "auto" else cfg.save_dtype
+    if not isinstance(getattr(torch, save_dtype, None), torch.dtype):  # fail now, not after training
+        raise SystemExit(f"cannot save in dtype {save_dtype!r} (from {args.model}/config.json); "
+                         "set cpt.train.save_dtype")
     # Master weights in float32 whatever the source dtype (a bf16 or fp16 model is upcast
     # exactly, so training starts from the very same weights): AdamW moves a weight by about
-    # the LR per step, and half a bf16 ulp is |w|/256, so at the paper's lr 1e-5 bf16
-    # parameters would round away the update of every weight larger than ~0.003 -- nearly
-    # all of them. Under mixed_precision: bf16 the compute still runs in bf16 (autocast); only
-    # the saved model is cast, once, to save_dtype.
+    # the LR per step, and half a bf16 ulp is |w|/512 to |w|/256, so at the paper's lr 1e-5
+    # bf16 parameters would round away every update of a weight larger than ~0.004 -- most
+    # of them -- and training would silently stall. Under mixed_precision: bf16 the compute
+    # still runs in bf16 (autocast); only the saved model is cast, once, to save_dtype.
     model = load_causal_lm(args.model, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
     n_params = sum(p.numel() for p in model.parameters())
     n_embed = model.get_input_embeddings().weight.numel()
