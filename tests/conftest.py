@@ -133,3 +133,16 @@ def standin_pairs(tmp_path_factory):
             built[base_model_id] = build_family_pair(base_model_id, root, shrink=SHRINK)
         return built[base_model_id]
     return get
+@pytest.fixture(scope="session")
+def tiny_bf16(tmp_path_factory, tokenizers_pair, tiny_pair):
+    """Saved HF dirs: the tiny base in bfloat16 (config.json dtype bfloat16), and the very
+    same weights upcast to float32 (exact), saved as a float32 model."""
+    import torch
+
+    from freshllm.io.hf import load_causal_lm, save_model_dir
+
+    root = tmp_path_factory.mktemp("bf16")
+    model = load_causal_lm(tiny_pair[0], dtype=torch.bfloat16)
+    save_model_dir(model, tokenizers_pair[0], root / "bf16")
+    save_model_dir(model.float(), tokenizers_pair[0], root / "bf16-values-fp32")
+    return root / "bf16", root / "bf16-values-fp32"

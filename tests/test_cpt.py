@@ -12,7 +12,7 @@ import yaml
 from conftest import ROOT
 from freshllm.config import ConfigError, build_config
 from freshllm.cpt import CptConfig
-from freshllm.train import LoopConfig, lr_factor
+from freshllm.train import TrainConfig, lr_factor
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,42 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, tiny_pair, packed):
         assert torch.equal(ref[n], got[n]), n
 
 
+def test_bf16_model_is_saved_in_bf16_from_float32_master_weights(tmp_path, tiny_bf16, packed):
+    """A bf16 source comes out bf16 (every tensor, about half the bytes, config.json and the
+    metrics say so) unless save_dtype says otherwise; an fp32 source stays fp32. Both train
+    on float32 master weights: the bf16 run equals the fp32 run from the same weights, cast
+    (pure bf16 training would round small updates away and differ)."""
+    from safetensors import safe_open
+
+    bf16, fp32 = tiny_bf16
+    params = write_params(tmp_path / "p.yaml", steps=6)
+    run_cpt(tmp_path, bf16, packed, params, out="bf16")
+    run_cpt(tmp_path, fp32, packed, params, out="fp32")
+    run_cpt(tmp_path, bf16, packed, write_params(tmp_path / "k.yaml", steps=6, save_dtype="float32"),
+            out="bf16-kept-fp32")
+    expect = {"bf16": ("bfloat16", "bfloat16"), "fp32": ("float32", "float32"),
+              "bf16-kept-fp32": ("bfloat16", "float32")}
+    for out, (source, saved) in expect.items():
+        m = json.loads((tmp_path / f"{out}.json").read_text())
+        assert (m["source_dtype"], m["master_dtype"], m["saved_dtype"]) == (source, "float32", saved), out
+        assert json.loads((tmp_path / out / "config.json").read_text())["dtype"] == saved, out
+        with safe_open(str(tmp_path / out / "model.safetensors"), "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16" if saved == "bfloat16" else "F32"}, out
+    size = {out: (tmp_path / out / "model.safetensors").stat().st_size for out in expect}
+    assert 0.45 < size["bf16"] / size["fp32"] < 0.55, size
+    assert size["bf16-kept-fp32"] == size["fp32"]
+    w = {out: weights(tmp_path / out) for out in expect}
+    assert w["bf16"].keys() == w["fp32"].keys()
+    for n in w["fp32"]:
+        assert torch.equal(w["bf16"][n], w["fp32"][n].to(torch.bfloat16)), n
+        assert torch.equal(w["bf16-kept-fp32"][n], w["fp32"][n]), n
+    src = weights(bf16)
+    assert any(not torch.equal(w["bf16"][n], src[n]) for n in src)  # it did train
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "bf16", dtype="auto").dtype == torch.bfloat16
+
+
 def test_stale_checkpoints_of_another_run_are_not_resumed(tmp_path, tiny_pair, packed):
     params = write_params(tmp_path / "p.yaml", steps=12, save_every=5)
     run_cpt(tmp_path, tiny_pair[0], packed, params, out="a", extra=["--stop-after", "8"], check=False)
@@ -125,12 +161,12 @@ def test_ddp_two_processes_matches_single_process(tmp_path, tiny_pair, packed):
 
 def test_replay_mixes_a_fraction_of_each_batch(tmp_path, tiny_pair, packed):
     from freshllm.io.packed import PackedData
-    from freshllm.train import LoopConfig, batch_rows, replay_split
+    from freshllm.train import TrainConfig, batch_rows, replay_split
 
-    new, rep = replay_split(LoopConfig(lr=1.0, steps=10, batch_size=4, replay_fraction=0.25))
+    new, rep = replay_split(TrainConfig(lr=1.0, steps=10, batch_size=4, replay_fraction=0.25))
     assert (new.batch_size, rep.batch_size) == (3, 1) and rep.seed != new.seed
     with pytest.raises(ValueError, match="no new data"):
-        replay_split(LoopConfig(lr=1.0, steps=1, batch_size=2, replay_fraction=0.9))
+        replay_split(TrainConfig(lr=1.0, steps=1, batch_size=2, replay_fraction=0.9))
     data = PackedData.open(packed / "train")
     assert len(batch_rows(0, 0, 0, 1, len(data), rep)) == 1
     params = write_params(tmp_path / "p.yaml", steps=6, replay_fraction=0.5)
@@ -142,11 +178,11 @@ def test_replay_mixes_a_fraction_of_each_batch(tmp_path, tiny_pair, packed):
 
 
 def test_schedules():
-    cos = LoopConfig(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    cos = TrainConfig(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0, cos) == pytest.approx(0.1) and lr_factor(9, cos) == pytest.approx(1.0)
     assert lr_factor(10, cos) == pytest.approx(1.0) and lr_factor(100, cos) == pytest.approx(0.1)
     assert 0.1 < lr_factor(55, cos) < 1.0
-    wsd = LoopConfig(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.0, schedule="wsd",
+    wsd = TrainConfig(lr=1.0, steps=100, warmup_steps=10, min_lr_ratio=0.0, schedule="wsd",
                      decay_fraction=0.2)
     assert lr_factor(50, wsd) == 1.0 and lr_factor(100, wsd) == pytest.approx(0.0)
     assert 0 < lr_factor(95, wsd) < 1
@@ -155,6 +191,17 @@ def test_schedules():
 def test_config_errors_name_every_key():
     with pytest.raises(ConfigError) as exc:
         build_config(CptConfig, {"lr": {"base": -1}, "train": {"schedule": "linear", "mixed_precision": "fp8",
-                                 "batchsize": 3}}, "cpt")
-    for key in ("cpt.train.schedule", "cpt.train.mixed_precision", "cpt.lr.base", "cpt.train.batchsize"):
+                                 "batchsize": 3, "save_dtype": "int8", "lr": 1e-3}}, "cpt")
+    for key in ("cpt.train.schedule", "cpt.train.mixed_precision", "cpt.lr.base", "cpt.train.batchsize",
+                "cpt.train.save_dtype", "cpt.train.lr"):
         assert key in str(exc.value)
+
+
+def test_train_config_is_the_section_with_the_variant_lr():
+    cfg = build_config(CptConfig, {"lr": {"base": 1e-3, "instruct": 2e-4},
+                                   "train": {"batch_size": 2, "schedule": "wsd", "save_dtype": "bfloat16"}}, "cpt")
+    run = cfg.train_config("instruct")
+    assert isinstance(run, TrainConfig) and run.lr == 2e-4 and cfg.train.lr is None
+    assert (run.batch_size, run.schedule, run.save_dtype) == (2, "wsd", "bfloat16")
+    resolved = run.resolve(n_rows=100, world=2)  # 1 epoch of 100 sequences, 4 per step
+    assert (resolved.steps, resolved.warmup_steps) == (25, 1) and resolved.resolve(7, 1) == resolved

@@ -9,6 +9,9 @@ Checkpoints (model, optimizer, scheduler, RNG) are written atomically every
 ``save_every`` steps to ``--ckpt-dir``; a killed run restarted with the same arguments
 resumes from the latest one and ends with the same weights. The directory is tied to a
 fingerprint of the inputs and config, and removed once the final model is saved.
+
+Training keeps float32 master weights whatever the source dtype; the final model is saved
+in the source dtype (``config.json``'s ``dtype``), or in ``cpt.train.save_dtype``.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ import argparse
 import hashlib
 import json
 import logging
-import math
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .common import atomic_dir, set_offline, setup_logging, write_json
 from .config import load_section
+from .train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,60 +45,20 @@ class CptLr:
 
 
 @dataclass(frozen=True)
-class CptTrain:
-    steps: int | None = None          # None: `epochs` passes over the packed sequences
-    epochs: float = 1.0
-    batch_size: int = 4               # sequences per micro-batch per process
-    grad_accum: int = 1
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 0
-    warmup_fraction: float = 0.01     # used when warmup_steps is 0
-    schedule: str = "cosine"          # cosine | wsd | constant
-    decay_fraction: float = 0.2       # wsd: final fraction of steps that decays
-    weight_decay: float = 0.1
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "no"       # no | bf16 | fp16
-    gradient_checkpointing: bool = False
-    compile: bool = False
-    save_every: int = 0               # 0: no intermediate checkpoints
-    keep_last: int = 2
-    seed: int = 0
-    replay_fraction: float = 0.0      # share of each micro-batch from --replay-data (packed the same way)
-    cpu: bool = False                 # force CPU even when an accelerator is present
-    trust_remote_code: bool = False
-
-    def validate(self) -> list[str]:
-        errs = []
-        if self.steps is not None and self.steps <= 0:
-            errs.append("steps: must be > 0 or null")
-        if self.epochs <= 0:
-            errs.append("epochs: must be > 0")
-        for key in ("batch_size", "grad_accum"):
-            if getattr(self, key) <= 0:
-                errs.append(f"{key}: must be > 0")
-        if not 0 <= self.min_lr_ratio <= 1:
-            errs.append("min_lr_ratio: must be in [0, 1]")
-        if self.schedule not in ("cosine", "wsd", "constant"):
-            errs.append(f"schedule: must be cosine, wsd or constant, got {self.schedule!r}")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            errs.append(f"mixed_precision: must be no, bf16 or fp16, got {self.mixed_precision!r}")
-        if self.keep_last < 1:
-            errs.append("keep_last: must be >= 1")
-        if not 0.0 <= self.replay_fraction < 1.0:
-            errs.append(f"replay_fraction: must be in [0, 1), got {self.replay_fraction}")
-        return errs
-
-
-@dataclass(frozen=True)
 class CptConfig:
     lr: CptLr = CptLr()
-    train: CptTrain = CptTrain()
+    train: TrainConfig = TrainConfig()  # cpt.train: what the training loop takes
+
+    def train_config(self, variant: str) -> TrainConfig:
+        """``cpt.train`` with the peak LR of ``variant`` (``cpt.lr.<variant>``): the one place
+        the two meet."""
+        return replace(self.train, lr=getattr(self.lr, variant))
 
 
-def fingerprint(model_dir: Path, data_dir: Path, cfg: CptTrain, lr: float, world: int) -> str:
+def fingerprint(model_dir: Path, data_dir: Path, cfg: TrainConfig, world: int) -> str:
     """Identifies a training run, so stale checkpoints of another run are never resumed."""
     h = hashlib.sha256()
-    h.update(json.dumps([asdict(cfg), lr, world], sort_keys=True).encode())
+    h.update(json.dumps([asdict(cfg), world], sort_keys=True).encode())
     for f in sorted(model_dir.glob("*.safetensors")) + [data_dir / "train" / "meta.json"]:
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}".encode())
@@ -113,16 +76,61 @@ def prepare_ckpt_dir(ckpt_dir: Path, fp: str, is_main: bool) -> None:
         stamp.write_text(fp + "\n")
 
 
-def save_final(accelerator, model, src_dir: Path, out: Path) -> None:
-    """HF directory: weights (safetensors) + every non-weight file of the source model
-    (tokenizer, chat template, generation config) copied unchanged."""
+_SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
+
+
+def source_dtype(model_dir: Path) -> str:
+    """The dtype a model is stored in: its config.json's ``dtype`` (``torch_dtype`` before
+    transformers 4.56); without one, that of its first floating safetensors tensor (as
+    ``from_pretrained(dtype="auto")`` would); else float32."""
+    config = json.loads((model_dir / "config.json").read_text())
+    name = config.get("dtype") or config.get("torch_dtype")
+    if isinstance(name, str) and name != "auto":
+        return name.removeprefix("torch.")
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        found = [_SAFETENSORS_DTYPES[v["dtype"]] for k, v in header.items()
+                 if k != "__metadata__" and v["dtype"] in _SAFETENSORS_DTYPES]
+        if found:
+            return found[0]
+    return "float32"
+
+
+def cast_floats(state: dict, dtype) -> dict:
+    """``state`` with its floating tensors cast to ``dtype``, in place (each source tensor is
+    freed as soon as it is cast). Tensors that share storage (tied embeddings) still share
+    it afterwards, so ``save_pretrained`` drops the tied copy as before."""
+    import torch
+
+    cast: dict[tuple, torch.Tensor] = {}
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != dtype:
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride())
+            if key not in cast:
+                cast[key] = t.to(dtype)
+            state[name] = cast[key]
+    return state
+
+
+def save_final(accelerator, model, src_dir: Path, out: Path, dtype: str) -> None:
+    """HF directory: weights (safetensors, floating tensors in ``dtype``, which config.json
+    states) + every non-weight file of the source model (tokenizer, chat template,
+    generation config) copied unchanged."""
+    import torch
+
     state = accelerator.get_state_dict(model)
     if not accelerator.is_main_process:
         return
+    state = cast_floats(state, getattr(torch, dtype))
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.config.use_cache = True
     with atomic_dir(out) as tmp:
         unwrapped.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
+        # save_pretrained writes the dtype of the model's (float32 master) parameters into
+        # config.json; state the dtype the weights were saved in instead
+        unwrapped.config.dtype = getattr(torch, dtype)
+        unwrapped.config.save_pretrained(str(tmp))
         for f in src_dir.iterdir():
             if f.is_file() and not any(f.match(p) for p in WEIGHT_FILES):
                 shutil.copy2(f, tmp / f.name)
@@ -144,8 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     set_offline()
-    full = load_section(CptConfig, "cpt", args.params)
-    cfg, lr = full.train, getattr(full.lr, args.variant)
+    cfg = load_section(CptConfig, "cpt", args.params).train_config(args.variant)
 
     import torch
     from accelerate import Accelerator
@@ -153,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from .io.hf import check_model_dir, load_causal_lm
     from .io.packed import PackedData
-    from .train import LoopConfig, train
+    from .train import train
 
     check_model_dir(args.model)
     data = PackedData.open(args.data / "train")
@@ -163,29 +170,32 @@ def main(argv: list[str] | None = None) -> None:
                               cpu=cfg.cpu or not torch.cuda.is_available())
     set_seed(cfg.seed)
     world = accelerator.num_processes
-    per_step = cfg.batch_size * cfg.grad_accum * world
-    new_per_step = (cfg.batch_size - round(cfg.batch_size * cfg.replay_fraction)) * cfg.grad_accum * world
-    steps = cfg.steps or max(1, math.ceil(cfg.epochs * len(data) / max(1, new_per_step)))
-    warmup = cfg.warmup_steps or max(1, round(cfg.warmup_fraction * steps))
-    loop = LoopConfig(lr=lr, steps=steps, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                      warmup_steps=warmup, min_lr_ratio=cfg.min_lr_ratio, schedule=cfg.schedule,
-                      decay_fraction=cfg.decay_fraction, weight_decay=cfg.weight_decay,
-                      max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, save_every=cfg.save_every,
-                      keep_last=cfg.keep_last, gradient_checkpointing=cfg.gradient_checkpointing,
-                      compile=cfg.compile, replay_fraction=cfg.replay_fraction)
+    cfg = cfg.resolve(len(data), world)  # this run's steps and warmup
+    per_step, new_per_step = cfg.sequences_per_step(world), cfg.sequences_per_step(world, new_only=True)
     replay = PackedData.open(args.replay_data / "train") if args.replay_data else None
     if cfg.replay_fraction > 0 and replay is None:
         raise SystemExit("cpt.train.replay_fraction > 0 needs --replay-data (a packed directory)")
-    fp = fingerprint(args.model, args.data, cfg, lr, world)
+    fp = fingerprint(args.model, args.data, cfg, world)
     prepare_ckpt_dir(args.ckpt_dir, fp, accelerator.is_main_process)
     accelerator.wait_for_everyone()
 
+    src_dtype = source_dtype(args.model)
+    save_dtype = src_dtype if cfg.save_dtype == "auto" else cfg.save_dtype
+    if not isinstance(getattr(torch, save_dtype, None), torch.dtype):  # fail now, not after training
+        raise SystemExit(f"cannot save in dtype {save_dtype!r} (from {args.model}/config.json); "
+                         "set cpt.train.save_dtype")
+    # Master weights in float32 whatever the source dtype (a bf16 or fp16 model is upcast
+    # exactly, so training starts from the very same weights): AdamW moves a weight by about
+    # the LR per step, and half a bf16 ulp is |w|/512 to |w|/256, so at the paper's lr 1e-5
+    # bf16 parameters would round away every update of a weight larger than ~0.004 -- most
+    # of them -- and training would silently stall. Under mixed_precision: bf16 the compute
+    # still runs in bf16 (autocast); only the saved model is cast, once, to save_dtype.
     model = load_causal_lm(args.model, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
     n_params = sum(p.numel() for p in model.parameters())
     n_embed = model.get_input_embeddings().weight.numel()
-    log.info("cpt %s: %s (%d params) on %d sequences x %d tokens; %d steps of %d tokens; lr %g",
-             args.variant, args.model, n_params, len(data), data.seq_len, steps,
-             per_step * data.seq_len, lr)
+    log.info("cpt %s: %s (%d params, %s, saved as %s) on %d sequences x %d tokens; %d steps of "
+             "%d tokens; lr %g", args.variant, args.model, n_params, src_dtype, save_dtype, len(data),
+             data.seq_len, cfg.steps, per_step * data.seq_len, cfg.lr)
 
     live = None
     if args.live_dir is not None and accelerator.is_main_process:
@@ -203,9 +213,9 @@ def main(argv: list[str] | None = None) -> None:
             live.step = s["step"]
             live.next_step()
 
-    stats = train(model, data, loop, accelerator, ckpt_dir=args.ckpt_dir, replay=replay, on_step=on_step,
+    stats = train(model, data, cfg, accelerator, ckpt_dir=args.ckpt_dir, replay=replay, on_step=on_step,
                   progress_desc=f"cpt {args.variant}")
-    save_final(accelerator, model, args.model, args.out)
+    save_final(accelerator, model, args.model, args.out, save_dtype)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if live is not None:
@@ -213,9 +223,10 @@ def main(argv: list[str] | None = None) -> None:
         losses = stats.pop("losses")
         tokens = stats["tokens_seen"]
         write_json(args.metrics, {
-            "variant": args.variant, "lr": lr, "num_processes": world,
+            "variant": args.variant, "lr": cfg.lr, "num_processes": world,
+            "source_dtype": src_dtype, "master_dtype": "float32", "saved_dtype": save_dtype,
             "parameters": n_params, "non_embedding_parameters": n_params - n_embed,
-            "flops": 6 * n_params * tokens, "new_tokens_seen": steps * new_per_step * data.seq_len,
+            "flops": 6 * n_params * tokens, "new_tokens_seen": cfg.steps * new_per_step * data.seq_len,
             "loss_decreased": bool(losses[-1] < losses[0]),
             **stats,
         })

@@ -139,10 +139,11 @@ def sft_documents(tokenizer, chats: list[list[dict]]):
 
 
 def _loop(cfg: ModelsConfig, lr: float, steps: int):
-    from .train import LoopConfig
+    """The training run of one phase (pre-training or SFT) of the local pair."""
+    from .train import TrainConfig
 
-    return LoopConfig(lr=lr, steps=steps, batch_size=cfg.batch_size, warmup_steps=max(1, steps // 20),
-                      min_lr_ratio=0.1, weight_decay=0.0, seed=cfg.seed)
+    return TrainConfig(lr=lr, steps=steps, batch_size=cfg.batch_size, warmup_steps=max(1, steps // 20),
+                       min_lr_ratio=0.1, weight_decay=0.0, seed=cfg.seed)
 
 
 def local_texts(cfg: ModelsConfig) -> tuple[list[str], list[list[dict]]]:

@@ -16,43 +16,106 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
-import torch
 
-from .io.packed import PackedData
+if TYPE_CHECKING:
+    import torch
+
+    from .io.packed import PackedData
 
 log = logging.getLogger(__name__)
 
+Schedule = Literal["cosine", "wsd", "constant"]
+MixedPrecision = Literal["no", "bf16", "fp16"]
+SaveDtype = Literal["auto", "float32", "bfloat16", "float16"]
+
 
 @dataclass(frozen=True)
-class LoopConfig:
-    lr: float
-    steps: int                      # optimizer steps
-    batch_size: int = 4             # sequences per micro-batch per process
+class TrainConfig:
+    """One training run: the ``cpt.train`` params section (validated, every bad key at once,
+    by :func:`freshllm.config.load_section`) and what :func:`train` takes; ``models`` builds
+    the same type for the tiny pre-training and SFT of the local ancestor pair.
+
+    ``lr``, the peak LR, is not a ``cpt.train`` key: the cpt stage sets it per variant from
+    ``cpt.lr`` (:meth:`freshllm.cpt.CptConfig.train_config`). ``steps: null`` and
+    ``warmup_steps: 0`` are resolved against the data by :meth:`resolve` (``train`` does it).
+    """
+
+    lr: float | None = None           # peak LR (set by the caller, see above)
+    steps: int | None = None          # optimizer steps; None: `epochs` passes over the new data
+    epochs: float = 1.0
+    batch_size: int = 4               # sequences per micro-batch per process
     grad_accum: int = 1
-    warmup_steps: int = 0
+    warmup_steps: int = 0             # 0: warmup_fraction of the steps (at least 1)
+    warmup_fraction: float = 0.01
     min_lr_ratio: float = 0.1
-    schedule: str = "cosine"        # cosine | wsd | constant
-    decay_fraction: float = 0.2     # wsd: final fraction of steps that decays
+    schedule: Schedule = "cosine"
+    decay_fraction: float = 0.2       # wsd: final fraction of steps that decays
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
     max_grad_norm: float = 1.0
     seed: int = 0
-    save_every: int = 0             # 0: no intermediate checkpoints
+    save_every: int = 0               # 0: no intermediate checkpoints
     keep_last: int = 2
     gradient_checkpointing: bool = False
     compile: bool = False
-    replay_fraction: float = 0.0    # share of each micro-batch drawn from the replay data
+    replay_fraction: float = 0.0      # share of each micro-batch drawn from the replay data
+    # Read where the model is loaded, placed and saved (the cpt stage), not by train():
+    mixed_precision: MixedPrecision = "no"
+    save_dtype: SaveDtype = "auto"    # dtype of the saved model; auto: the source model's
+    cpu: bool = False                 # force CPU even when an accelerator is present
+    trust_remote_code: bool = False
+
+    def validate(self) -> list[str]:
+        """Problems of the config as a params section (where ``lr`` is the caller's to set)."""
+        errs = []
+        if self.lr is not None:
+            errs.append("lr: not a cpt.train key (the peak LR is cpt.lr.<variant>)")
+        if self.steps is not None and self.steps <= 0:
+            errs.append("steps: must be > 0 or null")
+        if self.epochs <= 0:
+            errs.append("epochs: must be > 0")
+        for key in ("batch_size", "grad_accum"):
+            if getattr(self, key) <= 0:
+                errs.append(f"{key}: must be > 0")
+        for key in ("warmup_steps", "save_every"):
+            if getattr(self, key) < 0:
+                errs.append(f"{key}: must be >= 0")
+        for key in ("min_lr_ratio", "warmup_fraction", "decay_fraction"):
+            if not 0 <= getattr(self, key) <= 1:
+                errs.append(f"{key}: must be in [0, 1]")
+        if self.keep_last < 1:
+            errs.append("keep_last: must be >= 1")
+        if not 0.0 <= self.replay_fraction < 1.0:
+            errs.append(f"replay_fraction: must be in [0, 1), got {self.replay_fraction}")
+        return errs
+
+    @property
+    def replay_rows(self) -> int:
+        """Sequences of each micro-batch drawn from the replay data."""
+        return int(round(self.batch_size * self.replay_fraction))
+
+    def sequences_per_step(self, world: int, new_only: bool = False) -> int:
+        """Sequences of one optimizer step over ``world`` processes (``new_only``: not replay)."""
+        return (self.batch_size - (self.replay_rows if new_only else 0)) * self.grad_accum * world
+
+    def resolve(self, n_rows: int, world: int) -> TrainConfig:
+        """This run with ``steps`` (from ``epochs`` over ``n_rows`` new sequences) and
+        ``warmup_steps`` (from ``warmup_fraction``) set; unchanged when both are given."""
+        steps = self.steps or max(1, math.ceil(self.epochs * n_rows / max(1, self.sequences_per_step(
+            world, new_only=True))))
+        warmup = self.warmup_steps or max(1, round(self.warmup_fraction * steps))
+        return replace(self, steps=steps, warmup_steps=warmup)
 
 
-def lr_factor(step: int, cfg: LoopConfig) -> float:
-    """Multiplier of the peak LR at ``step``: linear re-warmup, then cosine re-decay to a
-    floor (Ibrahim et al. 2024), or warmup-stable-decay, or constant after warmup."""
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of the peak LR at ``step`` (``cfg`` resolved): linear re-warmup, then cosine
+    re-decay to a floor (Ibrahim et al. 2024), or warmup-stable-decay, or constant after warmup."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     floor = cfg.min_lr_ratio
@@ -68,7 +131,7 @@ def lr_factor(step: int, cfg: LoopConfig) -> float:
     return 1.0
 
 
-def batch_rows(step: int, micro: int, rank: int, world: int, n_rows: int, cfg: LoopConfig) -> np.ndarray:
+def batch_rows(step: int, micro: int, rank: int, world: int, n_rows: int, cfg: TrainConfig) -> np.ndarray:
     """Row indices of one micro-batch: a deterministic function of (step, micro, rank)."""
     per_step = cfg.batch_size * cfg.grad_accum * world
     start = step * per_step + (micro * world + rank) * cfg.batch_size
@@ -89,6 +152,16 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             continue
         (decay if p.ndim >= 2 and "embed" not in name else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def optimizer_and_scheduler(model: torch.nn.Module, cfg: TrainConfig):
+    """AdamW (no weight decay on embeddings and 1-d weights) and ``cfg``'s LR schedule,
+    stepped once per optimizer step (``cfg`` resolved)."""
+    import torch
+
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+                                  betas=(cfg.beta1, cfg.beta2))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
 
 
 _CKPT_RE = re.compile(r"^step-(\d+)$")
@@ -118,11 +191,9 @@ def _save_checkpoint(accelerator, ckpt_dir: Path, step: int, keep_last: int) -> 
     accelerator.wait_for_everyone()
 
 
-def replay_split(cfg: LoopConfig) -> tuple[LoopConfig, LoopConfig | None]:
-    """(new-data loop, replay loop) configs whose batch sizes split each micro-batch."""
-    from dataclasses import replace
-
-    n_replay = int(round(cfg.batch_size * cfg.replay_fraction))
+def replay_split(cfg: TrainConfig) -> tuple[TrainConfig, TrainConfig | None]:
+    """(new-data, replay) configs whose batch sizes split each micro-batch."""
+    n_replay = cfg.replay_rows
     if n_replay == 0:
         return cfg, None
     if n_replay >= cfg.batch_size:
@@ -132,27 +203,30 @@ def replay_split(cfg: LoopConfig) -> tuple[LoopConfig, LoopConfig | None]:
             replace(cfg, batch_size=n_replay, seed=cfg.seed + 1))
 
 
-def train(model: torch.nn.Module, data: PackedData, cfg: LoopConfig, accelerator,
+def train(model: torch.nn.Module, data: PackedData, cfg: TrainConfig, accelerator,
           ckpt_dir: str | Path | None = None, replay: PackedData | None = None,
           on_step: Callable[[dict], None] | None = None,
           progress_desc: str = "train") -> dict:
-    """Train ``model`` in place for ``cfg.steps`` optimizer steps; returns summary stats.
+    """Train ``model`` in place for ``cfg.steps`` optimizer steps (``cfg`` resolved against
+    ``data`` first, see :meth:`TrainConfig.resolve`); returns summary stats.
 
     If ``ckpt_dir`` holds checkpoints, training resumes from the latest one (model,
     optimizer, scheduler, RNG; the data position follows from the step number).
     """
+    import torch
     from tqdm.auto import tqdm
 
     if len(data) == 0:
         raise ValueError("no training sequences")
+    if cfg.lr is None:
+        raise ValueError("TrainConfig.lr (the peak learning rate) is not set")
+    cfg = cfg.resolve(len(data), accelerator.num_processes)
     torch.manual_seed(cfg.seed)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.config.use_cache = False
     model.train()
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                                  betas=(cfg.beta1, cfg.beta2))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    optimizer, scheduler = optimizer_and_scheduler(model, cfg)
     # The scheduler is not passed to prepare(): accelerate would step it once per process
     # (it assumes a sharded dataloader); ours counts optimizer steps. It is still saved
     # and restored with the checkpoints.
@@ -178,7 +252,7 @@ def train(model: torch.nn.Module, data: PackedData, cfg: LoopConfig, accelerator
     if replay_cfg is not None and replay.seq_len != data.seq_len:
         raise ValueError(f"replay sequences have length {replay.seq_len}, new data {data.seq_len}")
     sources = [(data, new_cfg)] + ([(replay, replay_cfg)] if replay_cfg is not None else [])
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * world * data.seq_len
+    tokens_per_step = cfg.sequences_per_step(world) * data.seq_len
     losses: list[float] = []
     t0 = time.perf_counter()
     bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, desc=progress_desc,

@@ -75,11 +75,11 @@ def prepare(work: Path, a) -> dict:
 
 
 def loop_config(a):
-    from freshllm.train import LoopConfig
+    from freshllm.train import TrainConfig
 
-    return LoopConfig(lr=a.lr, steps=a.steps, batch_size=a.batch_size, warmup_steps=a.warmup,
-                      min_lr_ratio=0.1, schedule="cosine", weight_decay=0.1, beta1=0.9, beta2=0.95,
-                      max_grad_norm=1.0, seed=0)
+    return TrainConfig(lr=a.lr, steps=a.steps, batch_size=a.batch_size, warmup_steps=a.warmup,
+                       min_lr_ratio=0.1, schedule="cosine", weight_decay=0.1, beta1=0.9, beta2=0.95,
+                       max_grad_norm=1.0, seed=0)
 
 
 def cpu_seconds() -> float:
@@ -129,11 +129,11 @@ def run_trainer(work: Path, a) -> dict:
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
     from freshllm.io.packed import PackedData
-    from freshllm.train import batch_rows, lr_factor, param_groups
+    from freshllm.train import batch_rows, optimizer_and_scheduler
 
     torch.manual_seed(0)
     data = PackedData.open(work / "data")
-    cfg = loop_config(a)
+    cfg = loop_config(a).resolve(len(data), 1)  # as train() resolves it
     # the rows the cpt loop trains on, in its order (one epoch-free list of steps x batch)
     order = np.concatenate([batch_rows(s, 0, 0, 1, len(data), cfg) for s in range(a.steps)])
 
@@ -162,11 +162,9 @@ def run_trainer(work: Path, a) -> dict:
         logging_strategy="steps", logging_steps=1, report_to=[], save_strategy="no",
         eval_strategy="no", use_cpu=True, dataloader_num_workers=0, remove_unused_columns=False,
         train_sampling_strategy="sequential", disable_tqdm=True, seed=0)
-    # the cpt loop's optimizer and schedule, built the same way (train.train): AdamW with
-    # no decay on embeddings and 1-d weights, linear re-warmup from (step+1)/warmup
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                                  betas=(cfg.beta1, cfg.beta2))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    # the cpt loop's optimizer and schedule, built by the same function train.train uses:
+    # AdamW with no decay on embeddings and 1-d weights, linear re-warmup from (step+1)/warmup
+    optimizer, scheduler = optimizer_and_scheduler(model, cfg)
     trainer = Trainer(model=model, args=args, train_dataset=Rows(), data_collator=collate,
                       callbacks=[Stamp()], optimizers=(optimizer, scheduler))
     t, c = time.perf_counter(), cpu_seconds()
