@@ -6,6 +6,7 @@ queued `dvc exp` budget grid. Mechanics only, not the finding."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import os
@@ -22,7 +23,7 @@ import yaml
 
 from conftest import ROOT, copy_project, hermetic_env, sh
 from freshllm.synthetic import toyworld as tw
-from freshllm.tasks.build_data import IFEVAL_KWARGS
+from freshllm.synthetic.ifeval_rows import IFEVAL_KWARGS
 
 PROFILE = ROOT / "profiles" / "toyworld.yaml"
 pytestmark = pytest.mark.usefixtures("private_nltk_data")
@@ -143,6 +144,44 @@ def test_toy_eval_data_keeps_only_achievable_prompts(tmp_path):
     assert data.is_absolute() and len(data.read_text().splitlines()) == 20
     with pytest.raises(ValueError, match="unknown eval task"):
         lm_tasks.materialize(tmp_path, ["ifeval"], "local", suite_name="toyworld")
+
+
+# --- structure -----------------------------------------------------------------------------------
+
+def _absolute_imports(source: str, module: str, is_package: bool = False) -> set[str]:
+    """Modules ``source`` (the code of ``module``) imports anywhere, inside functions too;
+    relative imports resolved."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            mod = ".".join(x for x in (base, node.module) if x)
+            found.add(mod)
+            found.update(f"{mod}.{a.name}" for a in node.names)  # `from pkg import module`
+    return found
+
+
+def test_synthetic_never_imports_tasks():
+    """``freshllm.tasks`` builds on ``freshllm.synthetic`` (the toy tasks generate their
+    data from the toy world), never the other way round."""
+    assert _absolute_imports("def f():\n    from ..tasks.build_data import ifeval_row\n",
+                             "freshllm.synthetic.toyworld") >= {"freshllm.tasks.build_data"}
+    src = ROOT / "src"
+    files = sorted((src / "freshllm" / "synthetic").rglob("*.py"))
+    assert src / "freshllm" / "synthetic" / "toyworld" / "instructions.py" in files
+    scanned = {}
+    for path in files:
+        rel = path.relative_to(src).with_suffix("")
+        is_package = rel.name == "__init__"
+        module = ".".join(rel.parts[:-1] if is_package else rel.parts)
+        scanned[module] = _absolute_imports(path.read_text(encoding="utf-8"), module, is_package)
+    assert "freshllm.synthetic.ifeval_rows" in scanned["freshllm.synthetic.toyworld.instructions"]
+    upward = {m: sorted(i for i in found if i == "freshllm.tasks" or i.startswith("freshllm.tasks."))
+              for m, found in scanned.items()}
+    assert not {m: i for m, i in upward.items() if i}
 
 
 # --- the profile ---------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ import json
 import random
 from pathlib import Path
 
+from ..synthetic.ifeval_rows import ifeval_row
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 LETTERS = "ABCDEFGHIJ"
 
@@ -445,15 +447,8 @@ def truthfulqa(rng: random.Random) -> dict[str, list[dict]]:
 
 
 # -------------------------------------------------------------------- ifeval
-# schema: {key, prompt, instruction_id_list[], kwargs[{...all kwarg names...}]}
-
-IFEVAL_KWARGS = (
-    "num_highlights", "relation", "num_words", "num_placeholders", "prompt_to_repeat",
-    "num_bullets", "section_spliter", "num_sections", "capital_relation", "capital_frequency",
-    "keywords", "num_paragraphs", "language", "let_relation", "letter", "let_frequency",
-    "end_phrase", "forbidden_words", "keyword", "frequency", "num_sentences",
-    "postscript_marker", "first_word", "nth_paragraph",
-)
+# schema: {key, prompt, instruction_id_list[], kwargs[{...all kwarg names...}]}, rows
+# built by freshllm.synthetic.ifeval_rows (shared with the toy world)
 
 _IFEVAL = [
     ("Write a short note to a neighbour about a lost cat. Do not use any commas in your response.",
@@ -495,17 +490,6 @@ _IFEVAL = [
      [("detectable_content:number_placeholders", {"num_placeholders": 2}),
       ("language:response_language", {"language": "en"})]),
 ]
-
-
-def ifeval_row(key: int, prompt: str, instructions) -> dict:
-    """A google/IFEval row from ``[(instruction_id, kwargs), ...]``; every kwarg name is
-    present in every kwargs dict (None where unused), as in the dataset."""
-    return {
-        "key": key,
-        "prompt": prompt,
-        "instruction_id_list": [iid for iid, _ in instructions],
-        "kwargs": [{k: kw.get(k) for k in IFEVAL_KWARGS} for _, kw in instructions],
-    }
 
 
 def ifeval(rng: random.Random) -> dict[str, list[dict]]:
