@@ -205,3 +205,52 @@ def test_train_config_is_the_section_with_the_variant_lr():
     assert (run.batch_size, run.schedule, run.save_dtype) == (2, "wsd", "bfloat16")
     resolved = run.resolve(n_rows=100, world=2)  # 1 epoch of 100 sequences, 4 per step
     assert (resolved.steps, resolved.warmup_steps) == (25, 1) and resolved.resolve(7, 1) == resolved
+
+
+def test_fsdp_config_without_gpus_is_refused_not_run_as_something_else(tmp_path, tiny_bf16, packed):
+    """accelerate 1.15 applies FSDP only on accelerators (accelerate/state.py: FSDP is set for
+    MULTI_GPU/XPU/NPU/... but not MULTI_CPU): the shipped FSDP config on 2 CPU processes would
+    silently run plain data parallelism. cpt refuses, naming what accelerate runs instead."""
+    bf16, _ = tiny_bf16
+    two = write_params(tmp_path / "d.yaml", steps=2, batch_size=2, mixed_precision="bf16")
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                str(ROOT / "configs/accelerate/fsdp_8gpu_bf16.yaml"), "--num_processes", "2",
+                "--main_process_port", "29523", "-m"]
+    res = run_cpt(tmp_path, bf16, packed, two, out="fsdp", launcher=launcher, check=False)
+    assert res.returncode != 0 and not (tmp_path / "fsdp").exists()
+    assert "asks for FSDP, but accelerate runs MULTI_CPU" in res.stderr
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP under accelerate needs >= 2 GPUs "
+                    "(on CPUs accelerate falls back to MULTI_CPU, see the test above)")
+@pytest.mark.parametrize("config,port", [("fsdp_8gpu_bf16.yaml", 29521)])
+def test_shipped_fsdp_config_on_two_gpus_matches_one_process(tmp_path, tiny_bf16, packed, config, port):
+    """The shipped FSDP2 config (full shard, transformer-layer wrap, activation checkpointing,
+    bf16 autocast), run with 2 processes (`--num_processes 2` the only override), trains the
+    same model as 1 process: the float32 masters agree to 1e-4
+    (the all-reduce sums in another order), so the saved bf16 weights agree to one bf16 step
+    (a master that sits on a rounding boundary may round to the neighbour). The checkpoint is a
+    full (gathered) HF directory in the source dtype that transformers loads."""
+    from transformers import AutoModelForCausalLM
+
+    bf16, _ = tiny_bf16
+    single = write_params(tmp_path / "s.yaml", steps=8, batch_size=4, mixed_precision="bf16")
+    run_cpt(tmp_path, bf16, packed, single, out="single")
+    two = write_params(tmp_path / "d.yaml", steps=8, batch_size=2, mixed_precision="bf16")
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                str(ROOT / "configs/accelerate" / config), "--num_processes", "2",
+                "--main_process_port", str(port), "-m"]
+    res = run_cpt(tmp_path, bf16, packed, two, out="fsdp", launcher=launcher, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    m = json.loads((tmp_path / "fsdp.json").read_text())
+    assert m["num_processes"] == 2 and m["distributed_type"] == "FSDP" and m["saved_dtype"] == "bfloat16"
+    assert m["tokens_seen"] == 8 * 4 * 64
+    a, b = weights(tmp_path / "single"), weights(tmp_path / "fsdp")
+    assert a.keys() == b.keys() and all(t.dtype == torch.bfloat16 for t in b.values())
+    for n in a:
+        step = torch.finfo(torch.bfloat16).eps * a[n].float().abs().clamp_min(1e-3)
+        assert bool(((a[n].float() - b[n].float()).abs() <= step + 1e-6).all()), n
+    assert sum(not torch.equal(a[n], b[n]) for n in a) <= len(a) // 2  # mostly bit-equal
+    assert any(not torch.equal(b[n], weights(bf16)[n]) for n in b)  # it did train
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp", dtype="auto")
+    assert model.dtype == torch.bfloat16

@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -136,6 +137,19 @@ def save_final(accelerator, model, src_dir: Path, out: Path, dtype: str) -> None
                 shutil.copy2(f, tmp / f.name)
 
 
+def check_launch(accelerator) -> None:
+    """Refuse a launch that silently runs another kind of parallelism than the accelerate
+    config asks for. accelerate (1.15) applies FSDP only on accelerators: with FSDP in the
+    config but no GPU, the processes fall back to MULTI_CPU data parallelism (every process
+    holds the whole model), which would hide an FSDP bug and misstate memory."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and \
+            accelerator.distributed_type.value != "FSDP":
+        raise SystemExit(
+            f"cpt: the accelerate config asks for FSDP, but accelerate runs "
+            f"{accelerator.distributed_type.value} on {accelerator.device} (accelerate shards with FSDP "
+            "only on GPUs/accelerators); use a DDP config (configs/accelerate/cpu_ddp2.yaml) on CPUs")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -168,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     # multi-process config) must be told they are CPU workers to use DDP over gloo.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
                               cpu=cfg.cpu or not torch.cuda.is_available())
+    check_launch(accelerator)
     set_seed(cfg.seed)
     world = accelerator.num_processes
     cfg = cfg.resolve(len(data), world)  # this run's steps and warmup
@@ -224,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         tokens = stats["tokens_seen"]
         write_json(args.metrics, {
             "variant": args.variant, "lr": cfg.lr, "num_processes": world,
+            "distributed_type": str(accelerator.distributed_type.value),
             "source_dtype": src_dtype, "master_dtype": "float32", "saved_dtype": save_dtype,
             "parameters": n_params, "non_embedding_parameters": n_params - n_embed,
             "flops": 6 * n_params * tokens, "new_tokens_seen": cfg.steps * new_per_step * data.seq_len,
