@@ -37,8 +37,8 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
     residual, target = ShardedReader(residual_dir), ShardedReader(target_dir)
     check_compatible(residual, target, cfg, residual_dir, target_dir)
     vocab = check_tokenizers(residual_dir, target_dir, vocab_rows(residual.specs), vocab_rows(target.specs))
-    base_matches = check_base(manifest, residual_dir, base_dir, cfg) if base_dir is not None else None
     base = ShardedReader(base_dir) if base_dir is not None else None
+    base_matches = check_base(manifest, residual_dir, base_dir, cfg) if base is not None else None
     specs = list(target.specs.values())
     has_r = {s.name: s.name in residual.specs and s.dtype.is_floating_point for s in specs}
     with_base = {s.name: (has_r[s.name] and base is not None and s.name in base.specs
