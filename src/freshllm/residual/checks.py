@@ -28,7 +28,7 @@ def check_out_path(out: Path, inputs: dict[str, Path | None]) -> None:
         if how:
             raise ResidualError(f"--out {out} {how} the input --{opt} {path}"
                                 + (f" (both resolve to {p})" if how == "is" and Path(out) != Path(path) else "")
-                                + ": writing it would replace the input; choose another --out")
+                                + ": the output must lie outside every input and hold none; choose another --out")
 
 
 def check_base(manifest: dict, residual_dir: Path, base_dir: Path, cfg: ResidualConfig) -> bool:
