@@ -72,11 +72,34 @@ def _umask() -> int:
 def atomic_dir(final: str | Path) -> Iterator[Path]:
     """Yield a temp directory next to ``final``; rename it into place on success.
 
-    On failure the temp directory is removed and ``final`` is left untouched.
+    On failure the temp directory is removed and ``final`` is left untouched. The temp
+    directory is ``.<name>.tmp-<host>-<pid>-<random>``: a run that was killed (no cleanup)
+    leaves it behind, so at start the temp (and ``.<name>.old-<host>-<pid>``) directories
+    of the same output whose owner, on this host, is no longer running are removed; those
+    of live processes, of other hosts or of another naming scheme are left alone.
     """
+    import re
+    import socket
+
+    def running(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # someone else's live process
+            return True
+        return True
+
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "localhost"
+    mine = re.compile(rf"\.{re.escape(final.name)}\.(?:tmp|old)-{re.escape(host)}-(\d+)(?:-[A-Za-z0-9_]+)?")
+    for p in final.parent.iterdir():
+        m = mine.fullmatch(p.name)
+        if m and p.is_dir() and not p.is_symlink() and not running(int(m.group(1))):
+            log.warning("removing %s: left by process %s, which is no longer running", p, m.group(1))
+            shutil.rmtree(p, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{host}-{os.getpid()}-", dir=final.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
@@ -84,7 +107,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        old = final.with_name(f".{final.name}.old-{host}-{os.getpid()}")
         os.replace(final, old) if final.is_dir() else final.unlink()
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)

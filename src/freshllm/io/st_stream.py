@@ -210,6 +210,10 @@ class ShardedReader:
             files = sorted(p.name for p in self.dir.glob("*.safetensors"))
             if not files:
                 raise FileNotFoundError(f"no *.safetensors weights in {self.dir}")
+            if len(files) > 1:  # transformers loads one file or what an index lists, never a guess
+                shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
+                raise SafetensorsFormatError(f"{self.dir}: {len(files)} *.safetensors files ({shown}) "
+                                             f"but no {INDEX_NAME} to say which form the model")
             weight_map = None
         self.entries: dict[str, TensorEntry] = {}
         self.specs: dict[str, TensorSpec] = {}
@@ -227,7 +231,8 @@ class ShardedReader:
         if weight_map is not None:
             missing = sorted(set(weight_map) - set(self.specs))
             if missing:
-                raise ValueError(f"{self.dir}: tensors in the index but not in the shards: {missing[:5]}")
+                raise SafetensorsFormatError(f"{self.dir}: tensors in the index but not in the shards: "
+                                             f"{missing[:5]}")
         self._fds: dict[Path, int] = {}
         self._lock = threading.Lock()
         self._left = {p: sum(1 for f in self.file_of.values() if f == p) for p in set(self.file_of.values())}

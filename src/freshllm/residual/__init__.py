@@ -8,12 +8,16 @@
   from the registry in :mod:`.methods` (``plain``, ``ties``, ``dare``).
 
 Both stream tensor by tensor (never a whole model in memory); arithmetic is float32 and
-the result is cast to the target's dtype. ``apply`` checks every tensor name and shape
-before writing anything and refuses on a mismatch, naming the tensor and both shapes.
+the result is cast to the target's dtype. Before writing anything (:mod:`.checks`)
+``apply`` refuses an output path that is or holds an input, a ``--base`` that is not the
+residual's (weight hash; ``residual.base_mismatch``), a tensor name or shape mismatch
+(naming the tensor and both shapes; vocabulary rows: ``residual.vocab``) and a target
+tokenizer with other tokens at the same ids (added special tokens alone: a warning).
 
 Modules: :mod:`.config` (the params section), :mod:`.chunks` (the streaming loop both
-stages share), :mod:`.extract`, :mod:`.apply`, :mod:`.artifact` (manifest and tokenizer
-files), :mod:`.methods` (one module per merge method); the CLI is ``__main__``.
+stages share), :mod:`.extract`, :mod:`.apply`, :mod:`.checks`, :mod:`.artifact` (manifest
+and tokenizer files), :mod:`.methods` (one module per merge method); the CLI is
+``__main__`` (a user error: one line ``residual: <message>``, exit status 1).
 """
 
 from .apply import apply, check_compatible

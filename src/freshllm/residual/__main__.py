@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from ..common import set_offline, setup_logging, write_json
-from ..config import load_section
+from ..config import ConfigError, load_section
+from ..io.st_stream import SafetensorsFormatError
 from . import __doc__ as package_doc
 from .apply import apply
-from .config import ResidualConfig
+from .config import ResidualConfig, ResidualError
 from .extract import extract
 
 log = logging.getLogger(__name__)
@@ -39,12 +41,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     set_offline()
-    cfg = load_section(ResidualConfig, "residual", args.params_sub or args.params)
-    start = time.perf_counter()
-    if args.cmd == "extract":
-        stats = extract(args.base, args.instruct, args.out, cfg)
-    else:
-        stats = apply(args.residual, args.target, args.out, cfg, base_dir=args.base)
+    try:  # a user error (its message names the file, tensor or path): that line, no traceback
+        cfg = load_section(ResidualConfig, "residual", args.params_sub or args.params)
+        start = time.perf_counter()
+        if args.cmd == "extract":
+            stats = extract(args.base, args.instruct, args.out, cfg)
+        else:
+            stats = apply(args.residual, args.target, args.out, cfg, base_dir=args.base)
+    except (ResidualError, SafetensorsFormatError, ConfigError, FileNotFoundError) as exc:
+        print(f"residual: {exc}", file=sys.stderr)
+        sys.exit(1)
     stats["seconds"] = round(time.perf_counter() - start, 3)  # the work, without start-up and imports
     stats["config"] = asdict(cfg)
     if args.metrics:

@@ -9,45 +9,13 @@ import torch
 
 from ..common import atomic_dir
 from ..io.st_stream import ShardedReader, ShardedWriter
-from .artifact import read_manifest, write_config_and_tokenizer
+from .artifact import dtypes, read_manifest, write_config_and_tokenizer
+from .checks import check_base, check_compatible, check_out_path, check_tokenizers, vocab_rows
 from .chunks import Scratch, all_finite, check_finite, finite_sum, stream
 from .config import ResidualConfig, ResidualError
 from .methods import get_method
 
-VOCAB_TENSORS = ("embed_tokens.weight", "lm_head.weight", "wte.weight", "embed_out.weight")
-
-
-def _is_vocab(name: str) -> bool:
-    return name.endswith(VOCAB_TENSORS)
-
-
-def check_compatible(residual: ShardedReader, target: ShardedReader, cfg: ResidualConfig,
-                     residual_dir: Path, target_dir: Path) -> None:
-    """Every residual tensor must exist in the target with the same shape (vocab rows may
-    differ under ``vocab: shared_rows``), and every floating target tensor must have a
-    residual: nothing is skipped silently."""
-    problems = []
-    for name in sorted(set(residual.specs) | set(target.specs)):
-        if name not in target.specs:
-            problems.append(f"tensor {name}: in the residual {residual_dir} but not in the target {target_dir}")
-            continue
-        if name not in residual.specs:
-            if target.specs[name].dtype.is_floating_point:
-                problems.append(f"tensor {name}: in the target {target_dir} but not in the residual "
-                                f"{residual_dir} (e.g. tied vs untied embeddings)")
-            continue
-        rs, ts = residual.specs[name].shape, target.specs[name].shape
-        if rs == ts:
-            continue
-        if (_is_vocab(name) and cfg.vocab == "shared_rows" and len(rs) == len(ts)
-                and rs[1:] == ts[1:]):
-            continue
-        hint = " (vocabulary sizes differ: set residual.vocab: shared_rows to apply to the shared rows)" \
-            if _is_vocab(name) and rs[1:] == ts[1:] else ""
-        problems.append(f"tensor {name}: residual shape {tuple(rs)} != target shape {tuple(ts)}{hint}")
-    if problems:
-        raise ResidualError(f"residual {residual_dir} does not fit target {target_dir}:\n  "
-                            + "\n  ".join(problems))
+__all__ = ["apply", "check_compatible"]
 
 
 def _layer_of(name: str) -> str:
@@ -64,10 +32,13 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
     to ``out`` (target dtype), with the instruct tokenizer. The method says whether it is
     fed row chunks (streaming) or whole tensors; tensors without a residual pass through."""
     method = get_method(cfg.method)
+    check_out_path(out, {"residual": residual_dir, "target": target_dir, "base": base_dir})
     manifest = read_manifest(residual_dir)
     residual, target = ShardedReader(residual_dir), ShardedReader(target_dir)
     check_compatible(residual, target, cfg, residual_dir, target_dir)
+    vocab = check_tokenizers(residual_dir, target_dir, vocab_rows(residual.specs), vocab_rows(target.specs))
     base = ShardedReader(base_dir) if base_dir is not None else None
+    base_matches = check_base(manifest, residual_dir, base_dir, cfg) if base is not None else None
     specs = list(target.specs.values())
     has_r = {s.name: s.name in residual.specs and s.dtype.is_floating_point for s in specs}
     with_base = {s.name: (has_r[s.name] and base is not None and s.name in base.specs
@@ -102,6 +73,8 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
                     nb += float(bf.square().sum())
                     del tf, bf
                 if r is not None:
+                    if method.mode == "tensors" and cfg.check_finite:  # a top-k or a drop mask
+                        check_finite(name, r, residual_dir)  # would hide a NaN (or make one drop all)
                     new = method.merge(t, r, name, cfg, scratch)
                 elif has_r[name]:  # rows past the residual's (shared) vocabulary
                     new = scratch.get("new", torch.float32, t.shape).copy_(t)
@@ -124,12 +97,16 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
                     d = (nt ** 0.5) * (nb ** 0.5)
                     cosines.setdefault(_layer_of(name), []).append(dot / d if d > 0 else 1.0)
         writer.close()
-        write_config_and_tokenizer(tmp, target_dir, residual_dir, manifest)
-    residual.close()
-    target.close()
+        tokenizer = write_config_and_tokenizer(tmp, target_dir, residual_dir, manifest)
+    for reader in readers:
+        reader.close()
     report = {"alpha": cfg.alpha, "method": cfg.method, "density": cfg.density,
               "tensors": len(specs), "residual_dtype": manifest["dtype"],
-              "residual_base_sha256": manifest["base"]["weights_sha256"]}
+              "target_dtype": dtypes(specs), "output_dtype": dtypes(s for shard in writer.shards for s in shard),
+              "residual_base_sha256": manifest["base"]["weights_sha256"],
+              "base_matches": base_matches, "tokenizer": tokenizer,
+              "vocab_rows": {"residual": vocab_rows(residual.specs), "target": vocab_rows(target.specs)},
+              **vocab}
     if cosines:
         per_layer = {k: sum(v) / len(v) for k, v in cosines.items()}
         report["target_vs_base_cosine"] = {"min": min(per_layer.values()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -12,11 +13,23 @@ from ..common import sha256_file
 from ..io.st_stream import TensorSpec
 from .config import ResidualError
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 FORMAT = "freshllm-instruction-residual/1"
+# What the instruct model's tokenizer, chat template and generation defaults (its stop
+# tokens: LLaMA 3 Instruct stops on <|eot_id|> too) consist of; fast (tokenizer.json),
+# slow (vocab/merges, sentencepiece, tiktoken) and both places a chat template can live.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "chat_template.jinja", "chat_template.json", "tokenizer.model",
-                   "generation_config.json")
+                   "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt",
+                   "chat_template.jinja", "chat_template.json", "generation_config.json")
+TOKENIZER_SUFFIXES = (".model", ".tiktoken")  # tokenizer.model, spiece.model, tokenizer.tiktoken
+
+
+def tokenizer_files(model_dir: Path) -> list[Path]:
+    """The tokenizer, chat template and generation config files of a model directory."""
+    return sorted(f for f in model_dir.iterdir() if f.is_file() and (
+        f.name in TOKENIZER_FILES or f.suffix in TOKENIZER_SUFFIXES)) if model_dir.is_dir() else []
 
 
 def weights_hash(model_dir: Path) -> str:
@@ -35,9 +48,8 @@ def write_manifest(tmp: Path, base_dir: Path, instruct_dir: Path, dtype: str,
     holds."""
     tok_dir = tmp / "tokenizer"
     tok_dir.mkdir()
-    for fname in TOKENIZER_FILES:
-        if (instruct_dir / fname).is_file():
-            shutil.copy2(instruct_dir / fname, tok_dir / fname)
+    for f in tokenizer_files(instruct_dir):
+        shutil.copy2(f, tok_dir / f.name)
     inst_config = json.loads((instruct_dir / "config.json").read_text(encoding="utf-8"))
     manifest = {
         "format": FORMAT,
@@ -66,16 +78,32 @@ def read_manifest(residual_dir: Path) -> dict:
     return manifest
 
 
-def write_config_and_tokenizer(tmp: Path, target_dir: Path, residual_dir: Path, manifest: dict) -> None:
-    """Target config + the instruct model's tokenizer, chat template, special token ids."""
+def write_config_and_tokenizer(tmp: Path, target_dir: Path, residual_dir: Path, manifest: dict) -> str:
+    """Target config with the instruct model's special token ids (eos: its stop tokens),
+    and the instruct model's tokenizer, chat template and generation config, all of them
+    and nothing of the target's: a file the instruct model lacks (a chat_template.jinja,
+    a generation_config.json) would override or contradict it. Only a residual without any
+    tokenizer falls back to the target's, with a warning. Returns whose tokenizer it is."""
     config = json.loads((target_dir / "config.json").read_text(encoding="utf-8"))
     for key, value in manifest["instruct"]["special_token_ids"].items():
         if value is not None:
             config[key] = value
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-    tok_dir = residual_dir / "tokenizer"
-    for f in sorted(tok_dir.iterdir()) if tok_dir.is_dir() else []:
+    files, source = tokenizer_files(residual_dir / "tokenizer"), "residual"
+    if not files:
+        files, source = tokenizer_files(target_dir), "target"
+        log.warning("the residual %s carries no tokenizer: the merged model gets the target's (%s), "
+                    "without the instruct chat template", residual_dir, target_dir)
+    for f in files:
         shutil.copy2(f, tmp / f.name)
-    for f in TOKENIZER_FILES:  # fall back to the target's own files if the residual lacks them
-        if not (tmp / f).exists() and (target_dir / f).is_file():
-            shutil.copy2(target_dir / f, tmp / f)
+    return source
+
+
+def dtypes(specs) -> str | dict[str, int]:
+    """The floating dtype of a model's tensors, or ``{dtype: tensor count}`` if mixed."""
+    counts: dict[str, int] = {}
+    for s in specs:
+        if s.dtype.is_floating_point:
+            key = str(s.dtype).replace("torch.", "")
+            counts[key] = counts.get(key, 0) + 1
+    return next(iter(counts)) if len(counts) == 1 else counts

@@ -22,6 +22,7 @@ class ResidualConfig:
     seed: int = 0                     # dare: drop mask seed
     vocab: str = "error"              # error | shared_rows
     check_finite: bool = True
+    base_mismatch: str = "error"      # apply --base not the residual's base: error | warn
 
     @property
     def shard_bytes(self) -> int:
@@ -37,6 +38,8 @@ class ResidualConfig:
             errs.append(f"density: must be in (0, 1], got {self.density}")
         if self.vocab not in ("error", "shared_rows"):
             errs.append(f"vocab: must be error or shared_rows, got {self.vocab!r}")
+        if self.base_mismatch not in ("error", "warn"):
+            errs.append(f"base_mismatch: must be error or warn, got {self.base_mismatch!r}")
         try:
             if self.shard_bytes <= 0:
                 errs.append("shard_size: must be > 0")

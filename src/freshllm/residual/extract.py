@@ -9,7 +9,8 @@ import torch
 
 from ..common import atomic_dir
 from ..io.st_stream import ShardedReader, ShardedWriter, TensorSpec
-from .artifact import FORMAT, write_manifest
+from .artifact import FORMAT, dtypes, write_manifest
+from .checks import check_out_path, one_line
 from .chunks import Scratch, all_finite, check_finite, stream
 from .config import DTYPES, ResidualConfig, ResidualError
 
@@ -26,12 +27,13 @@ def check_same_architecture(base: ShardedReader, inst: ShardedReader, base_dir: 
             problems.append(f"{name}: base shape {base.specs[name].shape} != instruct shape "
                             f"{inst.specs[name].shape}")
     if problems:
-        raise ResidualError("base and instruct models are not the same architecture:\n  "
-                            + "\n  ".join(problems))
+        raise ResidualError(one_line(f"base {base_dir} and instruct {instruct_dir} are not the same "
+                                     "architecture", problems))
 
 
 def extract(base_dir: Path, instruct_dir: Path, out: Path, cfg: ResidualConfig) -> dict:
     """Write ``R = instruct - base`` (float32 math, stored as ``cfg.dtype``) to ``out``."""
+    check_out_path(out, {"base": base_dir, "instruct": instruct_dir})
     base, inst = ShardedReader(base_dir), ShardedReader(instruct_dir)
     check_same_architecture(base, inst, base_dir, instruct_dir)
     store = DTYPES[cfg.dtype]
@@ -72,4 +74,5 @@ def extract(base_dir: Path, instruct_dir: Path, out: Path, cfg: ResidualConfig) 
     inst.close()
     return {"tensors": len(names), "parameters": sum(s.numel for s in specs),
             "bytes": sum(s.nbytes for s in specs), "dtype": cfg.dtype,
+            "base_dtype": dtypes(base.specs.values()), "instruct_dtype": dtypes(inst.specs.values()),
             "residual_norm": float(sum(v * v for v in norms.values()) ** 0.5)}
