@@ -60,7 +60,9 @@ def test_loss_decreases_and_output_reloads_and_generates(tmp_path, tiny_pair, pa
     m = json.loads((tmp_path / "out.json").read_text())
     assert m["steps"] == 30 and m["final_loss"] < m["first_loss"] - 0.5
     assert m["tokens_seen"] == 30 * 4 * 64 and m["flops"] == 6 * m["parameters"] * m["tokens_seen"]
-    assert (tmp_path / "live/plots/metrics/train/loss.tsv").exists()
+    rows = (tmp_path / "live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]
+    assert [int(r.split("\t")[0]) for r in rows] == list(range(1, 31))  # step n plotted at n
+    assert float(rows[0].split("\t")[1]) == pytest.approx(m["first_loss"])
     assert not (tmp_path / "ckpt-out").exists()  # cleaned after success
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -223,9 +223,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.stop_after is not None and s["step"] >= args.stop_after:
             raise SystemExit(f"--stop-after {args.stop_after}: stopping (simulated crash)")
         if live is not None:
+            live.step = s["step"]  # before logging: the metrics of step n are plotted at n
             for key in ("loss", "lr", "grad_norm", "tokens_per_s"):
                 live.log_metric(f"train/{key}", s[key], plot=True)
-            live.step = s["step"]
             live.next_step()
 
     stats = train(model, data, cfg, accelerator, ckpt_dir=args.ckpt_dir, replay=replay, on_step=on_step,
