@@ -298,6 +298,10 @@ def test_eval_stage_on_tiny_llama(tiny_llama, tmp_path, name, chat):
         for metric in bench.metrics:
             value = report["results"][bench.task][metric.key]
             assert math.isfinite(value) and 0.0 <= value <= 1.0, (bench.task, metric.key, value)
+    for bench in suite.SUITE:  # bootstrap_iters defaults on: every metric has a standard error
+        for metric in bench.metrics:
+            se = report["stderr"][bench.task][metric.key]
+            assert math.isfinite(se) and 0.0 <= se <= 1.0, (bench.task, metric.key, se)
     lines = [json.loads(line) for line in samples.read_text().splitlines()]
     assert {line["task"] for line in lines} >= {"ifeval", "gsm8k", "mmlu_pro_math", "piqa"}
     assert elapsed < 60, elapsed
@@ -434,3 +438,19 @@ def test_instruct_standin_prompts_use_its_chat_template_and_stop_tokens(
     lm, _ = build_lm(cfg, instruct)
     assert list(lm.model.generation_config.eos_token_id) == eos_ids
     assert lm.eot_token_id == eot
+
+
+def test_instruction_level_standard_error_resamples_whole_prompts():
+    from freshllm.eval import cluster_bootstrap_se, extract_stderrs
+
+    assert cluster_bootstrap_se([[1, 1], [1], [1, 1, 1]], 200, 0) == 0.0
+    assert cluster_bootstrap_se([[1]], 200, 0) is None  # one document: no spread to measure
+    docs = [[1, 1, 1]] * 50 + [[0, 0, 0]] * 50  # instructions of a prompt move together
+    clustered = cluster_bootstrap_se(docs, 2000, 0)
+    naive = (0.5 * 0.5 / 300) ** 0.5  # as if the 300 instructions were independent
+    assert clustered == pytest.approx((0.25 / 100) ** 0.5, rel=0.15) and clustered > 1.5 * naive
+    out = {"results": {"ifeval": {"prompt_level_strict_acc,none": 0.5, "prompt_level_strict_acc_stderr,none": 0.05}},
+           "samples": {"ifeval": [{"filter": "none", "inst_level_strict_acc": d, "inst_level_loose_acc": d}
+                                  for d in docs]}}
+    se = extract_stderrs(out, ["ifeval"], 500, 0)["ifeval"]
+    assert se["prompt_level_strict_acc"] == 0.05 and se["inst_level_strict_acc"] > 0.03

@@ -48,3 +48,19 @@ def test_loss_curves_of_the_grid_only(tmp_path):
     for f in plots.glob("*.csv"):
         f.write_text("model,new_tokens,ifeval\nbase+tiny,0,5\n")
     assert grid_runs(read_plots(plots)) is None  # no cpt model named: every run is drawn
+
+
+def test_standard_error_columns_are_error_bars_not_panels(tmp_path):
+    from pathlib import Path
+
+    from freshllm.figures import figure1, panel_columns
+
+    rows = [{"model": "base", "new_tokens": "0", "ifeval": "5", "ifeval_se": "1.5", "avg": "20", "avg_se": "2"},
+            {"model": "cpt-base@10K", "new_tokens": "10000", "ifeval": "6", "ifeval_se": "1.2", "avg": "21",
+             "avg_se": "2"},
+            {"model": "cpt-base@100K", "new_tokens": "100000", "ifeval": "4", "ifeval_se": "", "avg": "22",
+             "avg_se": ""}]
+    data = {Path("base.csv"): rows}
+    assert panel_columns(data) == ["ifeval", "avg"]
+    figure1(data, tmp_path / "f.png")  # budgets 10x apart: symlog x, error bars where known
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

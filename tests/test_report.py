@@ -159,3 +159,27 @@ def test_grid_reports_exactly_the_params_grid(tmp_path, caplog, monkeypatch):
         main(argv)
     for key in ("families", "budgets", "residual_sources"):
         assert key in str(err.value)
+
+
+def test_every_score_carries_its_standard_error(tmp_path):
+    """lm-eval's standard errors reach every cell (value ± se), the sub-averages and the
+    average (sqrt(sum se^2)/n), summary.json (`stderr`, `table_stderr`) and the plot CSVs."""
+    se = [0.01 * (i % 4 + 1) for i in range(16)]  # fractions, as lm-eval reports them
+    stderr: dict = {}
+    for row, value in zip(ROWS, se, strict=True):
+        stderr.setdefault(row.task, {})[row.key] = value
+    write_eval(tmp_path / "eval", "base", TABLE2["base"], stderr=stderr)
+    write_eval(tmp_path / "eval", "cpt-base@100M", TABLE2["cpt-base@100M"])  # no stderrs: no ±
+    summary, md = run_report(tmp_path, "--plots-dir", str(tmp_path / "plots"))
+    ifeval_se = pct((0.01**2 + 0.02**2 + 0.03**2 + 0.04**2) ** 0.5 / 4)
+    assert summary["table_stderr"]["ifeval"]["inst_level_loose_acc"]["base"] == 1.0
+    first8 = (sum(v * v for v in se[:8]) ** 0.5) / 8
+    assert summary["stderr"]["ifeval_group"]["base"] == pct(first8)
+    assert summary["stderr"]["avg"]["base"] == pct((sum(v * v for v in se) ** 0.5) / 16)
+    assert summary["stderr"]["ifeval"]["base"] == ifeval_se
+    assert "cpt-base@100M" not in summary["stderr"]["avg"]
+    assert "| IFEval | ILL_acc | 19.06 ± 1.00 | 17.75 |" in md
+    assert f"**31.43 ± {pct(first8):.2f}**" in md and "within the noise" in md
+    rows = list(csv.DictReader(open(tmp_path / "plots" / "base.csv")))
+    assert rows[0]["model"] == "base" and float(rows[0]["avg_se"]) == summary["stderr"]["avg"]["base"]
+    assert rows[1]["avg_se"] == ""

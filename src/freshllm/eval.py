@@ -68,7 +68,7 @@ class EvalConfig:
     dtype: str = "auto"
     device: str | None = None  # hf backend; null: cuda if available, else cpu
     model_args: dict[str, Any] = field(default_factory=dict)  # extra backend kwargs
-    bootstrap_iters: int = 0  # stderr bootstrap; 0 skips it (stderrs are not reported)
+    bootstrap_iters: int = 1000  # standard errors (closed form for means, bootstrap otherwise); 0: none
     seed: int = 0
     world: WorldConfig = WorldConfig()  # the top-level `world`: toyworld runs the toy suite
     toy_ifeval_prompts: int = 120  # toyworld: generated IFEval-style prompts
@@ -308,6 +308,43 @@ def extract_results(out: dict, tasks: list[str]) -> dict[str, dict[str, float]]:
     return results
 
 
+def cluster_bootstrap_se(per_doc: list[list[float]], iters: int, seed: int) -> float | None:
+    """Standard error of sum(x) / count(x) over documents that each hold several items (IFEval's
+    instruction-level accuracy: a prompt's instructions are not independent), by resampling
+    whole documents."""
+    import numpy as np
+
+    docs = [d for d in per_doc if d]
+    if len(docs) < 2 or iters <= 0:
+        return None
+    hits = np.array([sum(d) for d in docs], dtype=float)
+    counts = np.array([len(d) for d in docs], dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(docs), size=(iters, len(docs)))
+    return float((hits[idx].sum(1) / counts[idx].sum(1)).std(ddof=1))
+
+
+def extract_stderrs(out: dict, tasks: list[str], iters: int = 0, seed: int = 0) -> dict[str, dict[str, float]]:
+    """``{task: {metric: standard error}}``: lm-eval's (``bootstrap_iters`` > 0: closed form for
+    means, bootstrap for the aggregations it knows); for a metric whose per-sample values are
+    lists (IFEval's instruction-level accuracy, aggregated by lm-eval without a standard
+    error) a bootstrap over documents. Metrics with neither are left out."""
+    stderrs: dict[str, dict[str, float]] = {}
+    samples = out.get("samples") or {}
+    for name in tasks:
+        bench = lm_tasks.ALL_BENCHMARKS[name]
+        row = out["results"].get(bench.task) or {}
+        for metric in bench.metrics:
+            m, _, flt = metric.lm_eval.partition(",")
+            value = row.get(f"{m}_stderr,{flt}")
+            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+                lists = [s.get(m) for s in samples.get(bench.task, []) if s.get("filter", flt) == flt]
+                value = (cluster_bootstrap_se([[float(v) for v in x] for x in lists], iters, seed)
+                         if lists and all(isinstance(x, list) for x in lists) else None)
+            if value is not None:
+                stderrs.setdefault(name, {})[metric.key] = float(value)
+    return stderrs
+
+
 def write_samples(path: Path, samples: dict[str, list[dict]]) -> int:
     from lm_eval.utils import handle_non_serializable
 
@@ -348,6 +385,7 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
         "config": {"backend": cfg.backend, "model_args": model_args, **settings,
                    "params": asdict(cfg)},
         "results": extract_results(out, cfg.tasks),
+        "stderr": extract_stderrs(out, cfg.tasks, cfg.bootstrap_iters, cfg.seed),
     }
     n = write_samples(samples_path, out.get("samples") or {})
     write_json(out_path, report)

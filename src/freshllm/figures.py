@@ -5,8 +5,10 @@ draws the same data with matplotlib:
 
 * ``figure1.png``: instruction following (IFEval mean), the suite's sub-averages (and, for the
   toy world, d2 knowledge and d1 retention) and the average vs new tokens, one line per family
-  (base, instruct, base + residual), like the paper's Figure 1; the panels are the score
-  columns the report wrote (a column with no value, or a copy of an earlier one, is skipped);
+  (base, instruct, base + residual), like the paper's Figure 1, with one-standard-error bars
+  (the report's ``<score>_se`` columns) and a log x axis when the budgets span 10x or more;
+  the panels are the score columns the report wrote (a column with no value, or a copy of an
+  earlier one, is skipped);
 * ``loss.png``: training loss per step of every cpt run (from the dvclive logs).
 """
 
@@ -26,6 +28,7 @@ TITLES = {"ifeval": "IFEval (mean of 4 metrics)", "ifeval_group": "instruction-f
           "reasoning_group": "reasoning sub-average", "knowledge_group": "knowledge sub-average",
           "d2": "d2 news (new knowledge)", "d1": "d1 facts (retention)", "avg": "average"}
 ID_COLUMNS = ("model", "new_tokens")
+SE_SUFFIX = "_se"  # a score's standard error column: drawn as error bars, not as a panel
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -43,7 +46,7 @@ def panel_columns(data: dict[Path, list[dict]]) -> list[str]:
     columns: list[str] = []
     for rows in data.values():
         for row in rows:
-            columns += [c for c in row if c not in ID_COLUMNS and c not in columns]
+            columns += [c for c in row if c not in ID_COLUMNS and not c.endswith(SE_SUFFIX) and c not in columns]
     series = {c: [row.get(c) or "" for rows in data.values() for row in rows] for c in columns}
     kept: list[str] = []
     for c in columns:
@@ -70,13 +73,20 @@ def figure1(data: dict[Path, list[dict]], out: Path) -> None:
     panels = panel_columns(data)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     axes = axes[0]
+    budgets = sorted({int(r["new_tokens"]) for rows in data.values() for r in rows if int(r["new_tokens"]) > 0})
+    log_x = len(budgets) >= 2 and budgets[-1] >= 10 * budgets[0]  # budgets 10x apart: log scale
     for ax, key in zip(axes, panels):
         for f, rows in data.items():
-            pts = [(int(r["new_tokens"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+            pts = [(int(r["new_tokens"]), float(r[key]), float(r.get(key + SE_SUFFIX) or 0.0))
+                   for r in rows if r.get(key) not in (None, "")]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f.stem)
+                # symlog keeps the ancestors (0 new tokens) on a log axis
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                            marker="o", capsize=3, label=f.stem)
+        if log_x:
+            ax.set_xscale("symlog", linthresh=budgets[0])
         ax.set_title(TITLES.get(key, key), fontsize=10)
-        ax.set_xlabel("new tokens")
+        ax.set_xlabel("new tokens" + (" (log)" if log_x else ""))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("score x100")
     axes[-1].legend(fontsize=8)

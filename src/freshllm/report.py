@@ -166,42 +166,66 @@ def load_evals(eval_dir: Path) -> dict[str, dict]:
     return evals
 
 
-def model_scores(results: dict, layout: Layout | None = None) -> dict:
-    """Table values (percent) and averages of one model; averages only over complete blocks."""
+def model_scores(results: dict, layout: Layout | None = None, stderrs: dict | None = None) -> dict:
+    """Table values (percent) and averages of one model, averages only over complete blocks;
+    with lm-eval's standard errors (``stderrs``, same keys as ``results``) each value and
+    average also gets one (an average of n numbers: sqrt(sum se^2) / n, treating the
+    benchmarks as independent samples)."""
     layout = layout or LAYOUTS["paper"]
     rows = layout.rows
     values: dict[tuple[str, str], float] = {}
+    ses: dict[tuple[str, str], float] = {}
     for row in rows:
         value = results.get(row.task, {}).get(row.key)
         if isinstance(value, (int, float)) and math.isfinite(value):
             values[(row.task, row.key)] = value
+        se = (stderrs or {}).get(row.task, {}).get(row.key)
+        if isinstance(se, (int, float)) and math.isfinite(se):
+            ses[(row.task, row.key)] = se
 
     def mean(rows) -> float | None:
         vals = [values.get((r.task, r.key)) for r in rows]
         return None if not vals or None in vals else pct(sum(vals) / len(vals))
 
-    scores = {name: mean([r for r in rows if r.section == section])
-              for section, name in layout.sections.items()}
-    scores["avg"] = mean(rows)
-    scores["ifeval"] = mean([r for r in rows if r.task in ("ifeval", "toy_ifeval")])
+    def mean_se(rows) -> float | None:
+        vals = [ses.get((r.task, r.key)) for r in rows]
+        return None if not vals or None in vals else pct(math.sqrt(sum(v * v for v in vals)) / len(vals))
+
+    groups = {name: [r for r in rows if r.section == section] for section, name in layout.sections.items()}
+    groups["avg"] = list(rows)
+    groups["ifeval"] = [r for r in rows if r.task in ("ifeval", "toy_ifeval")]
     for name, (task, key) in layout.singles.items():
-        scores[name] = mean([r for r in rows if (r.task, r.key) == (task, key)])
-    return {"table": {k: pct(v) for k, v in values.items()}, "scores": scores}
+        groups[name] = [r for r in rows if (r.task, r.key) == (task, key)]
+    return {"table": {k: pct(v) for k, v in values.items()},
+            "scores": {name: mean(g) for name, g in groups.items()},
+            "table_se": {k: pct(v) for k, v in ses.items()},
+            "scores_se": {name: mean_se(g) for name, g in groups.items()}}
 
 
 def build_summary(scores: dict[str, dict], models: list[str], layout: Layout | None = None) -> dict:
+    """``{score: {model: value}}``, ``table.<task>.<metric>.<model>`` and, where lm-eval gave
+    standard errors, the same under ``stderr`` / ``table_stderr``."""
     names = (layout or LAYOUTS["paper"]).scores
     summary: dict = {name: {} for name in names}
+    stderr: dict = {name: {} for name in names}
     table: dict = {}
+    table_se: dict = {}
     for model in models:
         s = scores[model]
         for name in names:
             if s["scores"][name] is not None:
                 summary[name][model] = s["scores"][name]
+            if s["scores_se"].get(name) is not None:
+                stderr[name][model] = s["scores_se"][name]
         for (task, key), value in s["table"].items():
             table.setdefault(task, {}).setdefault(key, {})[model] = value
+        for (task, key), value in s["table_se"].items():
+            table_se.setdefault(task, {}).setdefault(key, {})[model] = value
     summary = {k: v for k, v in summary.items() if v}
     summary["table"] = table
+    if any(stderr.values()):
+        summary["stderr"] = {k: v for k, v in stderr.items() if v}
+        summary["table_stderr"] = table_se
     return summary
 
 
@@ -209,23 +233,25 @@ def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str,
                     layout: Layout | None = None, figure: dict[str, list[dict]] | None = None) -> str:
     layout = layout or LAYOUTS["paper"]
 
-    def cell(value: float | None, bold: bool = False) -> str:
+    def cell(value: float | None, se: float | None = None, bold: bool = False) -> str:
         if value is None:
             return "–"
-        return f"**{value:.2f}**" if bold else f"{value:.2f}"
+        text = f"{value:.2f}" + (f" ± {se:.2f}" if se is not None else "")
+        return f"**{text}**" if bold else text
 
     head = ["Benchmark", "Metric", *models]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(models)]
 
     def subtotal(label: str, name: str) -> None:
-        vals = [cell(scores[m]["scores"][name], bold=True) for m in models]
+        vals = [cell(scores[m]["scores"][name], scores[m]["scores_se"].get(name), bold=True) for m in models]
         lines.append(f"| **{label}** |  | " + " | ".join(vals) + " |")
 
     previous = None
     for row in layout.rows:
         if previous in layout.sections and row.section != previous:
             subtotal("Sub-Average", layout.sections[previous])
-        vals = [cell(scores[m]["table"].get((row.task, row.key))) for m in models]
+        key = (row.task, row.key)
+        vals = [cell(scores[m]["table"].get(key), scores[m]["table_se"].get(key)) for m in models]
         lines.append(f"| {row.benchmark} | {row.metric} | " + " | ".join(vals) + " |")
         previous = row.section
     if previous in layout.sections:  # the last block has a Sub-Average too
@@ -246,6 +272,10 @@ def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str,
         "",
         *lines,
         "",
+        *(["± is one standard error over the eval items (lm-eval, `eval.bootstrap_iters`); an "
+           "average's is sqrt(sum se²)/n. Two scores closer than about two combined standard "
+           "errors (sqrt(se1² + se2²)) are within the noise.", ""]
+          if any(scores[m]["scores_se"].get("avg") is not None for m in models) else []),
         *(figure_lines(figure, layout) if figure else []),
         *info,
         "",
@@ -281,10 +311,11 @@ def plot_rows(scores: dict[str, dict], models: list[str], cfg: ReportConfig,
             log.warning("plots: skipping %s (new tokens unknown: set report.cpt_tokens "
                         "or --cpt-tokens, or name it <kind>@<budget>)", model)
             continue
-        s = scores[model]["scores"]
+        s, se = scores[model]["scores"], scores[model]["scores_se"]
         names = (layout or LAYOUTS["paper"]).scores
         rows[fam].append({"model": model, "new_tokens": tokens,
-                          **{name: "" if s[name] is None else s[name] for name in names}})
+                          **{name: "" if s[name] is None else s[name] for name in names},
+                          **{f"{name}_se": "" if se.get(name) is None else se[name] for name in names}})
     return {fam: sorted(r, key=lambda x: x["new_tokens"]) for fam, r in rows.items()}
 
 
@@ -293,7 +324,8 @@ def write_plots(plots_dir: Path, rows: dict[str, list[dict]], layout: Layout | N
     for fam, fam_rows in rows.items():
         path = plots_dir / f"{fam}.csv"
         with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["model", "new_tokens", *(layout or LAYOUTS["paper"]).scores])
+            names = (layout or LAYOUTS["paper"]).scores
+            writer = csv.DictWriter(fh, fieldnames=["model", "new_tokens", *names, *(f"{n}_se" for n in names)])
             writer.writeheader()
             writer.writerows(fam_rows)
         written.append(path)
@@ -352,7 +384,7 @@ def run(cfg: ReportConfig, eval_dir: Path, summary_path: Path, markdown_path: Pa
         log.warning("no eval results for %s in %s", missing, eval_dir)
     models = order_models(list(evals), cfg.models)
     layout = LAYOUTS[cfg.suite]
-    scores = {m: model_scores(evals[m]["results"], layout) for m in models}
+    scores = {m: model_scores(evals[m]["results"], layout, evals[m].get("stderr")) for m in models}
     summary = build_summary(scores, models, layout)
     write_json(summary_path, summary)
     tokens = parse_count(cfg.cpt_tokens) if cfg.cpt_tokens is not None else None
