@@ -120,7 +120,7 @@ def family_models(params_path: str | Path, family: str) -> dict[str, ModelInfo]:
         try:
             out[variant] = hub_model(ref, cfg.hub_revision)
         except PlanError as exc:
-            problems.append(f"hub_{variant}: {exc}")
+            problems.append(f"models.{family}.hub_{variant}: {exc}")
     if problems:
         raise ConfigError(f"models.{family}", problems)
     return out

@@ -261,8 +261,9 @@ def train_memory(shape: Shape, seq_len: int, micro_batch: int, par: Parallel, mi
     """Peak bytes per training process, by component (``peak`` is their sum).
 
     * ``weights``, ``gradients``, ``optimizer``: fp32 masters (4 B), fp32 grads (4 B), AdamW m and
-      v (2 x 4 B) per parameter -- 16·N, which is accelerate's ``estimate-memory`` "Training using
-      Adam" for float32 (4 x the fp32 model size); divided by ``par.shard`` (FSDP), not for DDP;
+      v (2 x 4 B) per parameter -- 16·N, accelerate's ``estimate-memory`` "Training using Adam"
+      for float32 (4 x the fp32 model size; it leaves out an untied lm_head, see
+      :func:`accelerate_estimate_memory`); divided by ``par.shard`` (FSDP), not for DDP;
     * ``ddp_buckets``: DDP's gradient buckets, a second fp32 copy of the gradients
       (``gradient_as_bucket_view=False``, the default accelerate passes; PyTorch DDP docs);
     * ``compute_copies``: bf16 weights the matmuls run on. Single/DDP under autocast: the cast
@@ -301,15 +302,17 @@ def train_memory(shape: Shape, seq_len: int, micro_batch: int, par: Parallel, mi
     return mem
 
 
-def accelerate_estimate_memory(params: int, buffers_bytes: int = 0) -> dict[str, dict[str, int]]:
-    """What ``accelerate estimate-memory`` prints for a model of ``params`` fp32 parameters
-    (accelerate 1.x, ``commands/estimate.py``): "Total Size" = the fp32 bytes (params + buffers)
-    per dtype row, and "Training using Adam" = max(model, gradients, optimizer, step) of
-    ``estimate_training_usage`` -- for float32: step = 4 x the fp32 size; for float16: the
-    optimizer, 2 x the fp32 size = 4 x the fp16 size. Reproduced here because the command itself
-    looks the model up on the hub."""
-    fp32 = 4 * params + buffers_bytes
+def accelerate_estimate_memory(shape: Shape, buffers_bytes: int = 0) -> dict[str, Any]:
+    """What ``accelerate estimate-memory <model>`` prints (accelerate 1.x, ``commands/estimate.py``),
+    reproduced because the command looks the model up on the hub: it builds ``AutoModel`` --
+    the decoder *without* the lm_head -- empty in float32, so an untied lm_head (V x d) is not
+    counted; "Total Size" is those fp32 bytes (+ buffers) and "Training using Adam" the max of
+    ``estimate_training_usage``: for float32 the "step" term, 4 x the fp32 size (= 16 B per
+    counted parameter); for the float16 row the optimizer term, 2 x the fp32 size."""
+    counted = shape.params - (0 if shape.tied else shape.vocab * shape.hidden)
+    fp32 = 4 * counted + buffers_bytes
     return {
+        "parameters_counted": counted,
         "float32": {"total_size": fp32, "training_using_adam": max(fp32, fp32, 2 * fp32, 4 * fp32)},
         "float16": {"total_size": fp32 // 2,
                     "training_using_adam": max(fp32, fp32 + fp32 // 2, 2 * fp32, 2 * fp32)},

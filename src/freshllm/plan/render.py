@@ -102,14 +102,17 @@ def _memory_line(r: dict) -> list[str]:
     if "fits" in mem:
         verdict = (f" of {mem['gpu_memory'] / GiB:.1f} ({mem['gpu']}): "
                    + ("fits" if mem["fits"] else f"does NOT fit, short by {-mem['headroom'] / GiB:.1f}"))
-    est = mem["accelerate_estimate_memory"]["float32"]
+    acc = mem["accelerate_estimate_memory"]
+    est = acc["float32"]
+    missing = mem["weights_grads_adam_unsharded"] - est["training_using_adam"]
     return [head,
             "  " + " + ".join(parts) + f" = {mem['peak'] / GiB:.2f}" + verdict,
             f"  activations with checkpointing {mem['activations_checkpointed'] / GiB:.2f}, without "
             f"{mem['activations_full'] / GiB:.2f}; fp32 logits {mem['logits_fp32'] / GiB:.2f} (loss holds 3.5x)",
-            f"  accelerate estimate-memory, reproduced: float32 total {est['total_size'] / GiB:.2f}, training "
-            f"using Adam {est['training_using_adam'] / GiB:.2f} = weights+grads+AdamW unsharded "
-            f"{mem['weights_grads_adam_unsharded'] / GiB:.2f}"]
+            f"  accelerate estimate-memory, reproduced (AutoModel in fp32, {count(acc['parameters_counted'])} params): "
+            f"total {est['total_size'] / GiB:.2f}, training using Adam {est['training_using_adam'] / GiB:.2f}; "
+            f"ours, weights+grads+AdamW unsharded: {mem['weights_grads_adam_unsharded'] / GiB:.2f}"
+            + (f" (+{missing / GiB:.2f}: the untied lm_head it leaves out)" if missing else " (the same)")]
 
 
 def report(plan: dict) -> str:

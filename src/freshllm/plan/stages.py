@@ -218,7 +218,7 @@ def cpt_plan(inp: Inputs, info: ModelInfo, budget: str) -> dict:
         "activation_checkpointing": ckpt,
         "logits_fp32": F.logits_bytes(shape, seq, tc.batch_size),
         "weights_grads_adam_unsharded": 16 * n,
-        "accelerate_estimate_memory": F.accelerate_estimate_memory(n),
+        "accelerate_estimate_memory": F.accelerate_estimate_memory(shape),
         "parallel": {"kind": par.kind, "processes": par.processes, "shard": par.shard},
         "micro_batch": tc.batch_size, "seq_len": seq, "mixed_precision": tc.mixed_precision,
     }
