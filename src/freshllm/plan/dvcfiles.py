@@ -131,8 +131,9 @@ class Cache:
         return f"cache.type {','.join(self.links)} -> {self.used} on {fs}: {extra}"
 
 
-def _read_cache_type(dvc_dir: Path) -> list[str] | None:
-    found = None
+def _read_cache(dvc_dir: Path) -> tuple[list[str] | None, Path | None]:
+    """(cache.type, cache.dir) of a repository's DVC config; None where unset."""
+    found, cache_dir = None, None
     for name in ("config", "config.local"):  # config.local overrides config
         f = dvc_dir / name
         if not f.is_file():
@@ -145,7 +146,9 @@ def _read_cache_type(dvc_dir: Path) -> list[str] | None:
         if parser.has_option("cache", "type"):
             raw = parser.get("cache", "type").strip().strip("'\"")
             found = [t.strip() for t in raw.split(",") if t.strip()]
-    return found
+        if parser.has_option("cache", "dir"):
+            cache_dir = dvc_dir / parser.get("cache", "dir").strip().strip("'\"")
+    return found, cache_dir
 
 
 def _fs_type(path: Path) -> str | None:
@@ -168,14 +171,17 @@ def _fs_type(path: Path) -> str | None:
 
 def load_cache(repo_root: str | Path) -> Cache:
     root = Path(repo_root)
-    links = _read_cache_type(root / ".dvc") or DVC_DEFAULT_LINKS
+    links, cache_dir = _read_cache(root / ".dvc")
+    links = links or DVC_DEFAULT_LINKS
     fs = _fs_type(root)
+    # a cache.dir on another file system rules out reflinks and hardlinks (symlinks still work)
+    same_fs = cache_dir is None or not cache_dir.exists() or cache_dir.stat().st_dev == root.stat().st_dev
     used = "copy"
     for link in links:
-        if link == "reflink" and fs in REFLINK_FS:
+        if link == "reflink" and fs in REFLINK_FS and same_fs:
             used = link
             break
-        if link in ("hardlink", "symlink"):  # the cache lives in the repository's file system
+        if (link == "hardlink" and same_fs) or link == "symlink":
             used = link
             break
         if link == "copy":

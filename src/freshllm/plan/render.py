@@ -89,7 +89,8 @@ def _memory_line(r: dict) -> list[str]:
     par = mem["parallel"]
     how = {"single": "1 process", "ddp": f"DDP x{par['processes']}",
            "fsdp": f"FSDP x{par['processes']} (fp32 state / {par['shard']})"}[par["kind"]]
-    g = lambda k: f"{pp[k] / GiB:.2f}"  # noqa: E731
+    unit, div = ("GiB", GiB) if mem["peak"] >= GiB else ("MiB", 2**20)
+    g = lambda k: f"{pp[k] / div:.2f}"  # noqa: E731
     parts = [f"weights {g('weights')}", f"grads {g('gradients')}", f"AdamW m+v {g('optimizer')}"]
     if pp["ddp_buckets"]:
         parts.append(f"DDP buckets {g('ddp_buckets')}")
@@ -97,22 +98,22 @@ def _memory_line(r: dict) -> list[str]:
               f"activations {g('activations')}", f"loss {g('loss')}", f"overhead {g('overhead')}"]
     ck = "with" if mem["activation_checkpointing"] else "without"
     head = (f"cpt memory per process ({how}, micro-batch {mem['micro_batch']} x {mem['seq_len']} tokens, "
-            f"mixed_precision {mem['mixed_precision']}, {ck} activation checkpointing), GiB:")
+            f"mixed_precision {mem['mixed_precision']}, {ck} activation checkpointing), {unit}:")
     verdict = ""
     if "fits" in mem:
-        verdict = (f" of {mem['gpu_memory'] / GiB:.1f} ({mem['gpu']}): "
-                   + ("fits" if mem["fits"] else f"does NOT fit, short by {-mem['headroom'] / GiB:.1f}"))
+        verdict = (f" of {mem['gpu_memory'] / div:.1f} ({mem['gpu']}): "
+                   + ("fits" if mem["fits"] else f"does NOT fit, short by {-mem['headroom'] / div:.1f}"))
     acc = mem["accelerate_estimate_memory"]
     est = acc["float32"]
     missing = mem["weights_grads_adam_unsharded"] - est["training_using_adam"]
     return [head,
-            "  " + " + ".join(parts) + f" = {mem['peak'] / GiB:.2f}" + verdict,
-            f"  activations with checkpointing {mem['activations_checkpointed'] / GiB:.2f}, without "
-            f"{mem['activations_full'] / GiB:.2f}; fp32 logits {mem['logits_fp32'] / GiB:.2f} (loss holds 3.5x)",
+            "  " + " + ".join(parts) + f" = {mem['peak'] / div:.2f}" + verdict,
+            f"  activations with checkpointing {mem['activations_checkpointed'] / div:.2f}, without "
+            f"{mem['activations_full'] / div:.2f}; fp32 logits {mem['logits_fp32'] / div:.2f} (the loss holds 3.5x)",
             f"  accelerate estimate-memory, reproduced (AutoModel in fp32, {count(acc['parameters_counted'])} params): "
-            f"total {est['total_size'] / GiB:.2f}, training using Adam {est['training_using_adam'] / GiB:.2f}; "
-            f"ours, weights+grads+AdamW unsharded: {mem['weights_grads_adam_unsharded'] / GiB:.2f}"
-            + (f" (+{missing / GiB:.2f}: the untied lm_head it leaves out)" if missing else " (the same)")]
+            f"total {est['total_size'] / div:.2f}, training using Adam {est['training_using_adam'] / div:.2f}; "
+            f"ours, weights+grads+AdamW unsharded: {mem['weights_grads_adam_unsharded'] / div:.2f}"
+            + (f" (+{missing / div:.2f}: the untied lm_head it leaves out)" if missing else " (the same)")]
 
 
 def report(plan: dict) -> str:
@@ -126,6 +127,22 @@ def report(plan: dict) -> str:
         out += _memory_line(worst)
         same = all(r["memory"]["peak"] == worst["memory"]["peak"] for r in cpt)
         out[-4] += "" if same else f" [{worst['stage']}, the largest]"
+    if cpt:
+        r = cpt[0]
+        fl = r["flops"]
+        out.append(f"cpt FLOPs: 6ND with N = all {count(r['model']['parameters'])} parameters (embeddings "
+                   f"included, as metrics/cpt/*.json and the paper's A.2 count them); refined: "
+                   f"6 x {count(r['model']['parameters'] - r['model']['embedding_parameters'] + r['model']['vocab'] * r['model']['hidden'])} "
+                   f"(non-embedding + the lm_head matmul, no input lookup) + attention 12·L·d·seq "
+                   f"= {fl['refined'] / fl['train_6ND']:.3f} x 6ND; with recomputation the GPUs do "
+                   f"{fl['hardware_with_recompute'] / fl['train_6ND']:.2f} x 6ND")
+    ev = [r for n, r in plan.items() if n != "total" and r["kind"] == "eval"]
+    if ev:
+        et = ev[0]["eval_tokens"]
+        out.append(f"eval (estimate, per model): ~{count(et['prompt'])} prompt tokens + up to "
+                   f"{count(et['generated_upper_bound'])} generated (every generation counted to its limit), "
+                   f"2N FLOPs per token; time = prefill at the MFU + decode bound by reading the weights "
+                   f"once per step of {ev[0]['memory']['batch']} sequences")
     d = tot["disk"]
     out.append(f"disk: outputs {size(d['outputs'])} + DVC cache {size(d['dvc_cache_extra'])} ({d['cache']}) "
                f"+ cpt checkpoints {size(d['transient_checkpoints_peak'])} at most = {size(d['total'])}")
@@ -138,9 +155,9 @@ def report(plan: dict) -> str:
     a = tot["assumptions"]
     thr = (f"{tot['throughput']['tokens_per_s_per_gpu']:g} tokens/s per GPU" if "tokens_per_s_per_gpu"
            in tot["throughput"] else f"MFU {a['mfu']:g} of the bf16 peak")
-    out.append(f"assumptions: time = 6ND / (GPUs x peak x MFU) at {thr}; N includes embeddings (as "
-               f"metrics/cpt records it); {a['overhead_bytes'] / GiB:g} GiB runtime overhead per GPU; eval "
-               f"tokens and crawl size are estimates (~); {tot['time']['note']}")
+    out.append(f"assumptions: cpt time = 6ND / (GPUs x peak x MFU) at {thr}; {a['overhead_bytes'] / GiB:g} GiB "
+               f"runtime overhead per GPU process; ~ marks estimates (eval tokens, crawl size); total tokens = "
+               f"cpt + eval; {tot['time']['note']}")
     notes = sorted({n for name, r in plan.items() if name != "total" for n in r.get("notes", [])
                     if "NOT fit" in n or "refuse" in n or "not in dvc.yaml" in n or "is what runs" in n})
     out += [f"note: {n}" for n in notes]

@@ -391,7 +391,7 @@ def instruction_ft(inp: Inputs, cpt_rows: dict[str, dict]) -> dict:
     flops = F.train_flops(n, tokens) * IFT_EPOCHS
     paper_ratio = (tokens * IFT_EPOCHS) / (PAPER_CPT_TOKENS * PAPER_CPT_EPOCHS)
     return {
-        "source": "paper Appendix A.2 (FLOPs requirements) and A.3 (comparison)",
+        "source": "paper Appendix A.2-A.3",
         "samples": IFT_SAMPLES, "tokens_per_sample": IFT_TOKENS_PER_SAMPLE, "tokens": tokens,
         "epochs": IFT_EPOCHS, "parameters": n, "flops": flops,
         "paper_ratio": paper_ratio,
