@@ -208,6 +208,44 @@ def test_activation_formula_matches_what_autograd_saves(arch):
             assert out.logits.element_size() == rg.act  # the logits the output object holds
 
 
+LOSS_PEAK_SCRIPT = """
+import json, resource, torch
+from transformers.loss.loss_utils import ForCausalLMLoss
+
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096
+
+out = {}
+for autocast, (b, s, V) in ((True, (2, 256, 50000)), (False, (2, 512, 50000))):  # each peak above the last
+    h = 64
+    hid, W = torch.randn(b, s, h, requires_grad=True), torch.randn(V, h, requires_grad=True)
+    labels = torch.randint(0, V, (b, s))
+    hid.grad, W.grad = torch.zeros_like(hid), torch.zeros_like(W)
+    before = rss()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logits = torch.nn.functional.linear(hid, W)
+        loss = ForCausalLMLoss(logits, labels, V, num_items_in_batch=b * s)
+    loss.backward()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["autocast" if autocast else "fp32"] = (peak - before - (V * h * 2 if autocast else 0)) / (b * s * V)
+    del logits, loss, hid, W
+print(json.dumps(out))
+"""
+
+
+def test_loss_peak_is_what_the_loss_allocates():
+    """The loss's peak, per batch x seq x vocab element, measured (peak RSS over the forward and
+    backward of lm_head + transformers' ForCausalLMLoss on the CPU): 14 B under bf16 autocast
+    (bf16 logits + fp32 log-softmax + two fp32 gradients), 16 B in fp32."""
+    res = subprocess.run([sys.executable, "-c", LOSS_PEAK_SCRIPT], capture_output=True, text=True, env=ENV,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    measured = json.loads(res.stdout.strip().splitlines()[-1])
+    shape = F.Shape(1, 64, 64, 1, 1, 64, 1, tied=True)  # vocab 1, one token: bytes per element
+    assert measured["autocast"] == pytest.approx(F.loss_peak_bytes(shape, 1, 1, 2), rel=0.05)
+    assert measured["fp32"] == pytest.approx(F.loss_peak_bytes(shape, 1, 1, 4), rel=0.05)
+
+
 def test_parameter_counts_and_accelerate_estimate_memory_cross_check():
     """The plan's parameter count = transformers' own (AutoModelForCausalLM) for the paper models
     and the small case, and accelerate's estimate-memory numbers = what the functions the command
