@@ -77,6 +77,7 @@ def load_inputs(params_path: str | Path, dvc_yaml: str | Path, gpu: Gpu, mfu: fl
 
     params_path = Path(params_path)
     params = read_params(params_path)
+    stages = load_stages(dvc_yaml, params)  # first: the accelerate config path is relative to its root
     problems: list[str] = []
     grid = _section(problems, lambda: load_grid(params_path))
     cpt = _section(problems, lambda: load_section(CptConfig, "cpt", params_path))
@@ -109,7 +110,6 @@ def load_inputs(params_path: str | Path, dvc_yaml: str | Path, gpu: Gpu, mfu: fl
             families[fam] = _section(problems, lambda: family_models(params_path, fam))
     if problems:
         raise ConfigError(str(params_path), problems)
-    stages = load_stages(dvc_yaml, params)
     return Inputs(params_path, params, grid, launch, gpu, mfu, tokens_per_s, cpt, pack, ev,
                   residual_dtype, max_articles, families, family_cfgs,
                   load_cache(Path(dvc_yaml).resolve().parent), stages)
