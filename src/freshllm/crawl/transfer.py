@@ -5,9 +5,9 @@ notices a file cut short.
 sends one byte a second keeps a download alive forever. :func:`opened` bounds a download
 three ways: ``timeout_s`` per connect and per socket read (as before), a total
 ``deadline_s`` from the request to the last byte (headers included: a watchdog shuts
-the download's socket), and a minimum rate, ``min_bytes_per_s`` averaged over each
-``timeout_s``-long stretch. Any breach raises :class:`TransferError` with a one-line
-reason.
+the download's socket), and a minimum rate, ``min_bytes_per_s`` while waiting for data,
+over each ``timeout_s`` of waiting (so a slow reader does not count as a slow server).
+Any breach raises :class:`TransferError` with a one-line reason.
 
 :class:`GzipMembers` decompresses a ``.warc.gz`` download member by member (one WARC
 record per member in CC-NEWS) and hands the plain WARC to fastwarc, so the file is
@@ -103,10 +103,10 @@ class Transfer:
         length = response.headers.get("Content-Length")
         self.expected = int(length) if length and length.isdigit() else None
         self.received = 0
-        self.began = self._window_start = time.monotonic()
-        self._window_bytes = 0
+        self._window_bytes, self._window_wait = 0, 0.0
 
     def read(self, n: int = CHUNK) -> bytes:
+        began = time.monotonic()
         try:
             data = self.response.raw.read1(n)
         except Exception as exc:  # noqa: BLE001 (urllib3/requests/socket errors alike)
@@ -114,7 +114,7 @@ class Transfer:
         if self.watchdog.fired:
             raise self.deadline_error()
         self.received += len(data)
-        self._check_rate(len(data))
+        self._check_rate(len(data), time.monotonic() - began)
         return data
 
     def read_all(self, limit: int = MAX_LISTING_BYTES) -> bytes:
@@ -139,17 +139,19 @@ class Transfer:
                                  f"after {self.received} bytes")
         return TransferError(f"connection broken after {self.received} bytes ({type(exc).__name__})")
 
-    def _check_rate(self, got: int) -> None:
+    def _check_rate(self, got: int, waited: float) -> None:
+        """The rate while waiting for data, over each ``timeout_s`` of waiting (time the
+        reader spends elsewhere, e.g. parsing or a full queue, does not count)."""
         self._window_bytes += got
-        now = time.monotonic()
-        window = now - self._window_start
-        if window < self.limits.timeout_s or not self.limits.min_bytes_per_s:
+        self._window_wait += waited
+        if self._window_wait < self.limits.timeout_s or not self.limits.min_bytes_per_s:
             return
-        rate = self._window_bytes / window
+        rate = self._window_bytes / self._window_wait
         if rate < self.limits.min_bytes_per_s:
-            raise TransferError(f"too slow: {rate:.0f} bytes/s over {window:.1f}s "
-                                f"(crawl.min_bytes_per_s: {self.limits.min_bytes_per_s:g})")
-        self._window_start, self._window_bytes = now, 0
+            raise TransferError(f"too slow: {rate:.0f} bytes/s over {self._window_wait:.1f}s "
+                                f"(crawl.min_bytes_per_s: {self.limits.min_bytes_per_s:g}) "
+                                f"after {self.received} bytes")
+        self._window_wait, self._window_bytes = 0.0, 0
 
 
 @contextlib.contextmanager
@@ -162,7 +164,6 @@ def opened(url: str, limits: Limits, headers: dict[str, str] | None = None) -> I
     _install_socket_tracking()
     with _Watchdog(limits.deadline_s) as watchdog, requests.Session() as session:
         _local.sockets = watchdog.sockets
-        began = time.monotonic()
         try:
             response = session.get(url, stream=True, timeout=limits.timeout_s, headers=headers)
         except requests.RequestException as exc:
@@ -174,9 +175,7 @@ def opened(url: str, limits: Limits, headers: dict[str, str] | None = None) -> I
         finally:
             _local.sockets = None
         with response:
-            transfer = Transfer(url, response, limits, watchdog)
-            transfer.began = began
-            yield transfer
+            yield Transfer(url, response, limits, watchdog)
 
 
 class GzipMembers:
