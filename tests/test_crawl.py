@@ -176,7 +176,7 @@ def test_keeps_exactly_the_good_records_and_counts_failed_files(tmp_path, archiv
 
 def test_quota_balances_months_and_caps_publishers(tmp_path, archive):
     with serve_directory(archive.root) as url:
-        rc, _, balanced = run_stage(tmp_path, write_params(
+        rc, balanced_out, balanced = run_stage(tmp_path, write_params(
             tmp_path, **fake_section(url, max_articles=30, languages=["en"])), "balanced")
         assert rc == 0
         rc, _, capped = run_stage(tmp_path, write_params(
@@ -185,10 +185,12 @@ def test_quota_balances_months_and_caps_publishers(tmp_path, archive):
     balanced, capped = json.loads(balanced.read_text()), json.loads(capped.read_text())
     assert balanced["per_month"] == {"2024-01": 10, "2024-02": 10, "2024-03": 10}
     # each month's 10 come from 10 days over the whole month (fundus order: its last days only)
+    per_day = Counter(r["published"][:10] for r in read_jsonl(balanced_out))
     for month in MONTHS:
-        days = sorted(int(d[8:]) for d in balanced["per_day"] if d.startswith(month))
+        days = sorted(int(d[8:]) for d in per_day if d.startswith(month))
         assert len(days) == 10 and days[0] <= 10 and days[-1] >= 21, (month, days)
-    assert set(balanced["per_day"].values()) == {1} and balanced["day_spread"]["max"] == 1
+    assert balanced["per_day"] == dict(sorted(per_day.items())) and set(per_day.values()) == {1}
+    assert balanced["day_spread"]["max"] == 1 and balanced["day_spread"]["days"] == 91
     assert balanced["drops"]["over_quota"] > 0
     assert balanced["per_language"] == {"en": 30} and balanced["drops"]["language"] > 0
     assert set(capped["per_publisher"].values()) == {4} and len(capped["per_publisher"]) == len(SITES)
@@ -412,17 +414,18 @@ def test_reads_the_archive_past_the_window_for_articles_archived_late(tmp_path):
 
 
 def slow_handler(path: str, mode: str):
-    """Serves ``path`` slowly: ``body`` sends its headers (Content-Length 1 MB), then 1 byte/s;
-    ``headers`` sends even the status line at 1 byte/s."""
+    """Serves ``path`` at 1 byte/s: ``body`` after its headers (with Content-Length),
+    ``headers`` from the status line on."""
     class Slow(QuietHandler):
         def do_GET(self):
             if self.path != path:
                 return super().do_GET()
-            head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n"
+            data = Path(self.directory, path.lstrip("/")).read_bytes()
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(data)}\r\n\r\n".encode()
             if mode == "body":
                 self.wfile.write(head)
             try:
-                for byte in (head if mode == "headers" else b"x" * 30):
+                for byte in (head if mode == "headers" else data)[:30]:
                     self.wfile.write(bytes([byte]))
                     self.wfile.flush()
                     time.sleep(1)
@@ -435,14 +438,15 @@ def slow_handler(path: str, mode: str):
 
 @pytest.mark.parametrize("mode,limits,reason", [
     ("body", {"min_bytes_per_s": 1000}, "too slow"),
-    ("body", {"min_bytes_per_s": 0, "file_deadline_s": 3}, "crawl.file_deadline_s=3s"),
-    ("headers", {"min_bytes_per_s": 1000, "file_deadline_s": 3}, "crawl.file_deadline_s=3s"),
+    ("body", {"min_bytes_per_s": 0, "file_deadline_s": 2}, "crawl.file_deadline_s=2s"),
+    ("headers", {"min_bytes_per_s": 1000, "file_deadline_s": 2}, "crawl.file_deadline_s=2s"),
 ])
 def test_a_listing_sent_byte_by_byte_fails_within_the_limits(tmp_path, archive, caplog, mode, limits, reason):
     listing = "/crawl-data/CC-NEWS/2024/01/warc.paths.gz"
     with serve_directory(archive.root, slow_handler(listing, mode)) as url:
         began = time.monotonic()
-        rc, out, _ = run_stage(tmp_path, write_params(tmp_path, **fake_section(url, timeout_s=2, **limits)))
+        # 1 byte/s never trips the 3 s read timeout: only the new limits stop it
+        rc, out, _ = run_stage(tmp_path, write_params(tmp_path, **fake_section(url, timeout_s=3, **limits)))
         elapsed = time.monotonic() - began
     assert rc == 1 and not out.exists() and elapsed < 8
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
@@ -456,10 +460,10 @@ def test_a_warc_file_sent_byte_by_byte_is_a_failed_file(tmp_path, archive, caplo
     with serve_directory(archive.root, slow_handler("/" + slow, "body")) as url:
         began = time.monotonic()
         rc, out, metrics = run_stage(tmp_path, write_params(tmp_path, **fake_section(
-            url, timeout_s=1, min_bytes_per_s=1000, max_failed_files=2)))
+            url, timeout_s=3, min_bytes_per_s=1000, max_failed_files=2)))
         elapsed = time.monotonic() - began
         rc_strict, out_strict, _ = run_stage(tmp_path, write_params(tmp_path, **fake_section(
-            url, timeout_s=1, min_bytes_per_s=1000, max_failed_files=1)), "strict")
+            url, timeout_s=3, min_bytes_per_s=1000, max_failed_files=1)), "strict")
     assert rc == 0 and elapsed < 15
     metrics = json.loads(metrics.read_text())
     assert metrics["failed_files"] == 2 and metrics["warc"]["failed"] == 2
