@@ -413,27 +413,35 @@ def test_reads_the_archive_past_the_window_for_articles_archived_late(tmp_path):
     assert json.loads(limited.read_text())["per_month"] == {"2024-02": 10, "2024-03": 10}
 
 
-def slow_handler(path: str, mode: str):
-    """Serves ``path`` at 1 byte/s: ``body`` after its headers (with Content-Length),
-    ``headers`` from the status line on."""
-    class Slow(QuietHandler):
+def special_handler(path: str, send):
+    """Serves ``path`` by ``send(wfile, data)`` (its bytes, HTTP status line and headers
+    included), everything else as files; closes the connection after it."""
+    class Special(QuietHandler):
         def do_GET(self):
             if self.path != path:
                 return super().do_GET()
-            data = Path(self.directory, path.lstrip("/")).read_bytes()
-            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-            if mode == "body":
-                self.wfile.write(head)
             try:
-                for byte in (head if mode == "headers" else data)[:30]:
-                    self.wfile.write(bytes([byte]))
-                    self.wfile.flush()
-                    time.sleep(1)
-            except OSError:
+                send(self.wfile, Path(self.directory, path.lstrip("/")).read_bytes())
+            except OSError:  # the crawler gave up on it
                 pass
             self.close_connection = True
 
-    return Slow
+    return Special
+
+
+def slow_handler(path: str, mode: str):
+    """Serves ``path`` at 1 byte/s: ``body`` after its headers (with Content-Length),
+    ``headers`` from the status line on."""
+    def send(wfile, data):
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+        if mode == "body":
+            wfile.write(head)
+        for byte in (head if mode == "headers" else data)[:30]:
+            wfile.write(bytes([byte]))
+            wfile.flush()
+            time.sleep(1)
+
+    return special_handler(path, send)
 
 
 @pytest.mark.parametrize("mode,limits,reason", [
@@ -475,16 +483,11 @@ def test_a_warc_file_sent_byte_by_byte_is_a_failed_file(tmp_path, archive, caplo
 
 def cut_handler(path: str, with_length: bool):
     """Serves the first half of ``path`` and closes; the full Content-Length or none at all."""
-    class Cut(QuietHandler):
-        def do_GET(self):
-            if self.path != path:
-                return super().do_GET()
-            data = Path(self.directory, path.lstrip("/")).read_bytes()
-            length = f"Content-Length: {len(data)}\r\n" if with_length else ""
-            self.wfile.write(f"HTTP/1.1 200 OK\r\nConnection: close\r\n{length}\r\n".encode() + data[:len(data) // 2])
-            self.close_connection = True
+    def send(wfile, data):
+        length = f"Content-Length: {len(data)}\r\n" if with_length else ""
+        wfile.write(f"HTTP/1.1 200 OK\r\nConnection: close\r\n{length}\r\n".encode() + data[:len(data) // 2])
 
-    return Cut
+    return special_handler(path, send)
 
 
 @pytest.mark.parametrize("with_length", [False, True], ids=["no-content-length", "content-length"])

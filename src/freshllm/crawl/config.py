@@ -78,13 +78,17 @@ class CrawlConfig:
 
     @property
     def months(self) -> list[str]:
-        """Archive months "YYYY-MM" covering the publishing window."""
-        first, last = (d.date() for d in self.window)
-        months, y, m = [], first.year, first.month
-        while (y, m) <= (last.year, last.month):
-            months.append(f"{y:04d}-{m:02d}")
-            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-        return months
+        """Months "YYYY-MM" covering the publishing window."""
+        return months_between(*self.window)
+
+
+def months_between(first: date, last: date) -> list[str]:
+    """The months "YYYY-MM" from ``first``'s to ``last``'s (dates or datetimes)."""
+    months, y, m = [], first.year, first.month
+    while (y, m) <= (last.year, last.month):
+        months.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return months
 
 
 def _check_server(address: Any) -> list[str]:

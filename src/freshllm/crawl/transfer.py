@@ -130,14 +130,19 @@ class Transfer:
                              f"({self.received} bytes received)")
 
     def _broken(self, exc: Exception) -> TransferError:
+        import http.client
+
+        from urllib3.exceptions import IncompleteRead, ProtocolError, ReadTimeoutError
+
         if self.watchdog.fired:
             return self.deadline_error()
-        if self.expected is not None and "IncompleteRead" in repr(exc):
+        if isinstance(exc, ProtocolError) and any(isinstance(a, (IncompleteRead, http.client.IncompleteRead))
+                                                  for a in exc.args):
             return TransferError(f"cut short: {self.received} of {self.expected} bytes (Content-Length)")
-        if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
+        if isinstance(exc, (ReadTimeoutError, TimeoutError)):
             return TransferError(f"no data for crawl.timeout_s={self.limits.timeout_s:g}s "
                                  f"after {self.received} bytes")
-        return TransferError(f"connection broken after {self.received} bytes ({type(exc).__name__})")
+        return TransferError(f"connection broken after {self.received} bytes ({type(exc).__name__}: {exc})")
 
     def _check_rate(self, got: int, waited: float) -> None:
         """The rate while waiting for data, over each ``timeout_s`` of waiting (time the

@@ -43,14 +43,6 @@ def month_range(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _months_between(start: datetime, end: datetime) -> tuple[str, ...]:
-    months, y, m = [], start.year, start.month
-    while (y, m) <= (end.year, end.month):
-        months.append(f"{y:04d}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return tuple(months)
-
-
 @dataclass(frozen=True)
 class Unit:
     """One publishing month: the archive span it reads and the days its quota is spread over."""
@@ -63,6 +55,8 @@ class Unit:
 
 
 def units(cfg: CrawlConfig) -> list[Unit]:
+    from ..config import months_between  # ..config imports the sources
+
     first, last = (d.date() for d in cfg.window)
     now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0) - timedelta(seconds=1)
     out = []
@@ -72,7 +66,7 @@ def units(cfg: CrawlConfig) -> list[Unit]:
         if i == len(cfg.months) - 1:
             end = datetime.combine(last + timedelta(days=cfg.archive_lag_days), time(23, 59, 59))
         end = min(end, now)
-        out.append(Unit(month, start, end, _months_between(start, end),
+        out.append(Unit(month, start, end, tuple(months_between(start, end)),
                         tuple(d.isoformat() for d in days if first <= d <= last)))
     return out
 
@@ -96,7 +90,6 @@ class Listings:
                 self._paths[month] = self._fetch(month, self.limits, optional=k > 0)
             paths = self._paths[month]
             if paths is None:
-                log.info("%s: no CC-NEWS listing for %s yet (HTTP 404): reading up to its end", unit.month, month)
                 missing.append(month)
                 continue
             lo, hi = (t.strftime("%Y%m%d%H%M%S") for t in (unit.start, unit.end))
@@ -116,6 +109,8 @@ class Listings:
         try:
             with opened(url, limits) as transfer:
                 if optional and transfer.status in (403, 404):
+                    log.info("no CC-NEWS listing for %s (HTTP %d): the archive ends before it", month,
+                             transfer.status)
                     return None
                 if transfer.status == 404:
                     raise CrawlError(f"CC-NEWS listing for {month} not found: {url} (HTTP 404); "
