@@ -7,13 +7,16 @@ stacks and exits after ``TEST_LIMIT_S``).
 from __future__ import annotations
 
 import faulthandler
+import gzip
 import json
 import os
 import random
+import re
 import signal
 import socket
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -481,24 +484,34 @@ def test_a_warc_file_sent_byte_by_byte_is_a_failed_file(tmp_path, archive, caplo
     assert f"{slow} (too slow: " in caplog.text and "crawl.max_failed_files: 1" in caplog.text
 
 
-def cut_handler(path: str, with_length: bool):
-    """Serves the first half of ``path`` and closes; the full Content-Length or none at all."""
+def damaged_handler(path: str, damage: str):
+    """Serves ``path`` damaged: ``cut``/``cut-length``: its first half, then closes, with no
+    Content-Length / the full one; ``junk``: a gzip member that is no WARC record in the middle."""
     def send(wfile, data):
-        length = f"Content-Length: {len(data)}\r\n" if with_length else ""
-        wfile.write(f"HTTP/1.1 200 OK\r\nConnection: close\r\n{length}\r\n".encode() + data[:len(data) // 2])
+        if damage == "junk":
+            member = zlib.decompressobj(wbits=31)
+            member.decompress(data)  # the warcinfo member
+            middle = len(data) - len(member.unused_data)
+            data = data[:middle] + gzip.compress(b"not a WARC record\r\n\r\n") + data[middle:]
+        length = f"Content-Length: {len(data)}\r\n" if damage != "cut" else ""
+        wfile.write(f"HTTP/1.1 200 OK\r\nConnection: close\r\n{length}\r\n".encode()
+                    + (data if damage == "junk" else data[:len(data) // 2]))
 
     return special_handler(path, send)
 
 
-@pytest.mark.parametrize("with_length", [False, True], ids=["no-content-length", "content-length"])
-def test_a_transfer_cut_short_is_a_failed_file(tmp_path, archive, caplog, with_length):
-    cut = archive.warc_paths[4]  # February's second file
-    with serve_directory(archive.root, cut_handler("/" + cut, with_length)) as url:
+@pytest.mark.parametrize("damage,reason", [("cut", "cut short inside gzip member"),
+                                           ("cut-length", "cut short: "),
+                                           ("junk", "WARC (reading stopped after record|records from)")])
+def test_a_file_cut_short_or_unreadable_to_its_end_is_a_failed_file(tmp_path, archive, caplog, damage, reason):
+    """fastwarc ends such files early without an error: the records after the damage were lost unseen."""
+    damaged = archive.warc_paths[4]  # February's second file
+    with serve_directory(archive.root, damaged_handler("/" + damaged, damage)) as url:
         rc, out, metrics = run_stage(tmp_path, write_params(tmp_path, **fake_section(url, max_failed_files=2)))
     assert rc == 0
     metrics = json.loads(metrics.read_text())
     assert metrics["failed_files"] == 2 and metrics["warc"]["failed"] == 2
-    in_file = warc_uris(archive.root / cut)
+    in_file = warc_uris(archive.root / damaged)
     kept = {r["url"] for r in read_jsonl(out)}
-    assert in_file[0] in kept and in_file[-1] not in kept  # what came before the cut is used
-    assert f"{cut} (cut short" in caplog.text
+    assert in_file[-1] not in kept and (damage == "junk" or in_file[0] in kept)  # what came before is used
+    assert re.search(re.escape(f"{damaged} (") + reason, caplog.text), caplog.text
