@@ -496,7 +496,14 @@ def run_config(torch, key: str, path: str, a, dev: Dev, batch: int, grad_ckpt: b
     if a.check:
         log("    exactness check ...")
         tc = time.perf_counter()
-        res["check"] = exactness(torch, model, cfg, a, dev, packed)
+        try:
+            res["check"] = exactness(torch, model, cfg, a, dev, packed)
+        except Exception as e:  # noqa: BLE001 -- keep the timing, report the check's failure
+            res["check"] = {"exact": False, "error": f"{type(e).__name__}: {str(e).strip()[:300]}",
+                            "traceback": traceback.format_exc(limit=6)}
+            log(f"    check failed: {res['check']['error']}")
+            del e
+            dev.free()
         res["check"]["seconds"] = time.perf_counter() - tc
     res["seconds"] = time.perf_counter() - t0
     del model, batches
@@ -602,6 +609,38 @@ def recommend(results: list[dict]) -> dict | None:
             "relative_speed": score}
 
 
+@contextlib.contextmanager
+def bench_settings(torch, transformers):
+    """Process-wide settings of the run, restored afterwards (the tests run it in-process):
+    transformers' log level, dynamo's recompile settings, the CPU flex patch."""
+    import transformers.integrations.flex_attention as fa
+
+    saved_flex = fa.compile_friendly_flex_attention
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    saved_dynamo = {}
+    try:
+        import torch._dynamo as dynamo
+
+        # one static compile per shape, and never fall back to eager flex (the unfused,
+        # S x S-materialising implementation) because a recompile limit was hit
+        want = {"automatic_dynamic_shapes": False, "cache_size_limit": 64, "recompile_limit": 64,
+                "accumulated_cache_size_limit": 512, "accumulated_recompile_limit": 512}
+        for k, v in want.items():
+            if hasattr(dynamo.config, k):
+                saved_dynamo[k] = getattr(dynamo.config, k)
+                setattr(dynamo.config, k, v)
+    except Exception:  # noqa: BLE001 -- no dynamo: flex will report its own error
+        dynamo = None
+    try:
+        yield
+    finally:
+        fa.compile_friendly_flex_attention = saved_flex
+        transformers.logging.set_verbosity(verbosity)
+        for k, v in saved_dynamo.items():
+            setattr(dynamo.config, k, v)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -653,18 +692,12 @@ def main(argv=None) -> dict:
     import torch
     import transformers
 
-    transformers.logging.set_verbosity_error()
-    with contextlib.suppress(Exception):
-        import torch._dynamo as dynamo
+    with bench_settings(torch, transformers):
+        return run(a, torch, transformers, t_start, batch_all, batch_per)
 
-        # one static compile per shape; never fall back to eager flex (the unfused,
-        # S x S-materialising implementation) because a recompile limit was hit
-        dynamo.config.automatic_dynamic_shapes = False
-        for k in ("cache_size_limit", "recompile_limit"):
-            if hasattr(dynamo.config, k):
-                setattr(dynamo.config, k, 64)
-        if hasattr(dynamo.config, "accumulated_cache_size_limit"):
-            dynamo.config.accumulated_cache_size_limit = 512
+
+def run(a, torch, transformers, t_start: float, batch_all, batch_per) -> dict:
+    tiny = a.tiny
     if a.device:
         device = torch.device(a.device)
     elif torch.cuda.is_available():
