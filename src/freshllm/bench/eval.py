@@ -17,7 +17,8 @@ eval stage as it is generates up to 2048 tokens per item whatever ``max_gen_toks
 benchmark unsets ``generation_config.max_new_tokens`` after loading so the fixed budget
 applies (``--as-is`` keeps the eval stage's behaviour).
 
-Per model and task it prints: items, lm-eval requests, the whole ``evaluate_suite`` wall
+One untimed 64-token forward and 2-token generate per model first (kernel setup that a
+long eval run amortizes; ``--no-warmup`` counts it). Per model and task it prints: items, lm-eval requests, the whole ``evaluate_suite`` wall
 time (task building, data loading, model calls, scoring) and the model's share of it (time
 inside the backend's ``loglikelihood``/``generate_until``), items/s, and tokens/s through
 the model -- log-likelihood: tokens of the padded batches fed to the forward pass; generation:
@@ -125,6 +126,14 @@ def bench_model(name: str, model_dir: Path, tasks: list[str], items: int, a, log
         # max_gen_toks: unset it so the fixed max_gen_toks applies (--as-is keeps it).
         gc.max_new_tokens = None
         res_gc["max_new_tokens_unset"] = True
+    model = getattr(lm, "model", None)
+    if model is not None and not a.no_warmup:  # first-call kernel setup, which a long run amortizes
+        t = time.perf_counter()
+        with torch.no_grad():
+            ids = torch.full((1, 64), 100, dtype=torch.long, device=model.device)
+            model(input_ids=ids)
+            model.generate(input_ids=ids, max_new_tokens=2, do_sample=False, pad_token_id=0)
+        log(f"  {name}: warmup forward + generate {time.perf_counter() - t:.1f} s (not counted)")
     meter = Meter(lm)
     res = {"load_s": load_s, "dtype": dtype, **res_gc, "tasks": {}}
     for task in tasks:
@@ -182,6 +191,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=8, help="lm-eval batch size (eval.batch_size)")
     ap.add_argument("--dtype", default="auto", help="eval.dtype (auto: the checkpoint's, bfloat16)")
     ap.add_argument("--skip-full", action="store_true", help="only the shrunk model")
+    ap.add_argument("--no-warmup", action="store_true", help="count the first model call's setup too")
     ap.add_argument("--as-is", action="store_true",
                     help="keep the checkpoint's generation_config max_new_tokens (2048 for Qwen2.5), "
                          "which overrides max_gen_toks in the eval stage today")

@@ -5,6 +5,11 @@
         [--batch 4 | --batch qwen2.5-1.5b=4,llama3.2-3b=2] [--grad-ckpt] [--peak-tflops 989]
     python -m freshllm.bench.gpu --tiny            # CPU smoke run (tiny shapes), used by the tests
 
+On one H200 the default run (3 models x sdpa_packed, flex_packed, sdpa_nomask, then
+eager_packed) ends within ``--budget-s`` (420 s) + 40 s hard stop + start-up, i.e. under 8
+minutes; configs that would not fit are skipped and listed as such. Output: a table on
+stdout and, with ``--json``, every figure (rewritten after each config).
+
 Needs only the standard library, torch and transformers (no other freshllm dependency: the
 exact hub configs come from ``freshllm.standins.architectures``, which is stdlib only).
 
@@ -788,7 +793,7 @@ def run(a, torch, transformers, t_start: float, batch_all, batch_per) -> dict:
                 dump()
                 continue
             dflt = (EAGER_BATCH if path.startswith("eager") else DEFAULT_BATCH).get(key, 1)
-            batch = 2 if tiny else batch_per.get(key, batch_all or dflt)
+            batch = batch_per.get(key, batch_all or (2 if tiny else dflt))
             ckpt = a.grad_ckpt
             ooms = []
             while True:
