@@ -1,6 +1,14 @@
 """Smoke runs of the benchmarks (tiny shapes, peers skipped): they run end to end and
 their own correctness checks hold (residual output == reference, identical losses)."""
 
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 from freshllm.bench import cpt as bench_cpt
 from freshllm.bench import residual as bench_residual
 
@@ -31,3 +39,181 @@ def test_cpt_bench_smoke(capsys):
     import logging
 
     assert logging.root.manager.disable == logging.NOTSET  # the bench's quiet logging is undone
+
+
+# --- bench/gpu: the GPU cpt-step benchmark, run on CPU with tiny shapes ---
+
+def test_gpu_bench_tiny(tmp_path, capsys):
+    """Every default path on both families (Qwen2 with qkv bias, LLaMA 3.2 with llama3 rope):
+    timed steps (flex: check only, torch has no flex backward on CPU), the per-article
+    check exact while the same articles without the split differ (leak), JSON written."""
+    from freshllm.bench import gpu
+
+    out = tmp_path / "gpu.json"
+    rep = gpu.main(["--tiny", "--models", "qwen2.5-0.5b,llama3.2-3b", "--steps", "1", "--seq", "128",
+                    "--doc-median", "24", "--check-docs", "4", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert "recommended GPU default:" in text and "MFU" in text
+    res = rep["results"]
+    assert {(r["model"], r["path"]) for r in res} == {
+        (m, p) for m in ("qwen2.5-0.5b", "llama3.2-3b") for p in gpu.DEFAULT_PATHS}
+    for r in res:
+        assert "error" not in r, r
+        c = r["check"]
+        assert c["exact"], (r["path"], c)
+        assert c["max_abs_diff_fp32"] <= c["tol_fp32"] and c["max_abs_diff_bf16"] <= c["tol_bf16"]
+        if r["packed"]:
+            assert c["articles"] >= 3 and c["continuations"] >= 1
+            assert c["leak_fp32"] > 20 * gpu.TOL_FP32  # the check would catch cross-article attention
+        if not r["path"].startswith("flex"):
+            assert r["tokens_per_s"] > 0 and r["timed_steps"] == 1 and r["model_tflops"] > 0
+            assert all(math.isfinite(x) for x in r["losses"])
+    assert rep["recommended"]["path"] in ("sdpa_packed", "eager_packed")  # flex did not train here
+    saved = json.loads(out.read_text())
+    assert saved["env"]["precision"].startswith("fp32 master weights")
+    assert len(saved["results"]) == len(res)
+
+
+def test_gpu_bench_budget_skips(capsys):
+    from freshllm.bench import gpu
+
+    rep = gpu.main(["--tiny", "--models", "qwen2.5-0.5b", "--paths", "sdpa_packed", "--budget-s", "0"])
+    assert [r["status"] for r in rep["results"]] == ["skipped"]
+    assert rep["recommended"] is None
+    assert "skipped (budget" in capsys.readouterr().out
+
+
+def test_gpu_bench_oom_retries_smaller(monkeypatch, capsys):
+    """A CUDA OOM halves the batch and retries (at batch 1: gradient checkpointing)."""
+    import torch
+
+    from freshllm.bench import gpu
+
+    calls = []
+
+    def fake(torch_, key, path, a, dev, batch, grad_ckpt, deadline, log):
+        calls.append((batch, grad_ckpt))
+        if len(calls) < 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return {"model": key, "path": path, "packed": True, "batch": batch, "grad_ckpt": grad_ckpt,
+                "tokens_per_s": 1.0, "model_tflops": 1e-9, "flops_per_token_6n": 6.0,
+                "peak_mem_gib": None, "step_s_mean": 1.0, "seconds": 1.0,
+                "check": {"exact": True, "max_abs_diff_fp32": 0.0, "max_abs_diff_bf16": 0.0,
+                          "tol_bf16": 0.02, "leak_fp32": 1.0}}
+
+    monkeypatch.setattr(gpu, "run_config", fake)
+    rep = gpu.main(["--tiny", "--models", "qwen2.5-0.5b", "--paths", "sdpa_packed", "--no-check"])
+    assert calls == [(2, False), (1, False), (1, True)]
+    (r,) = rep["results"]
+    assert r["oom"] == "OOM at batch 2; OOM at batch 1" and r["grad_ckpt"]
+    assert "OOM at batch 2" in capsys.readouterr().out
+
+
+def test_gpu_bench_flex_toolchain_failure_skips_other_flex_runs(monkeypatch, capsys):
+    from freshllm.bench import gpu
+
+    seen = []
+
+    def fake(torch_, key, path, a, dev, batch, grad_ckpt, deadline, log):
+        seen.append((key, path))
+        if path.startswith("flex"):
+            raise RuntimeError("torch._inductor.exc.InductorError: C compiler not found")
+        return {"model": key, "path": path, "packed": True, "batch": batch, "grad_ckpt": grad_ckpt,
+                "tokens_per_s": 1.0, "model_tflops": 1e-9, "flops_per_token_6n": 6.0, "peak_mem_gib": None,
+                "step_s_mean": 1.0, "seconds": 1.0, "check": {"exact": True}}
+
+    monkeypatch.setattr(gpu, "run_config", fake)
+    rep = gpu.main(["--tiny", "--models", "qwen2.5-0.5b,llama3.2-3b", "--paths", "sdpa_packed,flex_packed"])
+    assert [p for _, p in seen].count("flex_packed") == 1  # the second model's flex run is skipped
+    status = {(r["model"], r["path"]): r.get("status", "ok") for r in rep["results"]}
+    assert sorted(status.values()) == ["error", "ok", "ok", "skipped"]
+    assert rep["recommended"]["path"] == "sdpa_packed"
+    assert "flex failed before" in capsys.readouterr().out
+
+
+def test_gpu_bench_rows_are_packed_like_packwriter(tmp_path):
+    """The benchmark's rows: the positions PackWriter writes for the same article lengths."""
+    import numpy as np
+
+    from freshllm.bench import gpu
+    from freshllm.io.packed import PackedData, PackWriter
+
+    seq, n_rows = 64, 6
+    stream = gpu.DocStream(3, 20, 0.9, 500)
+    rows = [stream.row(seq) for _ in range(n_rows)]
+    lengths, again = [], gpu.DocStream(3, 20, 0.9, 500)
+    while sum(lengths) < seq * n_rows:
+        again._next_doc()
+        lengths.append(again.left)
+    writer = PackWriter(tmp_path / "p", seq, max_rows=n_rows)
+    for n in lengths:
+        writer.add(list(range(1, n + 1)))
+    writer.close()
+    expected = PackedData.open(tmp_path / "p").position_ids
+    got = np.zeros((n_rows, seq), dtype=np.int64)
+    for r, segs in enumerate(rows):
+        for start, n, p0 in segs:
+            got[r, start:start + n] = np.arange(p0, p0 + n)
+    assert (got == expected).all()
+
+
+def test_gpu_bench_flop_accounting():
+    from freshllm.bench import gpu
+    from freshllm.standins.architectures import get_arch, param_count
+
+    tied = get_arch("meta-llama/Llama-3.2-3B").config()
+    untied = get_arch("meta-llama/Llama-3.1-8B").config()
+    assert gpu.matmul_params(tied) == param_count(tied)  # the tied lm_head counts once
+    assert gpu.matmul_params(untied) == param_count(untied) - 128256 * 4096  # no embedding lookup
+    q15 = get_arch("Qwen/Qwen2.5-1.5B").config()
+    assert gpu.attention_flops_per_pair(q15) == 12 * 28 * 12 * 128
+    assert gpu.spec_peak("NVIDIA H200") == 989.0 and gpu.spec_peak("NVIDIA H100 PCIe") == 756.0
+
+
+def test_gpu_bench_imports_only_torch_and_transformers():
+    """The GPU machine has torch, transformers and accelerate only: the script must run with
+    freshllm's other dependencies absent and load no other freshllm module."""
+    code = textwrap.dedent("""
+        import sys
+        for name in ("fundus", "lm_eval", "dvc", "dvclive", "datasets", "yaml_include", "curl_cffi"):
+            sys.modules[name] = None  # import fails, importlib.util.find_spec returns None
+        from freshllm.bench import gpu
+        gpu.main(["--tiny", "--models", "llama3.2-3b", "--paths", "sdpa_packed", "--steps", "1",
+                  "--warmup", "0", "--no-check"])
+        mods = sorted(m for m in sys.modules if m.split(".")[0] == "freshllm")
+        print("FRESHLLM", ",".join(mods))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    line = [x for x in res.stdout.splitlines() if x.startswith("FRESHLLM ")][-1]
+    assert set(line.split(" ", 1)[1].split(",")) == {
+        "freshllm", "freshllm.bench", "freshllm.bench.gpu", "freshllm.standins",
+        "freshllm.standins.architectures"}
+
+
+# --- bench/pack and bench/eval smoke runs ---
+
+def test_pack_bench_smoke(capsys):
+    from freshllm.bench import pack as bench_pack
+
+    res = bench_pack.main(["--articles", "150", "--real", "qwen2"])
+    out = capsys.readouterr().out
+    assert "Qwen/Qwen2.5-0.5B's real tokenizer" in out and "ratio pack/raw" in out
+    assert res["pack_encoded_tokens"] == res["raw_tokens"]  # the same texts, the same encoding
+    assert res["raw_tokens_per_s"] > 0 and res["pack_tokens_per_s"] > 0
+    assert 0.5 < res["rss_ratio"] < 2.0
+
+
+def test_eval_bench_smoke(capsys):
+    from freshllm.bench import eval as bench_eval
+
+    rep = bench_eval.main(["--skip-full", "--items", "2", "--max-gen-toks", "4", "--batch-size", "2"])
+    out = capsys.readouterr().out
+    assert "piqa (log-likelihood)" in out and "gsm8k (generation)" in out
+    m = rep["models"]["shrunk"]
+    assert m["generation_config_max_new_tokens"] == 2048 and m["max_new_tokens_unset"]
+    piqa, gsm = m["tasks"]["piqa"], m["tasks"]["gsm8k"]
+    assert piqa["items"] == 2 and piqa["requests"] == 4 and piqa["forward_tokens"] > 0
+    assert gsm["items"] == 2 and 0 < gsm["generated_tokens"] <= 2 * 4  # max_gen_toks holds
+    assert piqa["items_per_s"] > 0 and gsm["generated_tokens_per_s"] > 0

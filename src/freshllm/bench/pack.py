@@ -1,16 +1,31 @@
-"""Pack throughput vs raw batched `tokenizers` encoding, and peak RSS at two corpus sizes.
+"""Pack throughput vs raw batched encoding with the same tokenizer, and peak RSS at N and 4N articles.
 
-    python -m freshllm.bench.pack [--articles 20000] [--tokenizer models/base]
+    python -m freshllm.bench.pack [--articles 20000] [--real qwen2|llama3|none] [--tokenizer DIR]
 
-Prints tokens/s of the pack stage and of plain batched encoding of the same texts (the
-baseline), their ratio (goal >= 0.85), and the peak RSS of packing a corpus N and 4N
-articles long, each in a fresh process (memory must stay flat).
+The tokenizer is a real one by default: ``--real qwen2`` (Qwen2.5's, the default) or
+``llama3`` (LLaMA 3.1's), built by ``freshllm.standins.tokenizers`` from llama.cpp's vocab
+files and cached in ``~/.cache/freshllm``; ``--tokenizer DIR`` takes a model directory's;
+``--real none`` a small BPE tokenizer trained here (the old default). The corpus is
+generated news (``freshllm.synthetic.news``: 150-600 words, every text distinct, so the
+pack stage's duplicate filter drops nothing), written as articles JSONL.
+
+Prints, measured in this run:
+
+* tokens/s of plain batched encoding of the texts (already in memory) with the tokenizer
+  call the pack stage makes (``add_special_tokens=False, split_special_tokens=True``, the
+  same 512-article batches) -- the baseline -- and of the default call
+  (``tokenizer(batch)``) for reference;
+* tokens/s of the whole pack stage (``pack_corpus``: index and validate the JSONL, hash
+  every text, shuffle, read, encode, pack, write) and the ratio pack/baseline (goal >= 0.85);
+* the peak RSS of packing the first N and all 4N articles, each in a fresh process, and
+  their ratio (memory must stay flat: close to 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -18,84 +33,202 @@ import tempfile
 import time
 from pathlib import Path
 
+REAL = {"qwen2": "Qwen/Qwen2.5-0.5B", "llama3": "meta-llama/Llama-3.1-8B"}
+BATCH = 512  # PackConfig.batch_articles
+
 
 def write_corpus(path: Path, n: int, seed: int = 0) -> None:
-    from freshllm.synthetic.corpus import d1_documents
+    """``n`` distinct generated news articles as JSONL (url, title, text)."""
+    from datetime import date
 
-    docs = d1_documents(seed, min(n, 5000))
+    from freshllm.synthetic.news import generate_articles
+
     with open(path, "w", encoding="utf-8") as fh:
-        for i in range(n):
-            fh.write(json.dumps({"url": f"https://example.com/{i}", "text": docs[i % len(docs)] * 4}) + "\n")
+        done = 0
+        while done < n:  # chunks keep memory flat and generation fast
+            k = min(5000, n - done)
+            for i, art in enumerate(generate_articles(k, date(2024, 1, 1), date(2024, 12, 31),
+                                                      seed=seed, first_index=done)):
+                fh.write(json.dumps({"url": f"https://example.com/{done + i}", "title": art.title,
+                                     "text": art.text}) + "\n")
+            done += k
 
 
-def tokenizer_for(path: str | None, tmp: Path):
-    from freshllm.io.hf import load_tokenizer
+def head(src: Path, dst: Path, n: int) -> None:
+    with open(src, encoding="utf-8") as fi, open(dst, "w", encoding="utf-8") as fo:
+        for i, line in enumerate(fi):
+            if i >= n:
+                break
+            fo.write(line)
 
-    if path:
-        return load_tokenizer(path)
-    from freshllm.synthetic.corpus import d1_documents
+
+def tokenizer_for(args):
+    """(tokenizer, description)."""
+    if args.tokenizer:
+        from freshllm.io.hf import load_tokenizer
+
+        return load_tokenizer(args.tokenizer), f"tokenizer of {args.tokenizer}"
+    if args.real != "none":
+        from freshllm.standins.tokenizers import load_tokenizer
+
+        mid = REAL[args.real]
+        return load_tokenizer(mid), f"{mid}'s real tokenizer ({args.real}, from llama.cpp's vocab)"
     from freshllm.models import train_tokenizer
+    from freshllm.synthetic.corpus import d1_documents
 
-    return train_tokenizer(d1_documents(0, 500), 1024)[0]
+    return train_tokenizer(d1_documents(0, 500), 1024)[0], "a 1024-token BPE tokenizer trained here"
 
 
-def run_pack(corpus: Path, tok, out: Path, tokens: str) -> tuple[float, dict]:
+def run_pack(corpus: Path, tok, out: Path) -> tuple[float, dict]:
     from freshllm.config import build_config
     from freshllm.pack import PackConfig, pack_corpus
 
-    cfg = build_config(PackConfig, {"seq_len": 4096, "tokens": tokens, "allow_short": True}, "pack")
+    cfg = build_config(PackConfig, {"seq_len": 4096, "tokens": "100B", "allow_short": True,
+                                    "batch_articles": BATCH}, "pack")
     t = time.perf_counter()
     m = pack_corpus(corpus, tok, cfg, out)
     return time.perf_counter() - t, m
 
 
+def current_rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def child(args) -> None:
-    """Pack one corpus in this process; print peak RSS (MiB) as JSON."""
+    """Pack one corpus in this process; print RSS figures (MiB) as JSON: the peak while
+    packing (sampled every 5 ms: loading the tokenizer can peak higher than packing, which
+    would hide the packing's own high-water mark in ru_maxrss), RSS before, and ru_maxrss."""
+    import logging
+    import threading
+
+    logging.disable(logging.WARNING)
     tmp = Path(args.child)
-    tok = tokenizer_for(args.tokenizer, tmp)
-    _, m = run_pack(tmp / "corpus.jsonl", tok, tmp / "out", "100B")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_rss_mib": rss, "tokens": m["train"]["tokens"]}))
+    tok, _ = tokenizer_for(args)
+    import gc
+
+    gc.collect()
+    before = current_rss_mib()
+    peak = [before]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(0.005):
+            peak[0] = max(peak[0], current_rss_mib())
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    _, m = run_pack(tmp / "corpus.jsonl", tok, tmp / "out")
+    stop.set()
+    th.join()
+    peak[0] = max(peak[0], current_rss_mib())
+    print(json.dumps({"peak_rss_mib": peak[0], "rss_before_pack_mib": before,
+                      "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "tokens": m["train"]["tokens"], "articles": m["train"]["articles"]}))
 
 
-def main(argv=None) -> None:
+def encode_rate(tok, texts, **kw) -> tuple[int, float]:
+    t = time.perf_counter()
+    n = 0
+    for i in range(0, len(texts), BATCH):
+        n += sum(len(x) for x in tok(texts[i:i + BATCH], **kw)["input_ids"])
+    return n, time.perf_counter() - t
+
+
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--articles", type=int, default=20000)
-    ap.add_argument("--tokenizer", default=None, help="model dir (default: a tokenizer trained here)")
+    ap.add_argument("--articles", type=int, default=20000, help="N (the RSS runs pack N and 4N)")
+    ap.add_argument("--real", choices=[*REAL, "none"], default="qwen2",
+                    help="real tokenizer (default qwen2); none: a small one trained here")
+    ap.add_argument("--tokenizer", default=None, help="a model dir whose tokenizer to use instead")
+    ap.add_argument("--repeats", type=int, default=1, help="throughput runs (best of), alternating")
+    ap.add_argument("--no-rss", dest="rss", action="store_false", help="skip the N / 4N RSS runs")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child(args)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the pack stage's progress bar
     from ..common import quiet_logging
 
-    with quiet_logging(), tempfile.TemporaryDirectory() as d:
+    res: dict = {}
+    with quiet_logging(), tempfile.TemporaryDirectory(prefix="bench-pack-") as d:
         tmp = Path(d)
-        tok = tokenizer_for(args.tokenizer, tmp)
-        corpus = tmp / "corpus.jsonl"
-        write_corpus(corpus, args.articles)
-        texts = [json.loads(line)["text"] for line in open(corpus, encoding="utf-8")]
+        print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
         t = time.perf_counter()
-        n_raw = 0
-        for i in range(0, len(texts), 512):
-            n_raw += sum(len(x) for x in tok(texts[i:i + 512], add_special_tokens=True)["input_ids"])
-        raw_s = time.perf_counter() - t
-        pack_s, m = run_pack(corpus, tok, tmp / "packed", "100B")
-        n_pack = m["train"]["article_tokens"]
-        print(f"raw batched encoding: {n_raw / raw_s:,.0f} tokens/s ({n_raw:,} tokens, {raw_s:.2f} s)")
-        print(f"pack stage:           {n_pack / pack_s:,.0f} tokens/s ({n_pack:,} tokens, {pack_s:.2f} s)")
-        print(f"ratio pack/raw:       {(n_pack / pack_s) / (n_raw / raw_s):.3f}  (goal >= 0.85)")
-        rss = []
-        for n in (args.articles, 4 * args.articles):
-            sub = tmp / f"rss{n}"
-            sub.mkdir()
-            write_corpus(sub / "corpus.jsonl", n)
-            cmd = [sys.executable, "-m", "freshllm.bench.pack", "--child", str(sub)]
-            if args.tokenizer:
-                cmd += ["--tokenizer", args.tokenizer]
-            res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-            rss.append(res["peak_rss_mib"])
-            print(f"peak RSS, {n:>7,} articles ({res['tokens']:,} tokens): {res['peak_rss_mib']:.0f} MiB")
-        print(f"RSS ratio 4N/N:       {rss[1] / rss[0]:.3f}  (flat: close to 1)")
+        tok, desc = tokenizer_for(args)
+        print(f"tokenizer: {desc}, {len(tok):,} entries (loaded in {time.perf_counter() - t:.1f} s)")
+        big = tmp / "corpus-4n.jsonl"
+        t = time.perf_counter()
+        write_corpus(big, 4 * args.articles if args.rss else args.articles)
+        corpus = tmp / "corpus.jsonl"
+        head(big, corpus, args.articles)
+        texts = [json.loads(line)["text"] for line in open(corpus, encoding="utf-8")]
+        print(f"corpus: {len(texts):,} generated news articles, {sum(map(len, texts)) / len(texts):,.0f} "
+              f"characters each on average (written in {time.perf_counter() - t:.1f} s)", flush=True)
+        raw, default, pack = [], [], []
+        for r in range(args.repeats):
+            order = ("raw", "pack") if r % 2 == 0 else ("pack", "raw")
+            for which in order:
+                if which == "raw":
+                    raw.append(encode_rate(tok, texts, add_special_tokens=False, split_special_tokens=True))
+                    default.append(encode_rate(tok, texts))
+                else:
+                    out = tmp / f"packed{r}"
+                    s, m = run_pack(corpus, tok, out)
+                    pack.append((m["train"]["article_tokens"], s, m))
+                    import shutil
+
+                    shutil.rmtree(out, ignore_errors=True)
+        best = lambda runs: max(runs, key=lambda x: x[0] / x[1])  # noqa: E731 -- least disturbed
+        n_raw, raw_s = best(raw)
+        n_def, def_s = best(default)
+        n_pack, pack_s, m = best(pack)
+        n_enc_pack = n_pack - m["train"]["articles"] * (2 if m["bos_added"] else 1)  # minus BOS/EOS
+        res.update({"raw_tokens_per_s": n_raw / raw_s, "default_call_tokens_per_s": n_def / def_s,
+                    "pack_tokens_per_s": n_enc_pack / pack_s, "raw_tokens": n_raw, "pack_article_tokens": n_pack,
+                    "pack_encoded_tokens": n_enc_pack, "raw_s": raw_s, "pack_s": pack_s,
+                    "articles": len(texts), "tokenizer": desc})
+        res["ratio"] = res["pack_tokens_per_s"] / res["raw_tokens_per_s"]
+        rep = f" (best of {args.repeats})" if args.repeats > 1 else ""
+        print(f"raw batched encoding (pack's call):  {n_raw / raw_s:>10,.0f} tokens/s ({n_raw:,} tokens, "
+              f"{raw_s:.2f} s){rep}")
+        print(f"raw batched encoding (default call): {n_def / def_s:>10,.0f} tokens/s ({n_def:,} tokens, "
+              f"{def_s:.2f} s)")
+        print(f"pack stage:                          {n_enc_pack / pack_s:>10,.0f} tokens/s ({n_enc_pack:,} text "
+              f"tokens; {n_pack:,} with BOS/EOS; {pack_s:.2f} s){rep}")
+        if n_enc_pack != n_raw:
+            print(f"  note: pack encoded {n_enc_pack:,} text tokens, the baseline {n_raw:,}")
+        print(f"ratio pack/raw:                      {res['ratio']:.3f}  (goal >= 0.85)", flush=True)
+        if args.rss:
+            rss = []
+            for n in (args.articles, 4 * args.articles):
+                sub = tmp / f"rss{n}"
+                sub.mkdir()
+                head(big, sub / "corpus.jsonl", n)
+                cmd = [sys.executable, "-m", "freshllm.bench.pack", "--child", str(sub), "--real", args.real]
+                if args.tokenizer:
+                    cmd += ["--tokenizer", args.tokenizer]
+                out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+                if out.returncode:
+                    raise RuntimeError(f"RSS child failed:\n{out.stderr[-3000:]}")
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                rss.append(r)
+                print(f"peak RSS while packing, {n:>7,} articles ({r['tokens']:,} tokens): "
+                      f"{r['peak_rss_mib']:,.0f} MiB (before packing, tokenizer loaded: "
+                      f"{r['rss_before_pack_mib']:,.0f} MiB; process high-water mark {r['ru_maxrss_mib']:,.0f} MiB)",
+                      flush=True)
+            res["rss_mib"] = {str(args.articles): rss[0]["peak_rss_mib"],
+                              str(4 * args.articles): rss[1]["peak_rss_mib"]}
+            res["rss_ratio"] = rss[1]["peak_rss_mib"] / rss[0]["peak_rss_mib"]
+            grow = rss[1]["peak_rss_mib"] - rss[0]["peak_rss_mib"]
+            print(f"RSS ratio 4N/N (peak while packing): {res['rss_ratio']:.3f}  (flat: close to 1; "
+                  f"+{grow:,.0f} MiB for {3 * args.articles:,} more articles)")
+        print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    return res
 
 
 if __name__ == "__main__":
