@@ -454,3 +454,20 @@ def test_instruction_level_standard_error_resamples_whole_prompts():
                                   for d in docs]}}
     se = extract_stderrs(out, ["ifeval"], 500, 0)["ifeval"]
     assert se["prompt_level_strict_acc"] == 0.05 and se["inst_level_strict_acc"] > 0.03
+
+
+def test_max_gen_toks_bounds_generation_whatever_the_checkpoint_says(standin_pairs, tmp_path):
+    """Qwen2.5's generation_config.json ships max_new_tokens 2048, which transformers' generate()
+    prefers to the max_length lm-eval derives from max_gen_toks: the eval stage drops it."""
+    base = standin_pairs("Qwen/Qwen2.5-0.5B")["base"]
+    assert json.loads((base / "generation_config.json").read_text()).get("max_new_tokens") == 2048
+    t0 = time.time()
+    _run_main(tmp_path, base, name="base+q", tasks=["gsm8k"], limit=1, max_gen_toks=3, batch_size=1)
+    samples = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base)
+    for s in samples:
+        text = s["resps"][0][0]
+        assert len(tok(text, add_special_tokens=False)["input_ids"]) <= 4, text
+    assert time.time() - t0 < 120

@@ -217,7 +217,15 @@ def build_lm(cfg: EvalConfig, model_dir: Path):
     except Exception as exc:
         raise EvalError(f"lm-eval backend {cfg.backend!r} unavailable: {exc}") from exc
     log.info("loading %s with %s backend %s %s", model_dir, cfg.backend, args, extra)
-    return cls.create_from_arg_obj(args, extra), {**args, **extra}
+    lm = cls.create_from_arg_obj(args, extra)
+    gen_cfg = getattr(getattr(lm, "model", None), "generation_config", None)
+    if gen_cfg is not None and getattr(gen_cfg, "max_new_tokens", None) is not None:
+        # a checkpoint's max_new_tokens (Qwen2.5 ships 2048) would override the generation
+        # budget lm-eval sets from max_gen_toks (as max_length): every item would generate 2048
+        log.info("ignoring %s's generation_config max_new_tokens=%s (lm-eval's max_gen_toks applies)",
+                 model_dir, gen_cfg.max_new_tokens)
+        gen_cfg.max_new_tokens = None
+    return lm, {**args, **extra}
 
 
 def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
