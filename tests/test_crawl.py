@@ -9,12 +9,14 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import random
 import signal
 import socket
 import threading
 import time
 from collections import Counter
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,8 @@ import yaml
 
 from freshllm.config import ConfigError, build_config
 from freshllm.crawl import CrawlConfig, main
-from freshllm.synthetic.warc_archive import SITES, QuietHandler, build_archive, render_page, serve_directory
+from freshllm.synthetic.warc_archive import (KEEP, SITES, QuietHandler, Record, article_url, build_archive,
+                                             render_page, serve_directory)
 
 TEST_LIMIT_S = 60
 MONTHS = ["2024-01", "2024-02", "2024-03"]
@@ -59,11 +62,51 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def planted_record(domain: str, expect: str, published: datetime, site: str = "", month: str = "",
+                   captured: datetime | None = None, section: str | None = None, **kw) -> Record:
+    """A generated English article at ``domain`` (archived 2 hours after ``published`` unless told)."""
+    from freshllm.synthetic.news import make_article
+
+    article = make_article(random.Random(expect + domain), published, "en", 95_000 + published.day)
+    article = replace(article, section=section) if section else article
+    captured = captured or published + timedelta(hours=2)
+    return Record(url=article_url(domain, article), site=site, month=month or f"{captured:%Y-%m}",
+                  captured=captured, expect=expect, article=article, **kw)
+
+
+def skipped_records() -> list[Record]:
+    """Records fundus itself skips (publishers us, uk, de selected), among January's first file."""
+    day = lambda d: datetime(2024, 1, d, 8, tzinfo=timezone.utc)  # noqa: E731
+    nation, guardian = SITES[0], SITES[2]
+    return [
+        planted_record("https://thenation.com/", "www_mismatch", day(3), site=nation.publisher),
+        planted_record("https://www.foxnews.com/", "publisher_url_filter", day(4), section="video"),
+        planted_record("https://www.lemonde.fr/", "unselected_publisher", day(5)),
+        planted_record(nation.domain, "no_warc_date", day(6), site=nation.publisher, with_warc_date=False),
+        # mid-file: fundus (fastwarc's verify_digests) stops reading the file here
+        planted_record(guardian.domain, "bad_digest", day(4), site=guardian.publisher, bad_digest=True),
+    ]
+
+
+def warc_uris(path: Path) -> list[str]:
+    from fastwarc import ArchiveIterator, WarcRecordType
+
+    with open(path, "rb") as fh:
+        return [str(r.headers["WARC-Target-URI"]) for r in ArchiveIterator(fh, record_types=WarcRecordType.response)]
+
+
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
-    """3 months x 30 articles over 5 publishers (3 page formats, 3 countries) + planted bad records."""
+    """3 months x 30 articles over 5 publishers (3 page formats, 3 countries) + planted bad records,
+    records fundus skips and a bad digest in the middle of January's first file."""
     root = tmp_path_factory.mktemp("ccnews")
-    return build_archive(root, MONTHS, per_month=30, seed=7, plant_bad=True, missing_file=True)
+    manifest = build_archive(root, MONTHS, per_month=30, seed=7, plant_bad=True, missing_file=True,
+                             extra=skipped_records())
+    first = warc_uris(root / manifest.warc_paths[0])
+    bad = next(r.url for r in manifest.records if r.expect == "bad_digest" and r.month == MONTHS[0] and
+               r.captured.day == 4)
+    assert 0 < first.index(bad) < len(first) - 5  # good records follow it in the same file
+    return manifest
 
 
 def fake_section(url: str, **over) -> dict:
@@ -112,9 +155,17 @@ def test_keeps_exactly_the_good_records_and_counts_failed_files(tmp_path, archiv
         assert rec["published"] == want.article.published.strftime("%Y-%m-%dT%H:%M:%SZ")
     metrics = json.loads(metrics_path.read_text())
     assert metrics["articles"] == len(kept)
-    assert metrics["drops"] == {"duplicate_text": 1, "duplicate_url": 1, "empty_body": 1,
-                                "missing_date": 1, "out_of_window": 2, "too_short": 1}
+    # every record not kept is counted by its reason, those fundus skips before parsing included
+    assert metrics["drops"] == dict(Counter(r.expect for r in archive.records if r.expect != KEEP))
+    assert {"www_mismatch", "publisher_url_filter", "unselected_publisher", "no_warc_date",
+            "unknown_domain"} <= set(metrics["drops"]) and metrics["drops"]["bad_digest"] == 2
     assert metrics["failed_files"] == 1 == len(archive.missing_paths)
+    assert metrics["partial_files"] == 1  # January's first file: two bad digests, read to its end
+    assert metrics["warc"] == {"complete": len(archive.warc_paths) - 1, "partial": 1, "failed": 1,
+                               "records": len(archive.records), "damaged_records": 2,
+                               "gzip_members": len(archive.records) + len(archive.warc_paths),
+                               "bytes": sum((archive.root / p).stat().st_size for p in archive.warc_paths),
+                               "unfinished": 0}
     assert set(metrics["per_language"]) == {"en", "de"} and len(metrics["per_publisher"]) == len(SITES)
     assert metrics["tokens_estimate"] == sum(len(r["text"]) for r in records) // 4
 
@@ -125,7 +176,7 @@ def test_keeps_exactly_the_good_records_and_counts_failed_files(tmp_path, archiv
 
 def test_quota_balances_months_and_caps_publishers(tmp_path, archive):
     with serve_directory(archive.root) as url:
-        rc, _, balanced = run_stage(tmp_path, write_params(
+        rc, balanced_out, balanced = run_stage(tmp_path, write_params(
             tmp_path, **fake_section(url, max_articles=30, languages=["en"])), "balanced")
         assert rc == 0
         rc, _, capped = run_stage(tmp_path, write_params(
@@ -133,6 +184,14 @@ def test_quota_balances_months_and_caps_publishers(tmp_path, archive):
         assert rc == 0
     balanced, capped = json.loads(balanced.read_text()), json.loads(capped.read_text())
     assert balanced["per_month"] == {"2024-01": 10, "2024-02": 10, "2024-03": 10}
+    # each month's 10 come from 10 days over the whole month (fundus order: its last days only)
+    per_day = Counter(r["published"][:10] for r in read_jsonl(balanced_out))
+    for month in MONTHS:
+        days = sorted(int(d[8:]) for d in per_day if d.startswith(month))
+        assert len(days) == 10 and days[0] <= 10 and days[-1] >= 21, (month, days)
+    assert balanced["per_day"] == dict(sorted(per_day.items())) and set(per_day.values()) == {1}
+    assert balanced["day_spread"]["max"] == 1 and balanced["day_spread"]["days"] == 91
+    assert balanced["drops"]["over_quota"] > 0
     assert balanced["per_language"] == {"en": 30} and balanced["drops"]["language"] > 0
     assert set(capped["per_publisher"].values()) == {4} and len(capped["per_publisher"]) == len(SITES)
     assert capped["drops"]["publisher_cap"] > 0
@@ -240,13 +299,14 @@ def test_config_reports_every_bad_key_at_once(tmp_path, caplog):
     bad = {"source": "ftp", "server_address": "ftp://mirror", "publishers": ["us", "atlantis", "uk.TheGuardian"],
            "published_from": "2024-13-01", "published_to": "2099-01-01", "max_articles": 0,
            "max_per_publisher": 0, "languages": [], "min_chars": 500, "max_chars": 100,
-           "min_articles": "many", "timeout_s": 0, "bogus": 1}
+           "min_articles": "many", "timeout_s": 0, "file_deadline_s": 0, "min_bytes_per_s": -1,
+           "archive_lag_days": 40, "bogus": 1}
     with pytest.raises(ConfigError) as err:
         build_config(CrawlConfig, bad, "crawl")
     problems = err.value.problems
     for key in ["source", "server_address", "publishers[1]", "published_from",
                 "published_to", "max_articles", "max_per_publisher", "languages", "min_chars",
-                "min_articles", "timeout_s", "bogus"]:
+                "min_articles", "timeout_s", "file_deadline_s", "min_bytes_per_s", "archive_lag_days", "bogus"]:
         assert any(p.startswith(f"crawl.{key}:") for p in problems), (key, problems)
 
     params = tmp_path / "params.yaml"
@@ -277,6 +337,8 @@ def test_local_default_profile_end_to_end(tmp_path):
     assert LEAD_SECTION["min_articles"] <= len(records) == metrics["articles"] <= 400
     assert metrics["tokens_estimate"] >= 40_000
     assert set(metrics["per_month"]) == set(MONTHS) and set(metrics["per_language"]) == {"en", "de"}
+    assert metrics["missing_listings"] == ["2024-04"]  # the archive lag reads past the archive's end: no error
+    assert metrics["day_spread"]["empty_days"] == 0 and metrics["day_spread"]["days"] == 91
     assert len({r["url"] for r in records}) == len(records) == len({r["text"] for r in records})
     assert all(LEAD_SECTION["published_from"] <= r["published"][:10] <= LEAD_SECTION["published_to"]
                for r in records)
@@ -326,3 +388,26 @@ def test_a_source_in_the_registry_is_what_the_stage_runs(tmp_path, monkeypatch, 
     assert [r["url"] for r in read_jsonl(out)] == [f"https://example.org/{d}" for d in (1, 2, 3)]
     metrics = json.loads(metrics.read_text())
     assert (metrics["articles"], metrics["drops"], metrics["per_publisher"]) == (3, {"too_short": 2}, {"Example": 3})
+
+
+def test_reads_the_archive_past_the_window_for_articles_archived_late(tmp_path):
+    """Published on 2024-03-30, archived on 2024-04-02: found in April's archive (archive_lag_days),
+    while the quota is still split over the window's months only."""
+    nation = SITES[0]
+    late = planted_record(nation.domain, KEEP, datetime(2024, 3, 30, 20, tzinfo=timezone.utc),
+                          site=nation.publisher, captured=datetime(2024, 4, 2, 6, tzinfo=timezone.utc))
+    manifest = build_archive(tmp_path / "ccnews", ["2024-02", "2024-03", "2024-04"], per_month=16, seed=5,
+                             extra=[late])
+    window = {"published_from": "2024-02-01", "published_to": "2024-03-31", "languages": ["en"]}
+    with serve_directory(manifest.root) as url:
+        runs = {lag: run_stage(tmp_path, write_params(tmp_path, **fake_section(url, archive_lag_days=lag, **window)),
+                               f"lag{lag}") for lag in (7, 0)}
+        rc, _, limited = run_stage(tmp_path, write_params(tmp_path, **fake_section(url, max_articles=20, **window)),
+                                   "limited")
+    assert [r[0] for r in runs.values()] == [0, 0] and rc == 0
+    urls = {lag: {r["url"] for r in read_jsonl(out)} for lag, (_, out, _) in runs.items()}
+    in_window = {r.url for r in manifest.kept() if r.article.published < datetime(2024, 4, 1, tzinfo=timezone.utc)
+                 and r.article.language == "en"}
+    assert late.url in urls[7] and urls[7] == in_window
+    assert late.url not in urls[0] and urls[0] == in_window - {late.url}
+    assert json.loads(limited.read_text())["per_month"] == {"2024-02": 10, "2024-03": 10}

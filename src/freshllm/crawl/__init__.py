@@ -15,15 +15,28 @@ interrupted crawl resumes where it stopped (:mod:`.store`). The output is sorted
 (published, url): the same params and archive give a byte-identical file (with
 ``processes: 0``).
 
-Safety (:mod:`.guards`): every ``requests`` call gets a timeout (fundus sets none); a
-dead or silent CC-NEWS server fails within ``timeout_s`` (at most 25 s); Ctrl-C stops
-the stage with exit code 130 (fundus swallows ``KeyboardInterrupt``, so the stage tracks
-SIGINT itself); WARC files fundus fails to load are counted and fail the stage beyond
+CC-NEWS specifics (:mod:`.sources.ccnews`): the last month reads the archive on to
+``archive_lag_days`` past ``published_to`` (late-archived articles; a listing past the
+archive's end is skipped); each month's quota is spread over its publishing days
+(:mod:`.spread`; metrics ``per_day`` and ``day_spread``); every WARC record is accounted
+for (:mod:`.sources.warc`): what fundus would skip unparsed is counted in ``drops`` by
+reason (``unknown_domain``, ``unselected_publisher``, ``www_mismatch``,
+``publisher_url_filter``, ``no_warc_date``, ``bad_digest``, ``undecodable``), a bad digest
+no longer ends the file, and each file is complete, partial (damaged records) or failed
+(metrics ``warc``, ``failed_files``, ``partial_files``).
+
+Safety (:mod:`.guards`, :mod:`.transfer`): every ``requests`` call gets a timeout (fundus
+sets none) and every listing and WARC download a total deadline (``file_deadline_s``)
+and a minimum rate (``min_bytes_per_s``); a dead, silent or trickling CC-NEWS server
+fails within 25 s; a transfer cut short (with or without ``Content-Length``) is a failed
+file; Ctrl-C stops the stage with exit code 130 (fundus swallows ``KeyboardInterrupt``,
+so the stage tracks SIGINT itself); failed WARC files fail the stage beyond
 ``max_failed_files``.
 
 Layout: :mod:`.config` (``CrawlConfig``), :mod:`.publishers` (fundus publisher lookup),
-:mod:`.guards`, :mod:`.articles`, :mod:`.store` (resume parts and the corpus writer),
-:mod:`.sources` (one module per source and the registry), :mod:`.cli` (``main``).
+:mod:`.guards`, :mod:`.transfer`, :mod:`.articles`, :mod:`.spread`, :mod:`.store` (resume
+parts and the corpus writer), :mod:`.sources` (one module per source and the registry;
+``ccnews`` with ``ccnews_archive`` and ``warc``), :mod:`.cli` (``main``).
 """
 
 from .articles import Article, to_utc

@@ -112,13 +112,20 @@ class Selection:
 
     def admit(self, article: Article) -> str | None:
         """Keep ``article`` (returns None) or say why not."""
+        reason = self.duplicate(article)
+        if reason is None and self.max_per_publisher and \
+                self.per_publisher[article.publisher] >= self.max_per_publisher:
+            reason = "publisher_cap"
+        if reason is None:
+            self.add(article)
+        return reason
+
+    def duplicate(self, article: Article) -> str | None:
+        """Why ``article`` duplicates one kept already (None if it does not)."""
         if article.url in self.urls:
             return "duplicate_url"
         if text_key(article.text) in self.texts:
             return "duplicate_text"
-        if self.max_per_publisher and self.per_publisher[article.publisher] >= self.max_per_publisher:
-            return "publisher_cap"
-        self.add(article)
         return None
 
     def add(self, article: Article) -> None:

@@ -30,7 +30,10 @@ class CrawlConfig:
     min_articles: int = 50
     processes: int = 0  # fundus worker processes for CC-NEWS (0: in-process, deterministic)
     timeout_s: float = 20.0  # per HTTP connect/read
-    retries: int = 0  # fundus retries per failed WARC file (it sleeps 30 s x attempt)
+    file_deadline_s: float = 3600.0  # per listing/WARC download, start to last byte
+    min_bytes_per_s: float = 10_000.0  # per download, over each timeout_s (0: no minimum)
+    archive_lag_days: int = 7  # read the archive this many days past published_to
+    retries: int = 0  # retries per failed WARC file (sleeping 30 s x attempt, as fundus)
     max_failed_files: int = 2  # fail the stage when more WARC files than this fail
     local_per_month: int = 160  # articles per month in the generated archive
     seed: int = 0  # seed of the generated archive
@@ -75,13 +78,17 @@ class CrawlConfig:
 
     @property
     def months(self) -> list[str]:
-        """Archive months "YYYY-MM" covering the publishing window."""
-        first, last = (d.date() for d in self.window)
-        months, y, m = [], first.year, first.month
-        while (y, m) <= (last.year, last.month):
-            months.append(f"{y:04d}-{m:02d}")
-            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-        return months
+        """Months "YYYY-MM" covering the publishing window."""
+        return months_between(*self.window)
+
+
+def months_between(first: date, last: date) -> list[str]:
+    """The months "YYYY-MM" from ``first``'s to ``last``'s (dates or datetimes)."""
+    months, y, m = [], first.year, first.month
+    while (y, m) <= (last.year, last.month):
+        months.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return months
 
 
 def _check_server(address: Any) -> list[str]:
@@ -96,15 +103,20 @@ def _check_server(address: Any) -> list[str]:
 def _check_ints(cfg: CrawlConfig) -> list[str]:
     errs = []
     minimum = {"max_articles": 1, "min_chars": 0, "max_chars": 1, "min_articles": 0, "processes": 0,
-               "retries": 0, "max_failed_files": 0, "local_per_month": 1}
+               "retries": 0, "max_failed_files": 0, "local_per_month": 1, "archive_lag_days": 0}
     for key, low in minimum.items():
         value = getattr(cfg, key)
         if isinstance(value, int) and value < low:
             errs.append(f"{key}: must be >= {low}, got {value}")
+    if isinstance(cfg.archive_lag_days, int) and cfg.archive_lag_days > 31:
+        errs.append(f"archive_lag_days: must be <= 31, got {cfg.archive_lag_days}")
     if isinstance(cfg.max_per_publisher, int) and cfg.max_per_publisher < 1:
         errs.append(f"max_per_publisher: must be >= 1 or null, got {cfg.max_per_publisher}")
-    if isinstance(cfg.timeout_s, (int, float)) and not cfg.timeout_s > 0:
-        errs.append(f"timeout_s: must be > 0, got {cfg.timeout_s}")
+    for key in ("timeout_s", "file_deadline_s"):
+        if isinstance(getattr(cfg, key), (int, float)) and not getattr(cfg, key) > 0:
+            errs.append(f"{key}: must be > 0, got {getattr(cfg, key)}")
+    if isinstance(cfg.min_bytes_per_s, (int, float)) and cfg.min_bytes_per_s < 0:
+        errs.append(f"min_bytes_per_s: must be >= 0, got {cfg.min_bytes_per_s}")
     if all(isinstance(v, int) for v in (cfg.min_chars, cfg.max_chars)) and cfg.min_chars >= cfg.max_chars:
         errs.append(f"min_chars: must be < max_chars ({cfg.max_chars}), got {cfg.min_chars}")
     if all(isinstance(v, int) for v in (cfg.min_articles, cfg.max_articles)) and cfg.min_articles > cfg.max_articles:

@@ -2,9 +2,9 @@
 
 Every ``requests`` call gets a timeout (fundus sets none) and a local archive allows
 HTTP only to its loopback port; Ctrl-C stops the stage with exit code 130 (fundus
-swallows ``KeyboardInterrupt``, so the stage tracks SIGINT itself); the WARC files fundus
-fails to load are read off its log; fundus' own log handlers are muted in favour of the
-root handlers, and a progress bar counts the kept articles.
+swallows ``KeyboardInterrupt``, so the stage tracks SIGINT itself); fundus' own log
+handlers are muted in favour of the root handlers, and a progress bar counts the kept
+articles. Whole-download limits are in :mod:`.transfer`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import signal
 import threading
-from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
@@ -83,34 +81,6 @@ class Interrupts:
         finally:
             for sig, handler in self._previous.items():
                 signal.signal(sig, handler)
-
-
-class FailedWarcLog(logging.Handler):
-    """Appends each WARC file fundus gives up on to a file (works from fundus' worker processes)."""
-
-    PATTERN = re.compile(r"Failed to load WARC file '([^']+)'")
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(logging.ERROR)
-        self.path = path
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if match := self.PATTERN.search(record.getMessage()):
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(match.group(1) + "\n")
-
-    def paths(self) -> list[str]:
-        return sorted(set(self.path.read_text(encoding="utf-8").split())) if self.path.exists() else []
-
-    @contextlib.contextmanager
-    def attached(self) -> Iterator[FailedWarcLog]:
-        self.path.unlink(missing_ok=True)
-        logger = logging.getLogger("fundus.scraping.crawler")
-        logger.addHandler(self)
-        try:
-            yield self
-        finally:
-            logger.removeHandler(self)
 
 
 @contextlib.contextmanager

@@ -14,8 +14,9 @@ import os
 import shutil
 from collections import Counter
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..common import atomic_file, write_json
 from .articles import Article
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # keys that do not change which articles are kept: changing them keeps finished months
-OPERATIONAL_KEYS = ("timeout_s", "retries", "max_failed_files", "min_articles")
+OPERATIONAL_KEYS = ("timeout_s", "file_deadline_s", "min_bytes_per_s", "retries", "max_failed_files",
+                    "min_articles")
 
 
 class Parts:
@@ -57,13 +59,20 @@ class Parts:
         with open(self.articles_path(month), encoding="utf-8") as fh:
             yield from map(Article.from_json, fh)
 
+    def spool_path(self, month: str) -> Path:
+        """Where a month's candidates wait while it is crawled (see :mod:`.spread`)."""
+        return self.root / f"part-{month}.spool.tmp"
+
     @contextlib.contextmanager
     def writing(self, month: str) -> Iterator[Callable[[Article], object]]:
         """Yields ``sink(article)``; the month's article file appears only if the block succeeds."""
         tmp = self.root / f"part-{month}.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            yield lambda article: fh.write(article.to_json() + "\n")
-        os.replace(tmp, self.articles_path(month))
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+                yield lambda article: fh.write(article.to_json() + "\n")
+            os.replace(tmp, self.articles_path(month))
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def finish(self, stats: dict) -> None:
         write_json(self.root / f"part-{stats['month']}.json", stats)
@@ -72,11 +81,36 @@ class Parts:
         return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.root.glob("part-*.json"))]
 
 
+WARC_COUNTS = ("complete", "partial", "failed", "records", "damaged_records", "gzip_members", "bytes")
+
+
 def part_stats(month: str, quota: int, kept: int, drops: Counter, warc_files: int = 0,
-               failed_files: Iterable[str] = ()) -> dict:
-    """The counts of one finished part, as :meth:`Parts.finish` saves them."""
+               reports: Iterable[Any] = (), missing_listings: Iterable[str] = ()) -> dict:
+    """The counts of one finished part, as :meth:`Parts.finish` saves them; ``reports``: the
+    :class:`~.sources.warc.FileReport` of each WARC file read to its end or given up."""
+    reports = list(reports)
+    warc = dict.fromkeys(WARC_COUNTS, 0)
+    for r in reports:
+        warc[r.status if r.status in warc else "failed"] += 1
+        warc["records"] += r.records
+        warc["damaged_records"] += r.damaged
+        warc["gzip_members"] += r.members
+        warc["bytes"] += r.bytes
+    warc["unfinished"] = max(0, warc_files - len(reports))  # left when the month's quota was met
     return {"month": month, "quota": quota, "articles": kept, "warc_files": warc_files,
-            "failed_files": list(failed_files), "drops": dict(sorted(drops.items()))}
+            "failed_files": [r.line() for r in reports if r.status not in ("complete", "partial")],
+            "partial_files": [r.line() for r in reports if r.status == "partial"],
+            "missing_listings": list(missing_listings), "warc": warc, "drops": dict(sorted(drops.items()))}
+
+
+def day_spread(per_day: Counter, cfg: CrawlConfig) -> dict:
+    """How evenly the articles spread over the window's days (empty days included)."""
+    first, last = (d.date() for d in cfg.window)
+    counts = [per_day.get((first + timedelta(days=i)).isoformat(), 0) for i in range((last - first).days + 1)]
+    mean = sum(counts) / len(counts)
+    std = (sum((c - mean) ** 2 for c in counts) / len(counts)) ** 0.5
+    return {"days": len(counts), "empty_days": counts.count(0), "min": min(counts), "max": max(counts),
+            "cv": round(std / mean, 3) if mean else None}
 
 
 def write_corpus(parts: Parts, cfg: CrawlConfig, out: Path) -> dict:
@@ -86,7 +120,8 @@ def write_corpus(parts: Parts, cfg: CrawlConfig, out: Path) -> dict:
     """
     months = parts.finished()
     keys: list[tuple[str, str, int, int]] = []
-    per: dict[str, Counter] = {"publisher": Counter(), "month": Counter(), "language": Counter()}
+    per: dict[str, Counter] = {"publisher": Counter(), "month": Counter(), "day": Counter(),
+                               "language": Counter()}
     chars = 0
     for i, stats in enumerate(months):
         with open(parts.articles_path(stats["month"]), "rb") as fh:
@@ -98,14 +133,19 @@ def write_corpus(parts: Parts, cfg: CrawlConfig, out: Path) -> dict:
                 chars += len(article.text)
                 per["publisher"][article.publisher] += 1
                 per["month"][article.published[:7]] += 1
+                per["day"][article.published[:10]] += 1
                 per["language"][article.language] += 1
     drops = sum((Counter(m["drops"]) for m in months), Counter())
     metrics = {
         "articles": len(keys), "chars": chars, "tokens_estimate": chars // 4,
         **{f"per_{name}": dict(sorted(counts.items())) for name, counts in per.items()},
         "drops": dict(sorted(drops.items())),
+        "day_spread": day_spread(per["day"], cfg),
         "warc_files": sum(m["warc_files"] for m in months),
         "failed_files": sum(len(m["failed_files"]) for m in months),
+        "partial_files": sum(len(m.get("partial_files", ())) for m in months),
+        "warc": {key: sum(m.get("warc", {}).get(key, 0) for m in months) for key in (*WARC_COUNTS, "unfinished")},
+        "missing_listings": sorted({x for m in months for x in m.get("missing_listings", ())}),
         "max_articles": cfg.max_articles,
     }
     if len(keys) < max(cfg.min_articles, 1):

@@ -88,6 +88,7 @@ class Record:
     article: NewsArticle
     with_date: bool = True
     bad_digest: bool = False
+    with_warc_date: bool = True  # False: no WARC-Date header (fundus skips the record)
     paragraphs: tuple[str, ...] | None = None  # override the article's paragraphs
 
     @property
@@ -172,7 +173,7 @@ def _response(record: Record, seed: int) -> bytes:
     http_head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
                  f"Content-Length: {len(payload)}\r\n"
                  f"Date: {record.captured:%a, %d %b %Y %H:%M:%S} GMT\r\n\r\n").encode("ascii")
-    headers = [("WARC-Type", "response"), ("WARC-Date", captured),
+    headers = [("WARC-Type", "response"), *([("WARC-Date", captured)] if record.with_warc_date else []),
                ("WARC-Record-ID", _record_id(seed, record.url, captured, record.expect)),
                ("WARC-Target-URI", record.url),
                ("Content-Type", "application/http; msgtype=response"),
@@ -346,14 +347,15 @@ def _write_month(root: Path, month: str, records: list[Record], files: int, seri
 def build_archive(root: str | Path, months: Sequence[str], *, per_month: int = 160, seed: int = 0,
                   files_per_month: int = 3, plant_bad: bool = False,
                   missing_file: bool = False, world: str = "news",
-                  world_seed: int = 0) -> ArchiveManifest:
+                  world_seed: int = 0, extra: Sequence[Record] = ()) -> ArchiveManifest:
     """Write a CC-NEWS-style archive for ``months`` ("YYYY-MM", ascending) under ``root``.
 
     ``per_month`` good articles per month, published within the month and spread over
     the publishers in ``SITES``. ``plant_bad`` adds the bad records (needs >= 2 months);
     ``missing_file`` lists one WARC file in the first month that does not exist (HTTP 404).
     ``world``: ``news`` (generic generated news) or ``toyworld`` (the d2 news of the toy
-    world ``world_seed``, English publishers only).
+    world ``world_seed``, English publishers only). ``extra``: more records, each filed
+    by its ``month`` and ``captured`` among that month's records (e.g. mid-file).
     """
     if world not in WORLDS:
         raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
@@ -370,6 +372,8 @@ def build_archive(root: str | Path, months: Sequence[str], *, per_month: int = 1
         maker = _article_maker(world, world_seed)
         per_month_records[0] += _planted_first_month(months[0], seed, maker)
         per_month_records[-1] += _planted_last_month(months[-1], per_month_records[0], seed, maker)
+    for record in extra:
+        per_month_records[months.index(record.month)].append(record)
     serial = 0
     for i, (month, records) in enumerate(zip(months, per_month_records)):
         trailing = _bad_digest_record(month, seed, maker) if plant_bad and i == 0 else None
