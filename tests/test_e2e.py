@@ -65,8 +65,17 @@ def test_repro_builds_every_output(repo):
     summary = json.loads((work / "metrics/summary.json").read_text())
     assert set(summary["avg"]) == {name for _, _, name in MODELS}
     assert all(math.isfinite(v) for v in summary["avg"].values())
+    # what the update is for: bits per byte on the held-out fresh news and on known text
+    text = json.loads((work / "metrics/eval_text.json").read_text())
+    assert text["fresh"]["heldout_articles"] == pack["heldout"]["articles"] == pack["val"]["articles"] > 0
+    for key in ("fresh_bpb", "known_bpb"):
+        assert set(summary[key]) == {name for _, _, name in MODELS}
+        assert all(math.isfinite(v) and v > 0 for v in summary[key].values())
+    assert summary["fresh_bpb"]["cpt-base@40K"] < summary["fresh_bpb"]["base+tiny"]  # it learned the news
+    compare = json.loads((work / "metrics/compare.json").read_text())
+    assert compare["fresh_bpb"] == summary["fresh_bpb"] and compare["known_bpb"] == summary["known_bpb"]
     report = (work / "metrics/report.md").read_text()
-    assert "Sub-Average" in report and "Average" in report
+    assert "Sub-Average" in report and "Average" in report and "| fresh news (held out) | bpb |" in report
     assert (work / "metrics/plots/residual.csv").exists()
 
 

@@ -64,3 +64,25 @@ def test_standard_error_columns_are_error_bars_not_panels(tmp_path):
     assert panel_columns(data) == ["ifeval", "avg"]
     figure1(data, tmp_path / "f.png")  # budgets 10x apart: symlog x, error bars where known
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bits_per_byte_panels_sit_next_to_instruction_following(tmp_path, monkeypatch):
+    """The report's fresh_bpb / known_bpb columns are panels of Figure 1 (with their _se error
+    bars), labelled as bits per byte, lower is better, not as scores x100."""
+    from pathlib import Path
+
+    from freshllm import figures
+
+    rows = [{"model": "base", "new_tokens": "0", "ifeval": "5", "avg": "20", "fresh_bpb": "2.1",
+             "fresh_bpb_se": "0.1", "known_bpb": "0.5", "known_bpb_se": "0.02"},
+            {"model": "cpt-base@10K", "new_tokens": "10000", "ifeval": "6", "avg": "21", "fresh_bpb": "1.7",
+             "fresh_bpb_se": "0.1", "known_bpb": "0.6", "known_bpb_se": ""}]
+    data = {Path("base.csv"): rows}
+    assert figures.panel_columns(data) == ["ifeval", "avg", "fresh_bpb", "known_bpb"]
+    saved = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, out: saved.setdefault("fig", fig))
+    figures.figure1(data, tmp_path / "f.png")
+    labels = {ax.get_title(): ax.get_ylabel() for ax in saved["fig"].axes}
+    assert labels["fresh news (held out), bits per byte"] == "bits per byte (lower is better)"
+    assert labels["known text, bits per byte"] == "bits per byte (lower is better)"
+    assert labels["IFEval (mean of 4 metrics)"] == "score x100"

@@ -8,7 +8,7 @@ import torch
 
 from conftest import random_llama
 from freshllm.config import ConfigError, build_config
-from freshllm.pack import CorpusError, PackConfig, pack_corpus
+from freshllm.pack import CorpusError, PackConfig, heldout_key, is_heldout, pack_corpus
 from freshllm.io.packed import PackedData, PackWriter
 
 
@@ -141,8 +141,99 @@ def test_val_split_holds_out_articles(tmp_path, tokenizers_pair):
     tok = tokenizers_pair[0]
     corpus = _corpus(tmp_path / "a.jsonl", _texts(100))
     m = pack_corpus(corpus, tok, _cfg(tokens="1K", val_fraction=0.1), tmp_path / "o")
-    assert m["val"]["articles"] == 10
+    expected = sum(is_heldout(f"https://example.com/{i}", t, 0.1) for i, t in enumerate(_texts(100)))
+    assert m["val"]["articles"] == m["heldout"]["articles"] == expected and 3 <= expected <= 20
     assert PackedData.open(tmp_path / "o/val").seq_len == 64
+
+
+def _marked_corpus(path, n=150):
+    """Articles whose text starts with their own url (so a decoded train sequence shows which
+    articles it holds); some lines have no url (the rule falls back to the text hash)."""
+    texts = _texts(n)
+    with open(path, "w", encoding="utf-8") as fh:
+        for i, t in enumerate(texts):
+            url = f"https://news.example/a{i:03d}x" if i % 10 else None
+            rec = {"text": f"a{i:03d}x {t}", **({"url": url} if url else {})}
+            fh.write(json.dumps(rec) + "\n")
+    return path
+
+
+def _decoded_rows(tok, split_dir):
+    data = PackedData.open(split_dir)
+    return [tok.decode(data.input_ids[r].tolist()) for r in range(len(data))]
+
+
+def test_heldout_rule_is_the_url_hash_and_nothing_else():
+    """One uniform [0, 1) key per url (the text's where there is none): deterministic,
+    independent of any seed or budget, monotone in the fraction."""
+    assert heldout_key("https://x.org/a", "one text") == heldout_key(" https://x.org/a ", "another text")
+    assert heldout_key(None, "one text") == heldout_key("", "one text") != heldout_key(None, "other")
+    keys = [heldout_key(f"https://x.org/{i}", "t") for i in range(4000)]
+    assert all(0.0 <= k < 1.0 for k in keys)
+    assert 0.08 < sum(k < 0.1 for k in keys) / len(keys) < 0.12  # uniform
+    for i in range(200):
+        url = f"https://x.org/{i}"
+        assert not is_heldout(url, "t", 0.0)
+        assert is_heldout(url, "t", 0.05) <= is_heldout(url, "t", 0.1)  # a larger fraction: a superset
+
+
+def test_heldout_split_is_stable_across_budget_and_seed_and_disjoint_from_train(tmp_path, tokenizers_pair):
+    """The held-out articles are the same whatever the budget and pack.seed, exactly the rule's,
+    and no held-out article (its url / marker) is in any train sequence."""
+    tok = tokenizers_pair[0]
+    corpus = _marked_corpus(tmp_path / "a.jsonl")
+    records = [json.loads(line) for line in corpus.read_text().splitlines()]
+    held = {r["text"].split()[0] for r in records if is_heldout(r.get("url"), r["text"], 0.1)}
+    assert 5 <= len(held) <= 30
+    assert any("url" not in r and r["text"].split()[0] in held for r in records)  # by its text hash
+    val_bytes = set()
+    for budget, seed in (("1K", 0), ("4K", 0), ("4K", 7)):
+        out = tmp_path / f"o-{budget}-{seed}"
+        m = pack_corpus(corpus, tok, _cfg(tokens=budget, seed=seed, val_fraction=0.1), out)
+        assert m["heldout"]["articles"] == len(held) and m["val"]["articles"] == len(held)
+        val_bytes.add((out / "val/input_ids.bin").read_bytes())
+        val_text = "".join(_decoded_rows(tok, out / "val"))  # rows joined: an article may span two
+        assert {w for w in held if w in val_text} == held
+        train = "".join(_decoded_rows(tok, out / "train"))
+        leaked = {w for w in held if w in train or w[:-1] in train}
+        assert not leaked, (budget, seed, leaked)
+        assert sum(f"a{i:03d}x" in train for i in range(150)) == m["train"]["articles"]
+        assert m["train"]["articles"] > 0
+    assert len(val_bytes) == 1  # the very same val split for every budget and seed
+
+
+def test_eval_text_stage_writes_exactly_the_heldout_articles(tmp_path):
+    """The eval-text stage picks its fresh articles by the same rule as pack (after pack's
+    validation and duplicate removal), whatever pack.seed, and caps their number and length."""
+    import yaml
+
+    from freshllm.tasks import heldout
+
+    corpus = _marked_corpus(tmp_path / "a.jsonl")
+    with open(corpus, "a", encoding="utf-8") as fh:  # a duplicate text under another url: skipped, as in pack
+        first = json.loads(corpus.read_text().splitlines()[1])
+        fh.write(json.dumps({"url": "https://news.example/dup", "text": first["text"]}) + "\n")
+    records = [json.loads(line) for line in corpus.read_text().splitlines()][:-1]
+    held = [r for r in records if is_heldout(r.get("url"), r["text"], 0.1)]
+    outs = []
+    for seed in (0, 5):
+        params = tmp_path / f"params{seed}.yaml"
+        params.write_text(yaml.safe_dump({
+            "world": {"kind": "news", "seed": 0},
+            "pack": {"seq_len": 64, "seed": seed, "val_fraction": 0.1, "text_field": "text"},
+            "eval": {"text": {"docs": 5, "max_chars": 120, "known": "x.jsonl"}}}))
+        fresh, world = tmp_path / f"fresh{seed}.jsonl", tmp_path / f"world{seed}.jsonl"
+        heldout.main(["--params", str(params), "--corpus", str(corpus), "--fresh", str(fresh),
+                      "--world", str(world), "--metrics", str(tmp_path / "m.json")])
+        rows = [json.loads(line) for line in fresh.read_text().splitlines()]
+        outs.append(fresh.read_bytes())
+        assert len(rows) == 5 and all(len(r["text"]) <= 120 for r in rows)
+        assert {r["text"].split()[0] for r in rows} <= {r["text"].split()[0] for r in held}
+        known = [json.loads(line)["text"] for line in world.read_text().splitlines()]
+        assert len(known) == 5 and all(0 < len(t) <= 120 for t in known)
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["fresh"]["heldout_articles"] == len(held) and metrics["fresh"]["documents"] == 5
+    assert outs[0] == outs[1]
 
 
 def test_config_reports_every_bad_key():

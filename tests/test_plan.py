@@ -408,7 +408,9 @@ def test_disk_follows_dtypes_and_cache_links(tmp_path):
     n = 8_030_261_248
     assert plan["models@llama3"]["disk"]["bytes"] == 2 * 2 * n                       # bf16 pair
     assert plan["residual-extract@llama31"]["disk"]["bytes"] == 2 * n                # residual.dtype bf16
-    assert plan["pack@100M"]["disk"]["bytes"] == 24_415 * 4096 * 9                   # uint32 + uint32 + uint8
+    # uint32 + uint32 + uint8 per token: the train rows, plus the val split (pack.val_fraction 0.05
+    # of crawl.max_articles 2M, at the plan's 650 tokens per article)
+    assert plan["pack@100M"]["disk"]["bytes"] == 24_415 * 4096 * 9 + int(0.05 * 2_000_000 * 650 * 9)
     out = plan["eval-orig@llama3-base"]["disk"]["outputs"]
     assert out["metrics/eval/base-llama3.json"]["dvc_cached"] is False
     assert out["data/eval_samples/base-llama3.jsonl"]["dvc_cached"] is True

@@ -111,3 +111,48 @@ def test_models_config_names_every_bad_key():
     msg = str(exc.value)
     for key in ("models.x.hub_base", "models.x.hub_instruct", "models.x.hidden_size", "models.x.colour"):
         assert key in msg
+
+
+def _stage_list(tmp_path, profile: Path) -> dict[str, str]:
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(profile, tmp_path / "params.yaml")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
+    out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=tmp_path, check=True,
+                         capture_output=True, text=True, env=env).stdout.split()
+    return out
+
+
+@pytest.mark.parametrize("path", [ROOT / "params.yaml", ROOT / "profiles/toyworld.yaml"], ids=lambda p: p.name)
+def test_local_profiles_expand_with_the_eval_text_stage(tmp_path, path):
+    """dvc.yaml + the default (and toy) profile still expand; every eval stage depends on the
+    held-out fresh file and on eval.text.known, which here is the eval-text stage's world file."""
+    import dvc.repo
+
+    names = _stage_list(tmp_path, path)
+    assert "eval-text" in names and "report" in names and any(n.startswith("eval-orig@") for n in names)
+    repo = dvc.repo.Repo(str(tmp_path))
+    stages = {s.name: s for s in repo.index.stages}
+    text_outs = {str(o.def_path) for o in stages["eval-text"].outs}
+    assert {"data/eval_text/fresh.jsonl", "data/eval_text/world.jsonl"} <= text_outs
+    for name, stage in stages.items():
+        if name.startswith(("eval-orig@", "eval-cpt@", "eval-res@")):
+            deps = {str(d.def_path) for d in stage.deps}
+            assert {"data/eval_text/fresh.jsonl", "data/eval_text/world.jsonl"} <= deps, name
+            assert "--known-text data/eval_text/world.jsonl" in stage.cmd
+    assert {"data/articles.jsonl"} <= {str(d.def_path) for d in stages["eval-text"].deps}
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+def test_every_profile_holds_out_fresh_news_and_names_its_known_text(path):
+    """The same new keys everywhere: a held-out share (the toy world's largest budget still
+    fits: 3000 articles of ~125 tokens, 5% held out leave ~356K >= 300K), eval.text."""
+    from freshllm.config import load_section
+    from freshllm.tasks.text import TextConfig
+
+    params = yaml.safe_load(path.read_text())
+    assert 0.05 <= params["pack"]["val_fraction"] <= 0.1 and params["pack"]["text_field"] == "text"
+    text = load_section(TextConfig, "eval.text", path)
+    assert text.known.endswith(".jsonl")
+    if params["world"]["kind"] == "toyworld":
+        assert params["pack"]["val_fraction"] == 0.05 and params["crawl"]["max_articles"] >= 3000

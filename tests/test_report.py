@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from freshllm.report import ROWS, main, order_models, pct
+from freshllm.report import LAYOUTS, ROWS, main, order_models, pct
 
 # Table 2, columns L3b org. / +100M / +500M, in the row order of the paper (= ROWS).
 TABLE2 = {
@@ -73,7 +73,10 @@ def test_reproduces_table2_averages(tmp_path):
     assert "| T_mc2 | acc | 43.94 | 47.64 | 47.29 |" in lines
     start = lines.index(header)
     table = lines[start:lines.index("", start)]
-    assert len(table) == 2 + 16 + 3  # header, rule, 16 metric rows, 2 Sub-Averages, Average
+    # header, rule, 16 metric rows, 2 Sub-Averages, Average; the bits-per-byte block (its title
+    # row and 2 rows), here without values (these evals have none): never in an average
+    assert len(table) == 2 + 16 + 3 + 3
+    assert table[-2:] == ["| fresh news (held out) | bpb | – | – | – |", "| known text | bpb | – | – | – |"]
 
 
 def test_columns_and_plots(tmp_path):
@@ -183,3 +186,79 @@ def test_every_score_carries_its_standard_error(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "plots" / "base.csv")))
     assert rows[0]["model"] == "base" and float(rows[0]["avg_se"]) == summary["stderr"]["avg"]["base"]
     assert rows[1]["avg_se"] == ""
+
+
+def _with_bpb(eval_dir, name, fresh, known, se=None):
+    """Add the bits-per-byte tasks (and their standard errors) to an eval JSON."""
+    path = eval_dir / f"{name}.json"
+    data = json.loads(path.read_text())
+    for task, value in (("fresh_bpb", fresh), ("known_bpb", known)):
+        data["results"][task] = {"bits_per_byte": value, "byte_perplexity": 2 ** value,
+                                 "word_perplexity": 2 ** (5 * value)}
+        if se is not None:
+            data.setdefault("stderr", {})[task] = {"bits_per_byte": se}
+    data["config"]["texts"] = {"fresh_bpb": {"source": "data/eval_text/fresh.jsonl", "documents": 64,
+                                             "scored": 8, "sha256": "a"},
+                               "known_bpb": {"source": "data/eval_text/world.jsonl", "documents": 64,
+                                             "scored": 8, "sha256": "b"}}
+    path.write_text(json.dumps(data))
+
+
+def test_fresh_and_known_bits_per_byte_have_their_own_block(tmp_path):
+    """Both per model in their own block after the Average (raw bits per byte, 4 decimals, ±
+    their standard errors; lower is better), never averaged; in summary.json
+    (fresh_bpb.<model>, known_bpb.<model>, stderr, text.<task>.<metric>), the plot CSVs
+    (+ _se) and compare.json; the intro says what they are for."""
+    eval_dir = tmp_path / "eval"
+    for name, numbers in TABLE2.items():
+        write_eval(eval_dir, name, numbers)
+    _with_bpb(eval_dir, "base", 1.23456, 0.5, se=0.01234)
+    _with_bpb(eval_dir, "cpt-base@100M", 0.9, 0.61)
+    summary, md = run_report(tmp_path, "--plots-dir", str(tmp_path / "plots"),
+                             "--compare", str(tmp_path / "compare.json"))
+    for name, (sub1, sub2, avg) in EXPECTED.items():  # the paper's averages are untouched
+        assert (summary["ifeval_group"][name], summary["reasoning_group"][name], summary["avg"][name]) == (sub1, sub2, avg)
+    assert summary["fresh_bpb"] == {"base": 1.2346, "cpt-base@100M": 0.9}
+    assert summary["known_bpb"] == {"base": 0.5, "cpt-base@100M": 0.61}
+    assert summary["stderr"]["fresh_bpb"] == {"base": 0.0123} and summary["stderr"]["known_bpb"] == {"base": 0.0123}
+    assert summary["text"]["fresh_bpb"]["byte_perplexity"]["base"] == round(2 ** 1.23456, 4)
+    assert "fresh_bpb" not in summary["table"]
+    lines = md.splitlines()
+    avg_at = lines.index("| **Average** |  | **51.64** | **50.93** | **51.20** |")
+    assert lines[avg_at + 1].startswith("| ***Bits per byte*** | *lower is better* |")
+    assert lines[avg_at + 2] == "| fresh news (held out) | bpb | 1.2346 ± 0.0123 | 0.9000 | – |"
+    assert lines[avg_at + 3] == "| known text | bpb | 0.5000 ± 0.0123 | 0.6100 | – |"
+    assert "one number that says the update worked" in md and "learned the news" in md
+    assert "8 documents of `data/eval_text/fresh.jsonl`" in md
+    with open(tmp_path / "plots" / "base.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["model"], r["fresh_bpb"], r["fresh_bpb_se"], r["known_bpb"]) for r in rows] == [
+        ("base", "1.2346", "0.0123", "0.5"), ("cpt-base@100M", "0.9", "", "0.61"), ("cpt-base@500M", "", "", "")]
+    compare = json.loads((tmp_path / "compare.json").read_text())
+    assert compare["fresh_bpb"] == summary["fresh_bpb"] and compare["known_bpb"] == summary["known_bpb"]
+
+
+def test_toyworld_layout_has_the_bits_per_byte_block_too(tmp_path):
+    layout = LAYOUTS["toyworld"]
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    results: dict = {}
+    for r in layout.rows:
+        results.setdefault(r.task, {})[r.key] = 0.5
+    results["toy_d2"], results["toy_d1"] = {"acc": 0.25}, {"acc": 1.0}
+    for name, fresh in (("base", 2.0), ("cpt-base@30K", 1.5)):
+        (eval_dir / f"{name}.json").write_text(json.dumps({
+            "model": name, "config": {}, "results": {**results, "fresh_bpb": {"bits_per_byte": fresh},
+                                                     "known_bpb": {"bits_per_byte": 0.4}}}))
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"report": {}, "world": {"kind": "toyworld", "seed": 0}}))
+    main(["--params", str(params), "--eval-dir", str(eval_dir), "--summary", str(tmp_path / "s.json"),
+          "--markdown", str(tmp_path / "r.md"), "--plots-dir", str(tmp_path / "plots")])
+    summary, md = json.loads((tmp_path / "s.json").read_text()), (tmp_path / "r.md").read_text()
+    assert summary["fresh_bpb"] == {"base": 2.0, "cpt-base@30K": 1.5} and summary["avg"]["base"] == pct(3.25 / 6)
+    assert "| fresh news (held out) | bpb | 2.0000 | 1.5000 |" in md and "| known text | bpb | 0.4000 | 0.4000 |" in md
+    figure = md[md.index("## Figure 1 data"):]
+    assert "fresh_bpb | known_bpb |" in figure and "| 2.0000 | 0.4000 |" in figure
+    with open(tmp_path / "plots" / "base.csv") as fh:
+        header = next(csv.reader(fh))
+    assert {"fresh_bpb", "known_bpb", "fresh_bpb_se", "known_bpb_se", "d2", "avg"} <= set(header)

@@ -21,6 +21,11 @@ The top-level ``world: {kind: toyworld}`` runs the toy world's suite instead (``
 ``toy_ifeval``, ``toy_d2``, ``toy_d1``; see :mod:`freshllm.tasks.toy`), its data generated
 from ``world.seed``, the same world the models and crawl stages build from.
 
+Every model is also scored on two text sets (``--fresh-text``, ``--known-text``; see
+:mod:`freshllm.tasks.text`): bits per byte (``loglikelihood_rolling``) on the held-out fresh
+news no model trained on (``fresh_bpb``: lower after cpt = learned the news) and on older text
+the ancestor knew (``known_bpb``: higher after cpt = forgot), ``eval.text`` documents each.
+
 Outputs: ``--out`` JSON ``{model, model_hash, chat_template, config, results}`` with
 ``results[task][metric]`` (see ``freshllm.tasks.SUITE`` for the keys) and ``--samples``
 per-sample logs (JSONL, one line per document and filter).
@@ -45,6 +50,8 @@ from .common import atomic_file, dir_content_hash, set_offline, setup_logging, u
 from .config import WorldConfig, load_section
 from .io.hf import ModelDirError, check_model_dir
 from .names import KINDS, model_kind, model_name
+from .tasks.text import TEXT_TASKS, TextConfig, TextDataError
+from .tasks.text import load as load_text
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,7 @@ class EvalConfig:
     world: WorldConfig = WorldConfig()  # the top-level `world`: toyworld runs the toy suite
     toy_ifeval_prompts: int = 120  # toyworld: generated IFEval-style prompts
     toy_d1_items: int | None = 128  # toyworld: d1 facts quizzed (null: all)
+    text: TextConfig = TextConfig()  # the bits-per-byte sets: fresh (held-out) news, known text
 
     @property
     def suite(self) -> str:
@@ -228,8 +236,9 @@ def build_lm(cfg: EvalConfig, model_dir: Path):
     return lm, {**args, **extra}
 
 
-def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
-    """Run the configured suite on an lm-eval ``LM``; returns (lm-eval output, settings).
+def evaluate_suite(lm, cfg: EvalConfig, chat: bool, texts: dict[str, Path] | None = None) -> tuple[dict, dict]:
+    """Run the configured suite on an lm-eval ``LM``, plus the bits-per-byte tasks on ``texts``
+    (``{fresh_bpb|known_bpb: JSONL}``); returns (lm-eval output, settings).
     IFEval tasks need :func:`prepare_ifeval_scoring` first (``run`` does it before loading
     the model, so a missing piece fails before any generation)."""
     import datasets
@@ -254,7 +263,8 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
         suite_cfg = lm_tasks.materialize(workdir, cfg.tasks, cfg.source, suite_name=cfg.suite,
                                          world_seed=cfg.world.seed,
                                          toy_sizes={"ifeval_prompts": cfg.toy_ifeval_prompts,
-                                                    "d1_items": cfg.toy_d1_items})
+                                                    "d1_items": cfg.toy_d1_items},
+                                         texts=texts, text_cfg=cfg.text)
         t0 = time.time()
         manager = TaskManager(include_path=[workdir], include_defaults=cfg.source == "hub")
         log.info("lm-eval task index built in %.2fs", time.time() - t0)
@@ -266,13 +276,21 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool) -> tuple[dict, dict]:
         "lm_eval_version": lm_eval.__version__,
         "source": cfg.source,
         **({"suite_name": cfg.suite, "world_seed": cfg.world.seed} if cfg.suite != "paper" else {}),
-        "suite": suite_cfg,
+        "suite": {k: v for k, v in suite_cfg.items() if k != "text_data"},
+        **({"texts": {task: {**info, "scored": _effective(out, task)}
+                      for task, info in suite_cfg["text_data"].items()}} if "text_data" in suite_cfg else {}),
         **eval_kwargs,
         "num_fewshot": dict(out.get("n-shot", {})),  # as applied, per task and group
         "n_samples": dict(out.get("n-samples", {})),
         "versions": dict(out.get("versions", {})),
     }
     return out, settings
+
+
+def _effective(out: dict, task: str) -> int | None:
+    """Documents lm-eval scored of ``task`` (after ``limit``)."""
+    n = (out.get("n-samples") or {}).get(task) or {}
+    return n.get("effective") if isinstance(n, dict) else None
 
 
 def check_finite_weights(lm, name: str) -> None:
@@ -331,11 +349,30 @@ def cluster_bootstrap_se(per_doc: list[list[float]], iters: int, seed: int) -> f
     return float((hits[idx].sum(1) / counts[idx].sum(1)).std(ddof=1))
 
 
+def rolling_bootstrap_se(pairs: list, metric: str, iters: int, seed: int) -> float | None:
+    """Standard error, by a bootstrap over documents, of a rolling log-likelihood aggregate
+    (lm-eval gives none): ``pairs`` are the per-document (loglikelihood, bytes or words) that
+    lm-eval logs; ``bits_per_byte`` = -sum(ll) / sum(bytes) / ln 2, the perplexities
+    exp(-sum(ll) / sum(count))."""
+    import numpy as np
+
+    pairs = [p for p in pairs if isinstance(p, (list, tuple)) and len(p) == 2]
+    if len(pairs) < 2 or iters <= 0:
+        return None
+    ll = np.array([float(p[0]) for p in pairs])
+    count = np.array([float(p[1]) for p in pairs])
+    idx = np.random.default_rng(seed).integers(0, len(pairs), size=(iters, len(pairs)))
+    mean = ll[idx].sum(1) / count[idx].sum(1)
+    values = -mean / math.log(2) if metric == "bits_per_byte" else np.exp(-mean)
+    return float(values.std(ddof=1))
+
+
 def extract_stderrs(out: dict, tasks: list[str], iters: int = 0, seed: int = 0) -> dict[str, dict[str, float]]:
     """``{task: {metric: standard error}}``: lm-eval's (``bootstrap_iters`` > 0: closed form for
     means, bootstrap for the aggregations it knows); for a metric whose per-sample values are
     lists (IFEval's instruction-level accuracy, aggregated by lm-eval without a standard
-    error) a bootstrap over documents. Metrics with neither are left out."""
+    error) a bootstrap over documents; for the rolling (bits-per-byte) tasks, for which
+    lm-eval has none, a bootstrap over documents too. Metrics with neither are left out."""
     stderrs: dict[str, dict[str, float]] = {}
     samples = out.get("samples") or {}
     for name in tasks:
@@ -344,7 +381,10 @@ def extract_stderrs(out: dict, tasks: list[str], iters: int = 0, seed: int = 0) 
         for metric in bench.metrics:
             m, _, flt = metric.lm_eval.partition(",")
             value = row.get(f"{m}_stderr,{flt}")
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+            if bench.rolling and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                pairs = [s.get(m) for s in samples.get(bench.task, []) if s.get("filter", flt) == flt]
+                value = rolling_bootstrap_se(pairs, m, iters, seed)
+            elif not (isinstance(value, (int, float)) and math.isfinite(value)):
                 lists = [s.get(m) for s in samples.get(bench.task, []) if s.get("filter", flt) == flt]
                 value = (cluster_bootstrap_se([[float(v) for v in x] for x in lists], iters, seed)
                          if lists and all(isinstance(x, list) for x in lists) else None)
@@ -367,8 +407,16 @@ def write_samples(path: Path, samples: dict[str, list[dict]]) -> int:
 
 
 def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_path: Path,
-        chat_override: bool | None = None) -> dict:
+        chat_override: bool | None = None, texts: dict[str, Path] | None = None) -> dict:
+    """Score ``model_dir`` on the suite and, given ``texts`` (``{fresh_bpb|known_bpb: JSONL}``,
+    as dvc.yaml always passes), on the bits-per-byte tasks; write ``out_path`` / ``samples_path``."""
     chat = use_chat_template(cfg, name, chat_override)
+    texts = {task: Path(path) for task, path in (texts or {}).items()}
+    unknown = sorted(set(texts) - set(TEXT_TASKS))
+    if unknown:
+        raise EvalError(f"unknown text task(s) {unknown}; known: {list(TEXT_TASKS)}")
+    for path in texts.values():
+        load_text(path, cfg.text)  # a missing or broken text file fails before the model loads
     check_model_dir(model_dir, chat_template=chat, tokenizer=True, headers=True)
     lm_tasks.lm_eval_tasks_dir()  # lm-eval installed
     if cfg.source == "local" and cfg.suite == "paper":
@@ -383,17 +431,18 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
     lm, model_args = build_lm(cfg, model_dir)
     check_finite_weights(lm, name)
     t0 = time.time()
-    out, settings = evaluate_suite(lm, cfg, chat)
+    out, settings = evaluate_suite(lm, cfg, chat, texts)
     check_finite_loglikelihoods(out, name)
-    log.info("evaluated %s on %d tasks in %.1fs", name, len(cfg.tasks), time.time() - t0)
+    scored = [*cfg.tasks, *texts]
+    log.info("evaluated %s on %d tasks in %.1fs", name, len(scored), time.time() - t0)
     report = {
         "model": name,
         "model_hash": model_hash,
         "chat_template": chat,
         "config": {"backend": cfg.backend, "model_args": model_args, **settings,
                    "params": asdict(cfg)},
-        "results": extract_results(out, cfg.tasks),
-        "stderr": extract_stderrs(out, cfg.tasks, cfg.bootstrap_iters, cfg.seed),
+        "results": extract_results(out, scored),
+        "stderr": extract_stderrs(out, scored, cfg.bootstrap_iters, cfg.seed),
     }
     n = write_samples(samples_path, out.get("samples") or {})
     write_json(out_path, report)
@@ -414,12 +463,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", required=True, type=Path, help="per-sample log (JSONL)")
     ap.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
                     help="force the chat template on/off (default: eval.chat_template)")
+    ap.add_argument("--fresh-text", type=Path, default=None,
+                    help="held-out fresh articles (JSONL, the eval-text stage's): bits per byte, task fresh_bpb")
+    ap.add_argument("--known-text", type=Path, default=None,
+                    help="text the ancestor knew (JSONL, eval.text.known): bits per byte, task known_bpb")
     args = ap.parse_args(argv)
     setup_logging()
-    with user_errors("eval", EvalError, ModelDirError, ModuleNotFoundError, ValueError):
+    with user_errors("eval", EvalError, ModelDirError, ModuleNotFoundError, ValueError, TextDataError):
         name = args.name or model_name(args.kind, args.family, args.budget)
         cfg = load_section(EvalConfig, "eval", args.params)
-        run(cfg, args.model, name, args.out, args.samples, args.chat)
+        texts = {task: path for task, path in (("fresh_bpb", args.fresh_text), ("known_bpb", args.known_text))
+                 if path is not None}
+        if not texts:
+            log.warning("no --fresh-text / --known-text: the bits-per-byte tasks are not scored")
+        run(cfg, args.model, name, args.out, args.samples, args.chat, texts)
 
 
 if __name__ == "__main__":

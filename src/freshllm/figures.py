@@ -5,7 +5,9 @@ draws the same data with matplotlib:
 
 * ``figure1.png``: instruction following (IFEval mean), the suite's sub-averages (and, for the
   toy world, d2 knowledge and d1 retention) and the average vs new tokens, one line per family
-  (base, instruct, base + residual), like the paper's Figure 1, with one-standard-error bars
+  (base, instruct, base + residual), like the paper's Figure 1, next to what the update is for:
+  bits per byte on the held-out fresh news and on known text (lower is better; the report's
+  ``fresh_bpb`` / ``known_bpb`` columns), with one-standard-error bars
   (the report's ``<score>_se`` columns) and a log x axis when the budgets span 10x or more;
   the panels are the score columns the report wrote (a column with no value, or a copy of an
   earlier one, is skipped);
@@ -26,7 +28,9 @@ log = logging.getLogger(__name__)
 
 TITLES = {"ifeval": "IFEval (mean of 4 metrics)", "ifeval_group": "instruction-following sub-average",
           "reasoning_group": "reasoning sub-average", "knowledge_group": "knowledge sub-average",
-          "d2": "d2 news (new knowledge)", "d1": "d1 facts (retention)", "avg": "average"}
+          "d2": "d2 news (new knowledge)", "d1": "d1 facts (retention)", "avg": "average",
+          "fresh_bpb": "fresh news (held out), bits per byte", "known_bpb": "known text, bits per byte"}
+LOWER_IS_BETTER = ("fresh_bpb", "known_bpb")  # raw bits per byte, not scores x100
 ID_COLUMNS = ("model", "new_tokens")
 SE_SUFFIX = "_se"  # a score's standard error column: drawn as error bars, not as a panel
 
@@ -87,8 +91,8 @@ def figure1(data: dict[Path, list[dict]], out: Path) -> None:
             ax.set_xscale("symlog", linthresh=budgets[0])
         ax.set_title(TITLES.get(key, key), fontsize=10)
         ax.set_xlabel("new tokens" + (" (log)" if log_x else ""))
+        ax.set_ylabel("bits per byte (lower is better)" if key in LOWER_IS_BETTER else "score x100")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("score x100")
     axes[-1].legend(fontsize=8)
     _save(fig, out)
     plt.close(fig)

@@ -8,11 +8,19 @@ block-diagonal causal mask when training with ``attention_mask=None``. An articl
 overflows a sequence continues in the next one with continuing positions (not truncated).
 The packed set holds ``ceil(tokens / seq_len)`` sequences, i.e. the budget to within one
 sequence. Output is streamed to disk (see :mod:`freshllm.io.packed`), never held in RAM.
+
+Held-out articles (``val_fraction``): :func:`is_heldout` is THE rule, imported by every user
+(this stage's ``val`` split, the eval stage's fresh-news bits-per-byte task via
+:mod:`freshllm.tasks.heldout`): an article is held out when the blake2b hash of its url
+(of its text where it has no url), read as a number in [0, 1), is below ``val_fraction``.
+So the held-out set depends on nothing but the corpus and the fraction: not on the budget,
+not on ``pack.seed``; no model trains on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -63,27 +71,62 @@ class CorpusError(ValueError):
     pass
 
 
+HELDOUT_RULE = ("held out iff blake2b-64(url, or the text where there is no url) / 2^64 < "
+                "pack.val_fraction")
+
+
+def heldout_key(url: object, text: str) -> float:
+    """The article's place in [0, 1), uniform: blake2b (8 bytes) of its url, stripped, or
+    of its text where it has no (non-empty string) url."""
+    if isinstance(url, str) and url.strip():
+        key = b"url:" + url.strip().encode("utf-8")
+    else:
+        key = b"text:" + text.encode("utf-8")
+    digest = hashlib.blake2b(key, digest_size=8, person=b"freshllm-heldout").digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def is_heldout(url: object, text: str, fraction: float) -> bool:
+    """THE held-out rule (``pack.val_fraction``): no model trains on an article for which this
+    is true, and the eval stage scores every model on them. Deterministic in the url (text)
+    alone, so the same whatever the budget or ``pack.seed``; a larger fraction holds out a
+    superset."""
+    return heldout_key(url, text) < fraction
+
+
 @dataclass
 class Corpus:
     """Every article line of a JSONL corpus, validated once: byte offsets of the usable
-    articles (8 bytes per article) and what was skipped."""
+    articles (8 bytes per article), their :func:`heldout_key` and :func:`is_heldout` flag,
+    and what was skipped."""
 
     path: Path
     offsets: np.ndarray
     skipped: dict
+    keys: np.ndarray | None = None
+    heldout: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.offsets)
 
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """(held-out indices by ascending key, train indices in corpus order)."""
+        held = self.heldout if self.heldout is not None else np.zeros(len(self), dtype=bool)
+        val = np.flatnonzero(held)
+        if self.keys is not None:
+            val = val[np.argsort(self.keys[val], kind="stable")]
+        return val, np.flatnonzero(~held)
 
-def index_corpus(path: Path, field: str) -> Corpus:
+
+def index_corpus(path: Path, field: str, val_fraction: float = 0.0) -> Corpus:
     """Read and validate EVERY line of ``path`` (whatever the budget: a corrupt line is an
     error naming its line number, never found or missed depending on how far packing gets).
     Blank lines are ignored, empty texts and exact duplicate texts are skipped and counted
-    (so no text can be in both the train and the validation split)."""
-    import hashlib
-
+    (so no text can be in both the train and the validation split: the first occurrence,
+    with its url, decides). Each kept article is held out by :func:`is_heldout`."""
     offsets = []
+    keys: list[float] = []
+    held: list[bool] = []
     seen: set[bytes] = set()
     skipped: dict[str, int] = {}
     pos = 0
@@ -113,15 +156,24 @@ def index_corpus(path: Path, field: str) -> Corpus:
                 continue
             seen.add(digest)
             offsets.append(start)
-    return Corpus(path, np.asarray(offsets, dtype=np.int64), skipped)
+            keys.append(heldout_key(rec.get("url"), text))
+            held.append(is_heldout(rec.get("url"), text, val_fraction))
+    return Corpus(path, np.asarray(offsets, dtype=np.int64), skipped,
+                  np.asarray(keys, dtype=np.float64), np.asarray(held, dtype=bool))
+
+
+def read_records(corpus: Corpus, idx: np.ndarray) -> Iterator[dict]:
+    """The (already validated) article records ``idx`` of ``corpus``, in that order."""
+    with open(corpus.path, "rb") as fh:
+        for i in idx:
+            fh.seek(int(corpus.offsets[i]))
+            yield json.loads(fh.readline().decode("utf-8"))
 
 
 def read_articles(corpus: Corpus, idx: np.ndarray, field: str) -> Iterator[str]:
     """Texts of the (already validated) articles ``idx`` of ``corpus``, in that order."""
-    with open(corpus.path, "rb") as fh:
-        for i in idx:
-            fh.seek(int(corpus.offsets[i]))
-            yield json.loads(fh.readline().decode("utf-8"))[field]
+    for rec in read_records(corpus, idx):
+        yield rec[field]
 
 
 @dataclass(frozen=True)
@@ -182,14 +234,20 @@ def pack_corpus(corpus: Path, tokenizer, cfg: PackConfig, out: Path) -> dict:
 
     if not corpus.is_file():
         raise FileNotFoundError(f"corpus not found: {corpus}")
-    articles = index_corpus(corpus, cfg.text_field)
+    articles = index_corpus(corpus, cfg.text_field, cfg.val_fraction)
     skipped = articles.skipped
     if len(articles) == 0:
         why = f" (skipped: {skipped})" if skipped else ""
         raise CorpusError(f"{corpus}: corpus is empty: no usable articles{why}")
     framing = Framing.of(tokenizer)
-    order = np.random.default_rng(cfg.seed).permutation(len(articles))
-    n_val = int(round(cfg.val_fraction * len(articles)))
+    val_idx, train_idx = articles.split()  # the held-out set: by url hash, not by seed or budget
+    if len(train_idx) == 0:
+        raise CorpusError(f"{corpus}: every one of its {len(articles)} articles is held out "
+                          f"(pack.val_fraction {cfg.val_fraction}): nothing to train on")
+    order = train_idx[np.random.default_rng(cfg.seed).permutation(len(train_idx))]
+    n_val = len(val_idx)
+    if cfg.val_fraction > 0 and not n_val:
+        log.warning("pack.val_fraction %s holds out none of the %d articles", cfg.val_fraction, len(articles))
     budget = cfg.token_budget
     n_seq = math.ceil(budget / cfg.seq_len)
     max_pos = getattr(tokenizer, "model_max_length", None)
@@ -197,7 +255,7 @@ def pack_corpus(corpus: Path, tokenizer, cfg: PackConfig, out: Path) -> dict:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stats = {}
     with atomic_dir(out) as tmp:
-        splits = [("val", order[:n_val], None), ("train", order[n_val:], n_seq)] if n_val \
+        splits = [("val", val_idx, None), ("train", order, n_seq)] if n_val \
             else [("train", order, n_seq)]
         for name, idx, rows in splits:
             writer = PackWriter(tmp / name, cfg.seq_len, max_position=max_pos, pad_id=pad_id,
@@ -231,11 +289,13 @@ def pack_corpus(corpus: Path, tokenizer, cfg: PackConfig, out: Path) -> dict:
                 "short": short,
             }
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        heldout = {"rule": HELDOUT_RULE, "val_fraction": cfg.val_fraction, "articles": int(n_val)}
         info = {"seq_len": cfg.seq_len, "token_budget": budget, "config": asdict(cfg),
-                "corpus_articles": int(len(articles)), "skipped": skipped, **framing.metrics(), **stats}
+                "corpus_articles": int(len(articles)), "skipped": skipped, "heldout": heldout,
+                **framing.metrics(), **stats}
         (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
     return {"token_budget": budget, "seq_len": cfg.seq_len, "corpus_articles": int(len(articles)),
-            "skipped": skipped, **framing.metrics(), **stats}
+            "skipped": skipped, "heldout": heldout, **framing.metrics(), **stats}
 
 
 def main(argv: list[str] | None = None) -> None:

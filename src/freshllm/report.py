@@ -24,6 +24,14 @@ Sub-Average of the 4 IFEval numbers (``ifeval_group``), of the 2 knowledge numbe
 (``knowledge_group``) and Average of all 6; the summary and plot CSVs add ``d2`` and
 ``d1`` (accuracy x100), and the markdown adds the Figure-1 data (instruction following
 and d2 knowledge vs new tokens per family).
+
+Both layouts end with the block that says whether the update did what it is for: bits per
+byte (lower is better; never in an average) of every model on the fresh news the pack stage
+held out (``fresh_bpb``) and on older text the ancestor knew (``known_bpb``), with their
+standard errors (a bootstrap over documents); the summary has ``fresh_bpb.<model>`` /
+``known_bpb.<model>`` (and ``stderr.fresh_bpb.<model>``, all three lm-eval metrics under
+``text.<task>.<metric>.<model>``), the plot CSVs ``fresh_bpb`` / ``known_bpb`` (+ ``_se``)
+columns, and ``--compare`` both.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from pathlib import Path
 from .common import atomic_file, setup_logging, user_errors, write_json
 from .config import WorldConfig, load_section, parse_count
 from .names import GRID_KEYS, load_grid, model_budget, model_kind
-from .tasks import SUITE, SUITE_OF_WORLD, TOY_SUITE
+from .tasks import SUITE, SUITE_OF_WORLD, TEXT_SUITE, TOY_SUITE
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +102,17 @@ def _rows(benchmarks) -> tuple[Row, ...]:
 
 
 ROWS: tuple[Row, ...] = _rows(SUITE)
+# The bits-per-byte block (both layouts): score name = task, its bits_per_byte; lower is better.
+TEXT_ROWS: tuple[Row, ...] = tuple(Row(b.label, "bpb", b.task, "bits_per_byte", b.section) for b in TEXT_SUITE)
+TEXT_SCORES: tuple[str, ...] = tuple(r.task for r in TEXT_ROWS)
+TEXT_INTRO = (
+    "The last block is what the update is for: bits per byte (lower is better) on fresh news "
+    "no model trained on (the crawled articles the pack stage holds out by url hash) and on "
+    "older text the ancestor knew. Fresh-news bpb falling below the original model's says it "
+    "learned the news; known-text bpb rising says it forgot. They are not in any average.")
+PAPER_TEXT_INTRO = (
+    " The paper's suite measures general skills, not the news: on the paper profiles the "
+    "fresh-news bits per byte is the one number that says the update worked.")
 
 
 @dataclass(frozen=True)
@@ -105,6 +124,16 @@ class Layout:
     scores: tuple[str, ...]  # summary / plot score names
     intro: str
     singles: dict[str, tuple[str, str]] = field(default_factory=dict)  # score -> (task, key)
+    text_rows: tuple[Row, ...] = TEXT_ROWS  # the bits-per-byte block (raw values, never averaged)
+
+    @property
+    def text_scores(self) -> tuple[str, ...]:
+        return tuple(r.task for r in self.text_rows)
+
+    @property
+    def plot_scores(self) -> tuple[str, ...]:
+        """Score columns of the plot CSVs: the averages, then the bits per byte."""
+        return (*self.scores, *self.text_scores)
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -112,7 +141,8 @@ LAYOUTS: dict[str, Layout] = {
         "Scores x100 in the layout of the paper's Table 2. The first Sub-Average is the "
         "mean of the 8 instruction-following numbers above it (IFEval x4, MMLU, MMLU-Pro, "
         "GSM8K x2), the second the mean of the 7 reasoning numbers, Average the mean of all "
-        "16 numbers; – marks a missing value (its averages are left out).")),
+        "16 numbers; – marks a missing value (its averages are left out). " + TEXT_INTRO
+        + PAPER_TEXT_INTRO)),
     "toyworld": Layout(
         _rows(TOY_SUITE), {"instruction": "ifeval_group", "knowledge": "knowledge_group"},
         ("ifeval", "ifeval_group", "knowledge_group", "d2", "d1", "avg"), (
@@ -121,13 +151,18 @@ LAYOUTS: dict[str, Layout] = {
             "knowledge of the d2 news (events after the ancestor's pre-training; cloze multiple "
             "choice, chance 25) and retention of d1 facts (chance 25). The first Sub-Average is "
             "the mean of the 4 IFEval numbers, the second of the 2 knowledge numbers, Average "
-            "the mean of all 6; – marks a missing value (its averages are left out)."),
+            "the mean of all 6; – marks a missing value (its averages are left out). " + TEXT_INTRO),
         singles={"d2": ("toy_d2", "acc"), "d1": ("toy_d1", "acc")}),
 }
 
 
 class ReportError(ValueError):
     pass
+
+
+def bpb(value: float) -> float:
+    """A bits-per-byte value (or its standard error) as shown and summarised: 4 decimals."""
+    return round(float(value), 4)
 
 
 def pct(value: float) -> float:
@@ -191,25 +226,46 @@ def model_scores(results: dict, layout: Layout | None = None, stderrs: dict | No
         vals = [ses.get((r.task, r.key)) for r in rows]
         return None if not vals or None in vals else pct(math.sqrt(sum(v * v for v in vals)) / len(vals))
 
+    text: dict[tuple[str, str], float] = {}
+    text_se: dict[tuple[str, str], float] = {}
+    for row in layout.text_rows:
+        for key, value in results.get(row.task, {}).items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                text[(row.task, key)] = value
+        for key, se in (stderrs or {}).get(row.task, {}).items():
+            if isinstance(se, (int, float)) and math.isfinite(se):
+                text_se[(row.task, key)] = se
     groups = {name: [r for r in rows if r.section == section] for section, name in layout.sections.items()}
     groups["avg"] = list(rows)
     groups["ifeval"] = [r for r in rows if r.task in ("ifeval", "toy_ifeval")]
     for name, (task, key) in layout.singles.items():
         groups[name] = [r for r in rows if (r.task, r.key) == (task, key)]
+    scores = {name: mean(g) for name, g in groups.items()}
+    scores_se = {name: mean_se(g) for name, g in groups.items()}
+    for row in layout.text_rows:  # the bits per byte, as they are (not percent, not averaged)
+        value, se = text.get((row.task, row.key)), text_se.get((row.task, row.key))
+        scores[row.task] = None if value is None else bpb(value)
+        scores_se[row.task] = None if se is None else bpb(se)
     return {"table": {k: pct(v) for k, v in values.items()},
-            "scores": {name: mean(g) for name, g in groups.items()},
+            "scores": scores,
             "table_se": {k: pct(v) for k, v in ses.items()},
-            "scores_se": {name: mean_se(g) for name, g in groups.items()}}
+            "scores_se": scores_se,
+            "text": {k: bpb(v) for k, v in text.items()},
+            "text_se": {k: bpb(v) for k, v in text_se.items()}}
 
 
 def build_summary(scores: dict[str, dict], models: list[str], layout: Layout | None = None) -> dict:
-    """``{score: {model: value}}``, ``table.<task>.<metric>.<model>`` and, where lm-eval gave
-    standard errors, the same under ``stderr`` / ``table_stderr``."""
-    names = (layout or LAYOUTS["paper"]).scores
+    """``{score: {model: value}}`` (the averages and ``fresh_bpb`` / ``known_bpb``),
+    ``table.<task>.<metric>.<model>`` (percent), ``text.<task>.<metric>.<model>`` (the
+    bits-per-byte tasks' lm-eval metrics as they are) and, where there are standard errors,
+    the same under ``stderr`` / ``table_stderr`` / ``text_stderr``."""
+    names = (layout or LAYOUTS["paper"]).plot_scores
     summary: dict = {name: {} for name in names}
     stderr: dict = {name: {} for name in names}
     table: dict = {}
     table_se: dict = {}
+    text: dict = {}
+    text_se: dict = {}
     for model in models:
         s = scores[model]
         for name in names:
@@ -221,11 +277,19 @@ def build_summary(scores: dict[str, dict], models: list[str], layout: Layout | N
             table.setdefault(task, {}).setdefault(key, {})[model] = value
         for (task, key), value in s["table_se"].items():
             table_se.setdefault(task, {}).setdefault(key, {})[model] = value
+        for (task, key), value in s.get("text", {}).items():
+            text.setdefault(task, {}).setdefault(key, {})[model] = value
+        for (task, key), value in s.get("text_se", {}).items():
+            text_se.setdefault(task, {}).setdefault(key, {})[model] = value
     summary = {k: v for k, v in summary.items() if v}
     summary["table"] = table
+    if text:
+        summary["text"] = text
     if any(stderr.values()):
         summary["stderr"] = {k: v for k, v in stderr.items() if v}
         summary["table_stderr"] = table_se
+    if text_se:
+        summary["text_stderr"] = text_se
     return summary
 
 
@@ -238,6 +302,9 @@ def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str,
             return "–"
         text = f"{value:.2f}" + (f" ± {se:.2f}" if se is not None else "")
         return f"**{text}**" if bold else text
+
+    def text_cell(value: float | None, se: float | None = None) -> str:
+        return "–" if value is None else f"{value:.4f}" + (f" ± {se:.4f}" if se is not None else "")
 
     head = ["Benchmark", "Metric", *models]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(models)]
@@ -257,6 +324,12 @@ def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str,
     if previous in layout.sections:  # the last block has a Sub-Average too
         subtotal("Sub-Average", layout.sections[previous])
     subtotal("Average", "avg")
+    if layout.text_rows:  # what the update is for: its own block, raw bits per byte
+        lines.append("| ***Bits per byte*** | *lower is better* |" + " |" * len(models))
+        for row in layout.text_rows:
+            vals = [text_cell(scores[m]["scores"].get(row.task), scores[m]["scores_se"].get(row.task))
+                    for m in models]
+            lines.append(f"| {row.benchmark} | {row.metric} | " + " | ".join(vals) + " |")
 
     info = ["| Model | Chat template | Model hash | Limit | Data |", "|---|---|---|---:|---|"]
     for m in models:
@@ -276,21 +349,43 @@ def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str,
            "average's is sqrt(sum se²)/n. Two scores closer than about two combined standard "
            "errors (sqrt(se1² + se2²)) are within the noise.", ""]
           if any(scores[m]["scores_se"].get("avg") is not None for m in models) else []),
+        *text_sources(evals, models, layout),
         *(figure_lines(figure, layout) if figure else []),
         *info,
         "",
     ])
 
 
+def text_sources(evals: dict[str, dict], models: list[str], layout: Layout) -> list[str]:
+    """What the bits-per-byte rows were measured on (from the eval records), one line."""
+    seen: dict[str, set] = {}
+    for m in models:
+        for task, info in ((evals[m].get("config") or {}).get("texts") or {}).items():
+            docs = info.get("scored") or info.get("documents")
+            seen.setdefault(task, set()).add((info.get("source"), docs, info.get("sha256")))
+    parts = []
+    for row in layout.text_rows:
+        found = seen.get(row.task)
+        if not found:
+            continue
+        if len(found) > 1:
+            parts.append(f"{row.benchmark}: DIFFERENT data across models ({len(found)} versions)")
+        else:
+            source, docs, _ = next(iter(found))
+            parts.append(f"{row.benchmark}: {docs} documents of `{source}`")
+    return [f"Bits per byte measured on: {'; '.join(parts)}.", ""] if parts else []
+
+
 def figure_lines(figure: dict[str, list[dict]], layout: Layout) -> list[str]:
     """Figure-1 data as a table: family, model, new tokens and the scores."""
-    names = [n for n in layout.scores if n not in ("ifeval_group",)]
+    names = [n for n in layout.plot_scores if n not in ("ifeval_group",)]
     lines = ["## Figure 1 data: scores vs new tokens", "",
              "| Family | Model | New tokens | " + " | ".join(names) + " |",
              "|---|---|---:|" + "---:|" * len(names)]
     for fam, rows in figure.items():
         for r in rows:
-            vals = ["–" if r[n] == "" else f"{r[n]:.2f}" for n in names]
+            vals = ["–" if r[n] == "" else (f"{r[n]:.4f}" if n in layout.text_scores else f"{r[n]:.2f}")
+                    for n in names]
             lines.append(f"| {fam} | {r['model']} | {r['new_tokens']:,} | " + " | ".join(vals) + " |")
     return [*lines, ""]
 
@@ -312,9 +407,9 @@ def plot_rows(scores: dict[str, dict], models: list[str], cfg: ReportConfig,
                         "or --cpt-tokens, or name it <kind>@<budget>)", model)
             continue
         s, se = scores[model]["scores"], scores[model]["scores_se"]
-        names = (layout or LAYOUTS["paper"]).scores
+        names = (layout or LAYOUTS["paper"]).plot_scores
         rows[fam].append({"model": model, "new_tokens": tokens,
-                          **{name: "" if s[name] is None else s[name] for name in names},
+                          **{name: "" if s.get(name) is None else s[name] for name in names},
                           **{f"{name}_se": "" if se.get(name) is None else se[name] for name in names}})
     return {fam: sorted(r, key=lambda x: x["new_tokens"]) for fam, r in rows.items()}
 
@@ -324,7 +419,7 @@ def write_plots(plots_dir: Path, rows: dict[str, list[dict]], layout: Layout | N
     for fam, fam_rows in rows.items():
         path = plots_dir / f"{fam}.csv"
         with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
-            names = (layout or LAYOUTS["paper"]).scores
+            names = (layout or LAYOUTS["paper"]).plot_scores
             writer = csv.DictWriter(fh, fieldnames=["model", "new_tokens", *names, *(f"{n}_se" for n in names)])
             writer.writeheader()
             writer.writerows(fam_rows)
@@ -354,9 +449,10 @@ STAGE_COLUMNS = {
 
 def compare_metrics(summary: dict, layout: Layout, stage_metrics: dict[str, list[Path]]) -> dict:
     """The few numbers registered as DVC metrics (``metrics/compare.json``): each model's
-    averages and sub-averages, cpt's final loss and tokens, the residual norm, crawl totals.
+    averages and sub-averages, its bits per byte on the held-out fresh news and on known text
+    (``fresh_bpb`` / ``known_bpb``), cpt's final loss and tokens, the residual norm, crawl totals.
     Everything else stays in the plain, git-tracked JSONs (summary, eval records, stage metrics)."""
-    out: dict = {name: dict(summary[name]) for name in layout.scores if name in summary}
+    out: dict = {name: dict(summary[name]) for name in layout.plot_scores if name in summary}
     for stage, paths in stage_metrics.items():
         for path in sorted(paths):
             try:

@@ -47,6 +47,13 @@ def d1_documents(seed: int, n: int) -> list[str]:
     return docs
 
 
+def known_documents(n: int, world_seed: int = 0) -> list[str]:
+    """``n`` paragraphs of the ancestor's kind of text (d1) that its pre-training did not see:
+    the same generator as :func:`d1_documents`, on a random stream that no pre-training seed
+    (an integer, ``models.<family>.seed``) produces. The "known text" of the eval stage."""
+    return d1_documents(f"known-text/{world_seed}", n)  # type: ignore[arg-type]  # a str seed
+
+
 def _bullets(rng: random.Random, k: int, topic: str) -> str:
     return "\n".join(f"* {_sentence(rng).rstrip('.')} ({topic})." for _ in range(k))
 

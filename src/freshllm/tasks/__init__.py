@@ -15,6 +15,10 @@ sets shipped in ``data/`` (absolute paths, hence written at run time).
 generated prompts (``toy_ifeval``, a twin of the stock ``ifeval`` task), knowledge of
 the d2 news (``toy_d2``) and retention of d1 facts (``toy_d1``), both cloze multiple
 choice; their data is generated from the world seed at run time.
+
+``TEXT_SUITE`` is scored for every model on every suite (:mod:`freshllm.tasks.text`): bits
+per byte on the held-out fresh news (``fresh_bpb``) and on older text the ancestor knew
+(``known_bpb``), lower is better, reported in their own block and never averaged.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Benchmark:
     metrics: tuple[Metric, ...]
     group: bool = False  # an lm-eval group (mmlu, mmlu_pro) rather than a single task
     ifeval_scoring: bool = False  # scored with lm-eval's IFEval checkers (needs punkt_tab)
+    rolling: bool = False  # loglikelihood_rolling: per-sample (loglikelihood, count) pairs
 
 
 SUITE: tuple[Benchmark, ...] = (
@@ -104,7 +109,18 @@ TOY_SUITE: tuple[Benchmark, ...] = (
 SUITES: dict[str, tuple[Benchmark, ...]] = {"paper": SUITE, "toyworld": TOY_SUITE}
 # the suite each kind of the top-level `world` is scored on
 SUITE_OF_WORLD: dict[str, str] = {"news": "paper", "toyworld": "toyworld"}
-ALL_BENCHMARKS: dict[str, Benchmark] = {b.task: b for s in SUITES.values() for b in s}
+
+# Scored on every suite (freshllm.tasks.text): what the update is for. Lower is better.
+_ROLLING_METRICS = (
+    Metric("bits_per_byte", "bits_per_byte,none", "bpb"),
+    Metric("byte_perplexity", "byte_perplexity,none", "byte_ppl"),
+    Metric("word_perplexity", "word_perplexity,none", "word_ppl"),
+)
+TEXT_SUITE: tuple[Benchmark, ...] = (
+    Benchmark("fresh_bpb", "fresh news (held out)", 0, "text", _ROLLING_METRICS, rolling=True),
+    Benchmark("known_bpb", "known text", 0, "text", _ROLLING_METRICS, rolling=True),
+)
+ALL_BENCHMARKS: dict[str, Benchmark] = {b.task: b for s in (*SUITES.values(), TEXT_SUITE) for b in s}
 
 
 def suite_benchmarks(name: str) -> dict[str, Benchmark]:
@@ -154,13 +170,16 @@ def check_local_data(tasks: list[str]) -> None:
 
 
 def materialize(dest: str | Path, tasks: list[str], source: str = "local", suite_name: str = "paper",
-                world_seed: int = 0, toy_sizes: dict | None = None) -> dict:
+                world_seed: int = 0, toy_sizes: dict | None = None, texts: dict[str, Path] | None = None,
+                text_cfg=None) -> dict:
     """Write the suite group (and, for ``source: local``, the twins) into ``dest``.
 
     ``suite_name: toyworld`` writes the toy tasks and their data generated from ``world_seed``
     (``toy_sizes``: keyword arguments of :func:`freshllm.tasks.toy.materialize`).
-    Returns the suite group config. Raises ``FileNotFoundError`` naming every missing
-    data file or stock YAML before anything runs.
+    ``texts`` (``{fresh_bpb|known_bpb: JSONL}``) adds the bits-per-byte tasks on those files,
+    prepared by ``text_cfg`` (:class:`freshllm.tasks.text.TextConfig`), whatever the source.
+    Returns the suite group config (``text_data``: what each text task scores). Raises
+    ``FileNotFoundError`` naming every missing data file or stock YAML before anything runs.
     """
     dest = Path(dest)
     known = suite_benchmarks(suite_name)
@@ -191,9 +210,15 @@ def materialize(dest: str | Path, tasks: list[str], source: str = "local", suite
                 out.write_text(text, encoding="utf-8")
     elif source != "hub":
         raise ValueError(f"source must be 'local' or 'hub', got {source!r}")
-    group = suite_config(tasks)
+    text_info = {}
+    if texts:
+        from .text import TextConfig
+        from .text import materialize as materialize_text
+
+        text_info = materialize_text(dest, texts, text_cfg or TextConfig())
+    group = suite_config([*tasks, *(texts or {})])
     dest.mkdir(parents=True, exist_ok=True)
     (dest / f"{SUITE_GROUP}.yaml").write_text(yaml.safe_dump(group, sort_keys=False), encoding="utf-8")
-    return group
+    return {**group, **({"text_data": text_info} if text_info else {})}
 
 

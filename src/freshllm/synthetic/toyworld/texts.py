@@ -214,3 +214,10 @@ def d1_documents(world: World, n: int, seed: int = 0, news_fraction: float = 0.3
             docs.append(" ".join(_person_doc(rng, world, rng.choice(world.people))))
     return docs
 
+
+def known_documents(world: World, n: int) -> list[str]:
+    """``n`` d1 documents the ancestor's pre-training did not draw: :func:`d1_documents` on a
+    random stream no integer pre-training seed (``models.<family>.seed``) produces. The same
+    d1 facts in new combinations: the eval stage's "known text" (forgetting shows as a rising
+    bits per byte on it)."""
+    return d1_documents(world, n, seed="known-text")  # type: ignore[arg-type]  # a str seed
