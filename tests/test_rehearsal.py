@@ -7,6 +7,7 @@ end by real `dvc repro` (scripts/rehearsal.sh --shrunken) on stand-ins of the hu
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -185,3 +186,187 @@ def test_fundus_pools_terminate_under_the_crawl_signal_guard(tmp_path):
         proc.communicate()
         pytest.fail("multiprocessing pools hung in Pool.terminate under crawl's Interrupts guard")
     assert proc.returncode == 0 and "done" in out, out
+
+
+# --- a shrunken rehearsal through the real stages (scripts/rehearsal.sh --shrunken) ------------
+
+E2E_FAMILY = "llama3"
+BOS_LLAMA3 = 128000
+HEADER = {"llama3": "<|start_header_id|>", "qwen2": "<|im_start|>"}
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    """`bash scripts/rehearsal.sh llama3 DIR --shrunken` in a hermetic environment: stand-ins
+    of LLaMA 3 / 3.1 (+ Instruct), then `dvc repro` of the whole grid in DIR (its own git repo)."""
+    tmp = tmp_path_factory.mktemp("rehearsal")
+    env = hermetic_env(tmp)
+    env["NLTK_DATA"] = str(tmp / "nltk_data")
+    reuse = os.environ.get("FRESHLLM_REHEARSAL_DIR")  # debugging: check a finished shrunken run
+    if reuse:
+        return Path(reuse), env, (Path(reuse) / "rehearsal-stdout.txt").read_text()
+    work = tmp / "repo"
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "rehearsal.sh"), E2E_FAMILY, str(work), "--shrunken"],
+                         cwd=tmp, env=env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, f"rehearsal failed:\n{res.stdout[-6000:]}\n{res.stderr[-4000:]}"
+    return work, env, res.stdout
+
+
+def _params(work: Path) -> dict:
+    return yaml.safe_load((work / "params.yaml").read_text())
+
+
+def _safetensors_dtypes(model_dir: Path) -> set[str]:
+    dtypes = set()
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(n))
+        dtypes |= {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    assert dtypes, f"no safetensors weights in {model_dir}"
+    return dtypes
+
+
+def _chat_template(model_dir: Path) -> str | None:
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    return json.loads((model_dir / "tokenizer_config.json").read_text()).get("chat_template")
+
+
+@pytest.mark.e2e
+def test_rehearsal_runs_every_stage(rehearsal):
+    work, env, out = rehearsal
+    stages = set(subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=work, env=env, check=True,
+                                capture_output=True, text=True).stdout.split())
+    ran = set(re.findall(r"Running stage '([^']+)'", (work / "rehearsal-repro.log").read_text()))
+    assert stages and ran == stages, sorted(stages ^ ran)
+    status = subprocess.run(["dvc", "status"], cwd=work, env=env, check=True, capture_output=True,
+                            text=True).stdout
+    assert "up to date" in status, status
+    assert "peak RSS" in out and "stage wall times" in out
+    times = (work / "rehearsal-times.tsv").read_text().splitlines()[1:]
+    assert {line.split("\t")[0] for line in times} == stages
+
+
+@pytest.mark.e2e
+def test_rehearsal_packs_articles_with_the_real_tokenizers_framing(rehearsal):
+    """LLaMA 3 articles start with <|begin_of_text|> (128000), Qwen ones with no BOS; every
+    article ends with the base tokenizer's EOS; position ids restart at every article."""
+    import numpy as np
+
+    from freshllm.io.packed import PackedData
+
+    work, _, _ = rehearsal
+    p = _params(work)
+    for budget in p["budgets"]:
+        d = work / "data" / "packed" / budget
+        info = json.loads((d / "info.json").read_text())
+        eos = json.loads((work / "models" / p["target"] / "base" / "config.json").read_text())["eos_token_id"]
+        assert info["eos_id"] == eos
+        data = PackedData.open(d / "train")
+        ids, pos = np.asarray(data.input_ids).ravel(), np.asarray(data.position_ids).ravel()
+        starts = np.flatnonzero(pos == 0)
+        assert len(starts) >= 2 and starts[0] == 0
+        firsts = ids[starts]
+        if E2E_FAMILY == "llama3":
+            assert info["bos_added"] and info["bos_id"] == BOS_LLAMA3
+            assert (firsts == BOS_LLAMA3).all()
+        else:
+            assert not info["bos_added"] and (firsts < 151643).all()  # ordinary text tokens
+        assert (ids[starts[1:] - 1] == eos).all()  # the article before each start ended with EOS
+        assert (ids == BOS_LLAMA3).sum() == len(starts) if E2E_FAMILY == "llama3" else True
+
+
+@pytest.mark.e2e
+@pytest.mark.xfail(strict=True, reason="cpt bf16 fix pending: cpt loads and saves float32 "
+                   "(freshllm/cpt.py load_causal_lm(dtype=torch.float32)); the merge keeps the target's dtype")
+def test_rehearsal_cpt_and_merged_models_are_bf16_on_disk(rehearsal):
+    work, _, _ = rehearsal
+    p = _params(work)
+    for fam in p["families"]:
+        assert _safetensors_dtypes(work / "models" / fam / "base") == {"BF16"}  # the stand-ins are
+    dirs = [work / "models" / "cpt" / f"{v}-{b}" for v in ("base", "instruct") for b in p["budgets"]]
+    dirs += [work / "models" / "merged" / f"{s}-{b}" for s in p["residual_sources"] for b in p["budgets"]]
+    found = {d.relative_to(work).as_posix(): _safetensors_dtypes(d) for d in dirs}
+    assert all(v == {"BF16"} for v in found.values()), found
+
+
+@pytest.mark.e2e
+def test_rehearsal_merged_models_keep_the_dtype_of_their_cpt_target(rehearsal):
+    work, _, _ = rehearsal
+    p = _params(work)
+    for s in p["residual_sources"]:
+        for b in p["budgets"]:
+            assert (_safetensors_dtypes(work / "models" / "merged" / f"{s}-{b}")
+                    == _safetensors_dtypes(work / "models" / "cpt" / f"base-{b}"))
+
+
+@pytest.mark.e2e
+def test_rehearsal_merged_models_carry_the_instruct_chat_template_and_generation_config(rehearsal):
+    work, _, _ = rehearsal
+    p = _params(work)
+    for s in p["residual_sources"]:
+        instruct = work / p["models"][s]["hub_instruct"]
+        template = _chat_template(instruct)
+        assert template and HEADER[E2E_FAMILY] in template
+        gen = json.loads((instruct / "generation_config.json").read_text())
+        for b in p["budgets"]:
+            merged = work / "models" / "merged" / f"{s}-{b}"
+            assert _chat_template(merged) == template, merged
+            assert json.loads((merged / "generation_config.json").read_text()) == gen, merged
+            tok = json.loads((merged / "tokenizer_config.json").read_text())
+            assert tok["eos_token"] == json.loads((instruct / "tokenizer_config.json").read_text())["eos_token"]
+
+
+def _sample_prompts(path: Path) -> list[str]:
+    prompts = []
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        for arg in rec.get("arguments", {}).values() if isinstance(rec.get("arguments"), dict) else rec.get("arguments", []):
+            first = arg.get("arg_0") if isinstance(arg, dict) else arg[0]
+            prompts.append(first if isinstance(first, str) else json.dumps(first))
+    assert prompts, path
+    return prompts
+
+
+@pytest.mark.e2e
+def test_rehearsal_chat_models_are_prompted_through_the_real_chat_template(rehearsal):
+    """instruct / cpt-instruct / cpt-base-res get the instruct tokenizer's template (its header
+    tokens in every prompt); base / cpt-base get plain prompts."""
+    work, _, _ = rehearsal
+    p = _params(work)
+    header = HEADER[E2E_FAMILY]
+    samples = work / "data" / "eval_samples"
+    chat = [f"instruct-{f}" for f in p["families"]] + [f"cpt-instruct-{b}" for b in p["budgets"]]
+    chat += [f"res-{s}-{b}" for s in p["residual_sources"] for b in p["budgets"]]
+    plain = [f"base-{f}" for f in p["families"]] + [f"cpt-base-{b}" for b in p["budgets"]]
+    for stem in chat:
+        ev = json.loads((work / "metrics" / "eval" / f"{stem}.json").read_text())
+        assert ev["chat_template"] is True, stem
+        prompts = _sample_prompts(samples / f"{stem}.jsonl")
+        assert all(header in t for t in prompts), (stem, [t[:200] for t in prompts if header not in t][:2])
+    for stem in plain:
+        ev = json.loads((work / "metrics" / "eval" / f"{stem}.json").read_text())
+        assert ev["chat_template"] is False, stem
+        assert not any(header in t for t in _sample_prompts(samples / f"{stem}.jsonl")), stem
+
+
+@pytest.mark.e2e
+def test_rehearsal_report_has_every_model_of_the_grid(rehearsal):
+    from freshllm.names import load_grid
+
+    work, _, out = rehearsal
+    grid = load_grid(work / "params.yaml")
+    models = set(grid.models())
+    p = _params(work)
+    expected = {f"{k}+{f}" for k in ("base", "instruct") for f in p["families"]}
+    expected |= {f"{k}@{b}" for k in ("cpt-base", "cpt-instruct") for b in p["budgets"]}
+    expected |= {f"cpt-base-res+{s}@{b}" for s in p["residual_sources"] for b in p["budgets"]}
+    assert models == expected
+    summary = json.loads((work / "metrics" / "summary.json").read_text())
+    assert set(summary["avg"]) == expected, sorted(set(summary["avg"]) ^ expected)
+    md = (work / "metrics" / "report.md").read_text()
+    assert md in out  # the script prints the report
+    for name in expected:
+        assert name in md, name
