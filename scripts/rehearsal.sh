@@ -79,7 +79,7 @@ p = yaml.safe_load(profile.read_text())
 # the e2e test's sizes: one budget (one optimizer step), fewer articles, one document per task
 p["budgets"] = ["8K"]
 p["crawl"].update(max_articles=40, min_articles=20, local_per_month=8)
-# BUG crawl-sigterm-hang (tests/test_rehearsal.py): with processes > 0 a month's fundus pool can
+# BUG crawl-pool-hang (tests/test_rehearsal.py): with processes > 0 a month's fundus pool can
 # hang in Pool.terminate under the crawl stage's SIGTERM handler; in-process until that is fixed
 p["crawl"]["processes"] = 0
 p["eval"].update(limit=1, max_gen_toks=8)
