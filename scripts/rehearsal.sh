@@ -20,7 +20,7 @@
 # one at a time), the last one to the end of `dvc repro`; so it includes DVC's hashing and
 # caching of that stage's outputs. Peak RSS is GNU time's "Maximum resident set size" of
 # `dvc repro`: the largest single process among it and all its descendants (the stages).
-# The timings are also written to DIR/rehearsal-times.tsv.
+# The timings are also written to DIR/rehearsal-times.tsv, this summary to DIR/rehearsal-summary.txt.
 set -euo pipefail
 # the whole script is one function, read before it runs: editing this file mid-run is safe
 main() {
@@ -112,6 +112,7 @@ if [ "$rc" -ne 0 ]; then
   exit "$rc"
 fi
 
+{
 cat metrics/report.md
 echo
 python - "$STAMPED" "$end" "$DIR/rehearsal-time.txt" "$DIR/rehearsal-times.tsv" "$((t1 - t0))" <<'EOF'
@@ -140,6 +141,7 @@ print("per stage group: " + ", ".join(f"{g} {s:.0f} s" for g, s in groups.items(
 print(f"stand-ins: {standins_s} s; dvc repro: {wall.group(1) if wall else '?'} wall; "
       f"peak RSS (largest process): {int(rss.group(1)) / 1024**2:.2f} GiB" if rss else "peak RSS: ?")
 EOF
+} | tee "$DIR/rehearsal-summary.txt"
 echo "rehearsal $FAMILY in $DIR"
 }
 main "$@"

@@ -216,7 +216,7 @@ def rehearsal(tmp_path_factory):
     env["NLTK_DATA"] = str(tmp / "nltk_data")
     reuse = os.environ.get("FRESHLLM_REHEARSAL_DIR")  # debugging: check a finished shrunken run
     if reuse:
-        return Path(reuse), env, (Path(reuse) / "rehearsal-stdout.txt").read_text()
+        return Path(reuse), env, (Path(reuse) / "rehearsal-summary.txt").read_text()
     work = tmp / "repo"
     res = subprocess.run(["bash", str(ROOT / "scripts" / "rehearsal.sh"), E2E_FAMILY, str(work), "--shrunken"],
                          cwd=tmp, env=env, capture_output=True, text=True, timeout=1200)
