@@ -202,7 +202,7 @@ def test_fundus_pools_terminate_under_the_crawl_signal_guard(tmp_path):
 
 # --- a shrunken rehearsal through the real stages (scripts/rehearsal.sh --shrunken) ------------
 
-E2E_FAMILY = "llama3"
+E2E_FAMILY = os.environ.get("FRESHLLM_REHEARSAL_FAMILY", "llama3")  # qwen2: ~2x the cpt time
 BOS_LLAMA3 = 128000
 HEADER = {"llama3": "<|start_header_id|>", "qwen2": "<|im_start|>"}
 
