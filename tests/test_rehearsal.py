@@ -382,3 +382,20 @@ def test_rehearsal_report_has_every_model_of_the_grid(rehearsal):
     assert md in out  # the script prints the report
     for name in expected:
         assert name in md, name
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG eval-max-new-tokens: Qwen2 / Qwen2.5 base checkpoints ship generation_config.json with "
+    "max_new_tokens: 2048; lm-eval's hf backend passes max_length = context + max_gen_toks and "
+    "transformers lets max_new_tokens win, so every generation without a stop string runs to 2048 "
+    "tokens whatever eval.max_gen_toks / the task says (freshllm/eval.py build_lm does not clear it)"))
+def test_eval_generation_budget_is_not_overridden_by_the_checkpoint(tmp_path):
+    from freshllm.config import build_config
+    from freshllm.eval import EvalConfig, build_lm
+    from freshllm.standins import build_standin
+
+    d = build_standin("Qwen/Qwen2-1.5B", tmp_path / "qwen2", shrink="hidden=32,layers=1,intermediate=64,heads=2,kv_heads=1")
+    assert json.loads((d / "generation_config.json").read_text()).get("max_new_tokens") == 2048  # as on the hub
+    cfg = build_config(EvalConfig, {"batch_size": 1, "max_gen_toks": 8, "device": "cpu"}, "eval")
+    lm, _ = build_lm(cfg, d)
+    assert lm.model.generation_config.max_new_tokens is None
