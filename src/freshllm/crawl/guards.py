@@ -75,12 +75,33 @@ class Interrupts:
         if threading.current_thread() is not threading.main_thread():  # signals go to the main thread
             yield self
             return
+        global _ACTIVE
         self._previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        _ACTIVE = self
         try:
             yield self
         finally:
+            _ACTIVE = None
             for sig, handler in self._previous.items():
                 signal.signal(sig, handler)
+
+    def _reset_in_child(self) -> None:
+        """In a forked fundus worker, give SIGINT/SIGTERM back their handlers from before the
+        stage: a worker blocked on its task queue must die at Pool.terminate()'s SIGTERM (the
+        kernel's default action), not wait for a Python handler to run (a pool could hang)."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+_ACTIVE: Interrupts | None = None
+
+
+def _after_fork_in_child() -> None:
+    if _ACTIVE is not None:
+        _ACTIVE._reset_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextlib.contextmanager
