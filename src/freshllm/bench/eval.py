@@ -119,13 +119,16 @@ def bench_model(name: str, model_dir: Path, tasks: list[str], items: int, a, log
     log(f"  {name}: loaded in {load_s:.1f} s ({dtype}, batch size {a.batch_size}, "
         f"{torch.get_num_threads()} threads)")
     gc = getattr(getattr(lm, "model", None), "generation_config", None)
-    res_gc = {"generation_config_max_new_tokens": getattr(gc, "max_new_tokens", None)}
-    if gc is not None and gc.max_new_tokens is not None and not a.as_is:
-        # The checkpoint's generation_config.json (Qwen2.5's: max_new_tokens 2048) takes
-        # precedence in transformers' generate() over the max_length lm-eval derives from
-        # max_gen_toks: unset it so the fixed max_gen_toks applies (--as-is keeps it).
-        gc.max_new_tokens = None
-        res_gc["max_new_tokens_unset"] = True
+    gc_file = Path(model_dir) / "generation_config.json"
+    shipped = json.loads(gc_file.read_text()).get("max_new_tokens") if gc_file.is_file() else None
+    # The checkpoint's generation_config.json (Qwen2.5's: max_new_tokens 2048) would take
+    # precedence in transformers' generate() over the max_length lm-eval derives from
+    # max_gen_toks; the eval stage's build_lm unsets it (--as-is restores it, to measure that).
+    res_gc = {"generation_config_max_new_tokens": shipped,
+              "max_new_tokens_unset": gc is not None and gc.max_new_tokens is None and shipped is not None}
+    if a.as_is and gc is not None and shipped is not None:
+        gc.max_new_tokens = shipped
+        res_gc["max_new_tokens_unset"] = False
     model = getattr(lm, "model", None)
     if model is not None and not a.no_warmup:  # first-call kernel setup, which a long run amortizes
         t = time.perf_counter()
