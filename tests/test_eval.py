@@ -8,6 +8,7 @@ the stock prompts, filters and metrics correctly, and an always-wrong one scores
 from __future__ import annotations
 
 import json
+import os
 import math
 import time
 from dataclasses import replace
@@ -584,3 +585,31 @@ def test_rolling_standard_error_resamples_documents():
                                       "word_perplexity": d} for d in docs]}}
     ses = extract_stderrs(out, ["fresh_bpb"], 500, 0)["fresh_bpb"]
     assert ses["bits_per_byte"] > 0 and ses["byte_perplexity"] > 0
+
+
+def test_data_parallel_eval_on_two_processes_equals_one(standin_pairs, tmp_path):
+    """Multi-GPU eval is lm-eval's data parallelism under `accelerate launch` (each process
+    scores a share of the requests, rank 0 gathers and writes); two CPU processes (gloo) give
+    the same scores as one."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    base = standin_pairs("meta-llama/Meta-Llama-3-8B")["base"]
+    section = dict(tasks=["piqa", "arc_easy"], limit=4, batch_size=2, chat_template=False, device="cpu")
+    one = tmp_path / "one"
+    one.mkdir()
+    _run_main(one, base, **section)
+    two = tmp_path / "two"
+    params = write_params(tmp_path / "p2.yaml", **section)
+    res = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                          str(ROOT / "configs/accelerate/cpu_ddp2.yaml"), "--main_process_port", "29543",
+                          "-m", "freshllm.eval", "--params", str(params), "--model", str(base), "--name", "base",
+                          "--out", str(two / "o.json"), "--samples", str(two / "s.jsonl")],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = (json.loads((d / "o.json").read_text()) for d in (one, two))
+    assert a["results"] == b["results"]
+    assert len((two / "s.jsonl").read_text().splitlines()) == len((one / "s.jsonl").read_text().splitlines())

@@ -158,3 +158,22 @@ def dir_content_hash(path: str | Path) -> str:
         h.update(sha256_file(f).encode())
         h.update(b"\n")
     return h.hexdigest()
+
+
+def jsonl_records(path: str | Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, int, Any]]:
+    """``(line number, byte offset, record)`` of every non-blank line of a JSONL file; a line
+    that is not UTF-8 JSON raises ``error`` naming the file and the line."""
+    path = Path(path)
+    pos = 0
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            start, pos = pos, pos + len(raw)
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise error(f"{path}, line {lineno}: not valid UTF-8 ({exc.reason})") from exc
+            except json.JSONDecodeError as exc:
+                raise error(f"{path}, line {lineno}: not a JSON object ({exc.msg})") from exc
+            yield lineno, start, rec

@@ -270,8 +270,8 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool, texts: dict[str, Path] | Non
         log.info("lm-eval task index built in %.2fs", time.time() - t0)
         out = lm_eval.simple_evaluate(model=lm, tasks=[lm_tasks.SUITE_GROUP], task_manager=manager,
                                       log_samples=True, **eval_kwargs)
-    if out is None:  # not rank 0
-        raise EvalError("lm-eval returned no results (non-zero rank?)")
+    if out is None:  # a non-zero rank of a data-parallel run (accelerate launch): rank 0 reports
+        return None, {}
     settings = {
         "lm_eval_version": lm_eval.__version__,
         "source": cfg.source,
@@ -432,6 +432,9 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
     check_finite_weights(lm, name)
     t0 = time.time()
     out, settings = evaluate_suite(lm, cfg, chat, texts)
+    if out is None:
+        log.info("%s: this process's share is done; rank 0 gathers and writes the results", name)
+        return {}
     check_finite_loglikelihoods(out, name)
     scored = [*cfg.tasks, *texts]
     log.info("evaluated %s on %d tasks in %.1fs", name, len(scored), time.time() - t0)

@@ -30,7 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .common import atomic_dir, set_offline, setup_logging, user_errors, write_json
+from .common import atomic_dir, jsonl_records, set_offline, setup_logging, user_errors, write_json
 from .config import ConfigError, load_section, parse_count
 from .io.packed import PackWriter
 
@@ -129,35 +129,24 @@ def index_corpus(path: Path, field: str, val_fraction: float = 0.0) -> Corpus:
     held: list[bool] = []
     seen: set[bytes] = set()
     skipped: dict[str, int] = {}
-    pos = 0
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            start, pos = pos, pos + len(raw)
-            if not raw.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                raise CorpusError(f"{where}: not valid UTF-8 ({exc.reason})") from exc
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{where}: not a JSON object ({exc.msg})") from exc
-            if not isinstance(rec, dict) or field not in rec:
-                raise CorpusError(f"{where}: record has no {field!r} field")
-            text = rec[field]
-            if not isinstance(text, str):
-                raise CorpusError(f"{where}: {field!r} is {type(text).__name__}, not a string")
-            if not text.strip():
-                skipped["empty_text"] = skipped.get("empty_text", 0) + 1
-                continue
-            digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-            if digest in seen:
-                skipped["duplicate_text"] = skipped.get("duplicate_text", 0) + 1
-                continue
-            seen.add(digest)
-            offsets.append(start)
-            keys.append(heldout_key(rec.get("url"), text))
-            held.append(is_heldout(rec.get("url"), text, val_fraction))
+    for lineno, start, rec in jsonl_records(path, CorpusError):
+        where = f"{path}, line {lineno}"
+        if not isinstance(rec, dict) or field not in rec:
+            raise CorpusError(f"{where}: record has no {field!r} field")
+        text = rec[field]
+        if not isinstance(text, str):
+            raise CorpusError(f"{where}: {field!r} is {type(text).__name__}, not a string")
+        if not text.strip():
+            skipped["empty_text"] = skipped.get("empty_text", 0) + 1
+            continue
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+        if digest in seen:
+            skipped["duplicate_text"] = skipped.get("duplicate_text", 0) + 1
+            continue
+        seen.add(digest)
+        offsets.append(start)
+        keys.append(heldout_key(rec.get("url"), text))
+        held.append(is_heldout(rec.get("url"), text, val_fraction))
     return Corpus(path, np.asarray(offsets, dtype=np.int64), skipped,
                   np.asarray(keys, dtype=np.float64), np.asarray(held, dtype=bool))
 

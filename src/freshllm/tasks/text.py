@@ -26,6 +26,8 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..common import jsonl_records
+
 TEMPLATES_DIR = Path(__file__).resolve().parent / "bpb"
 TEXT_TASKS = ("fresh_bpb", "known_bpb")
 TEXT_FIELD = "text"  # the field of every text JSONL (as in the crawl's articles)
@@ -85,20 +87,10 @@ def read_texts(path: Path, field: str = TEXT_FIELD) -> list[str]:
     if not path.is_file():
         raise TextDataError(f"text file not found: {path}")
     texts = []
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                raise TextDataError(f"{where}: not valid UTF-8 ({exc.reason})") from exc
-            except json.JSONDecodeError as exc:
-                raise TextDataError(f"{where}: not a JSON object ({exc.msg})") from exc
-            if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
-                raise TextDataError(f"{where}: no string {field!r} field")
-            texts.append(rec[field])
+    for lineno, _, rec in jsonl_records(path, TextDataError):
+        if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
+            raise TextDataError(f"{path}, line {lineno}: no string {field!r} field")
+        texts.append(rec[field])
     return texts
 
 
