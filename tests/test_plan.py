@@ -237,10 +237,13 @@ def test_loss_peak_is_what_the_loss_allocates():
     """The loss's peak, per batch x seq x vocab element, measured (peak RSS over the forward and
     backward of lm_head + transformers' ForCausalLMLoss on the CPU): 14 B under bf16 autocast
     (bf16 logits + fp32 log-softmax + two fp32 gradients), 16 B in fp32."""
-    res = subprocess.run([sys.executable, "-c", LOSS_PEAK_SCRIPT], capture_output=True, text=True, env=ENV,
-                         timeout=300)
-    assert res.returncode == 0, res.stderr
-    measured = json.loads(res.stdout.strip().splitlines()[-1])
+    runs = []
+    for _ in range(3):  # other allocations can only raise a process's peak RSS: the least of 3 runs
+        res = subprocess.run([sys.executable, "-c", LOSS_PEAK_SCRIPT], capture_output=True, text=True,
+                             env={**ENV, "OMP_NUM_THREADS": "1"}, timeout=300)
+        assert res.returncode == 0, res.stderr
+        runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    measured = {k: min(r[k] for r in runs) for k in runs[0]}
     shape = F.Shape(1, 64, 64, 1, 1, 64, 1, tied=True)  # vocab 1, one token: bytes per element
     assert measured["autocast"] == pytest.approx(F.loss_peak_bytes(shape, 1, 1, 2), rel=0.05)
     assert measured["fp32"] == pytest.approx(F.loss_peak_bytes(shape, 1, 1, 4), rel=0.05)
