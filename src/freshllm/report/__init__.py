@@ -37,24 +37,35 @@ columns, and ``--compare`` both.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from .common import atomic_file, setup_logging, user_errors, write_json
-from .config import WorldConfig, load_section, parse_count
-from .names import GRID_KEYS, load_grid, model_budget, model_kind
-from .tasks import SUITE, SUITE_OF_WORLD, TEXT_SUITE, TOY_SUITE
+from ..common import atomic_file, setup_logging, user_errors, write_json
+from ..config import WorldConfig, load_section, parse_count
+from ..names import GRID_KEYS, load_grid, model_budget, model_kind
+from ..tasks import SUITE_OF_WORLD
+
+from .layouts import (  # noqa: F401 (re-exported) the tables: rows, blocks, score names
+    LAYOUTS,
+    Layout,
+    PAPER_TEXT_INTRO,
+    ROWS,
+    Row,
+    SCORES,
+    SECTIONS,
+    TEXT_INTRO,
+    TEXT_ROWS,
+    TEXT_SCORES,
+    _rows,
+)
+
+from .render import (bpb, figure_lines, pct, plot_rows, render_markdown,  # noqa: F401
+                     text_sources, write_plots)
 
 log = logging.getLogger(__name__)
-
-SECTIONS = {"instruction": "ifeval_group", "reasoning": "reasoning_group"}
-SCORES = ("ifeval", "ifeval_group", "reasoning_group", "avg")
-
 
 @dataclass(frozen=True)
 class ReportConfig:
@@ -87,87 +98,8 @@ class ReportConfig:
         return errs
 
 
-@dataclass(frozen=True)
-class Row:
-    benchmark: str  # Table 2 label, shown on the first row of a benchmark
-    metric: str
-    task: str
-    key: str
-    section: str
-
-
-def _rows(benchmarks) -> tuple[Row, ...]:
-    return tuple(Row(b.label if i == 0 else "", m.label, b.task, m.key, b.section)
-                 for b in benchmarks for i, m in enumerate(b.metrics))
-
-
-ROWS: tuple[Row, ...] = _rows(SUITE)
-# The bits-per-byte block (both layouts): score name = task, its bits_per_byte; lower is better.
-TEXT_ROWS: tuple[Row, ...] = tuple(Row(b.label, "bpb", b.task, "bits_per_byte", b.section) for b in TEXT_SUITE)
-TEXT_SCORES: tuple[str, ...] = tuple(r.task for r in TEXT_ROWS)
-TEXT_INTRO = (
-    "The last block is what the update is for: bits per byte (lower is better) on fresh news "
-    "no model trained on (the crawled articles the pack stage holds out by url hash) and on "
-    "older text the ancestor knew. Fresh-news bpb falling below the original model's says it "
-    "learned the news; known-text bpb rising says it forgot. They are not in any average.")
-PAPER_TEXT_INTRO = (
-    " The paper's suite measures general skills, not the news: on the paper profiles the "
-    "fresh-news bits per byte is the one number that says the update worked.")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """What the table of one eval suite shows: rows, blocks with a Sub-Average, scores."""
-
-    rows: tuple[Row, ...]
-    sections: dict[str, str]  # section -> score name of its Sub-Average
-    scores: tuple[str, ...]  # summary / plot score names
-    intro: str
-    singles: dict[str, tuple[str, str]] = field(default_factory=dict)  # score -> (task, key)
-    text_rows: tuple[Row, ...] = TEXT_ROWS  # the bits-per-byte block (raw values, never averaged)
-
-    @property
-    def text_scores(self) -> tuple[str, ...]:
-        return tuple(r.task for r in self.text_rows)
-
-    @property
-    def plot_scores(self) -> tuple[str, ...]:
-        """Score columns of the plot CSVs: the averages, then the bits per byte."""
-        return (*self.scores, *self.text_scores)
-
-
-LAYOUTS: dict[str, Layout] = {
-    "paper": Layout(ROWS, SECTIONS, SCORES, (
-        "Scores x100 in the layout of the paper's Table 2. The first Sub-Average is the "
-        "mean of the 8 instruction-following numbers above it (IFEval x4, MMLU, MMLU-Pro, "
-        "GSM8K x2), the second the mean of the 7 reasoning numbers, Average the mean of all "
-        "16 numbers; – marks a missing value (its averages are left out). " + TEXT_INTRO
-        + PAPER_TEXT_INTRO)),
-    "toyworld": Layout(
-        _rows(TOY_SUITE), {"instruction": "ifeval_group", "knowledge": "knowledge_group"},
-        ("ifeval", "ifeval_group", "knowledge_group", "d2", "d1", "avg"), (
-            "Toy world, scores x100 in the layout of the paper's Table 2: instruction following "
-            "on generated IFEval-style prompts scored by lm-eval's IFEval checkers (4 metrics), "
-            "knowledge of the d2 news (events after the ancestor's pre-training; cloze multiple "
-            "choice, chance 25) and retention of d1 facts (chance 25). The first Sub-Average is "
-            "the mean of the 4 IFEval numbers, the second of the 2 knowledge numbers, Average "
-            "the mean of all 6; – marks a missing value (its averages are left out). " + TEXT_INTRO),
-        singles={"d2": ("toy_d2", "acc"), "d1": ("toy_d1", "acc")}),
-}
-
-
 class ReportError(ValueError):
     pass
-
-
-def bpb(value: float) -> float:
-    """A bits-per-byte value (or its standard error) as shown and summarised: 4 decimals."""
-    return round(float(value), 4)
-
-
-def pct(value: float) -> float:
-    """A fraction as percent with 2 decimals, half up (the paper's 31.425 -> 31.43)."""
-    return float(Decimal(repr(round(value * 100, 9))).quantize(Decimal("0.01"), ROUND_HALF_UP))
 
 
 def order_models(names: list[str], order: list[str]) -> list[str]:
@@ -293,140 +225,6 @@ def build_summary(scores: dict[str, dict], models: list[str], layout: Layout | N
     return summary
 
 
-def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str, dict],
-                    layout: Layout | None = None, figure: dict[str, list[dict]] | None = None) -> str:
-    layout = layout or LAYOUTS["paper"]
-
-    def cell(value: float | None, se: float | None = None, bold: bool = False) -> str:
-        if value is None:
-            return "–"
-        text = f"{value:.2f}" + (f" ± {se:.2f}" if se is not None else "")
-        return f"**{text}**" if bold else text
-
-    def text_cell(value: float | None, se: float | None = None) -> str:
-        return "–" if value is None else f"{value:.4f}" + (f" ± {se:.4f}" if se is not None else "")
-
-    head = ["Benchmark", "Metric", *models]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(models)]
-
-    def subtotal(label: str, name: str) -> None:
-        vals = [cell(scores[m]["scores"][name], scores[m]["scores_se"].get(name), bold=True) for m in models]
-        lines.append(f"| **{label}** |  | " + " | ".join(vals) + " |")
-
-    previous = None
-    for row in layout.rows:
-        if previous in layout.sections and row.section != previous:
-            subtotal("Sub-Average", layout.sections[previous])
-        key = (row.task, row.key)
-        vals = [cell(scores[m]["table"].get(key), scores[m]["table_se"].get(key)) for m in models]
-        lines.append(f"| {row.benchmark} | {row.metric} | " + " | ".join(vals) + " |")
-        previous = row.section
-    if previous in layout.sections:  # the last block has a Sub-Average too
-        subtotal("Sub-Average", layout.sections[previous])
-    subtotal("Average", "avg")
-    if layout.text_rows:  # what the update is for: its own block, raw bits per byte
-        lines.append("| ***Bits per byte*** | *lower is better* |" + " |" * len(models))
-        for row in layout.text_rows:
-            vals = [text_cell(scores[m]["scores"].get(row.task), scores[m]["scores_se"].get(row.task))
-                    for m in models]
-            lines.append(f"| {row.benchmark} | {row.metric} | " + " | ".join(vals) + " |")
-
-    info = ["| Model | Chat template | Model hash | Limit | Data |", "|---|---|---|---:|---|"]
-    for m in models:
-        e = evals[m]
-        cfg = e.get("config", {})
-        info.append(f"| {m} | {'yes' if e.get('chat_template') else 'no'} | "
-                    f"`{str(e.get('model_hash', ''))[:12]}` | {cfg.get('limit') or 'all'} | "
-                    f"{cfg.get('source', '')} |")
-    return "\n".join([
-        "# Evaluation report",
-        "",
-        layout.intro,
-        "",
-        *lines,
-        "",
-        *(["± is one standard error over the eval items (lm-eval, `eval.bootstrap_iters`); an "
-           "average's is sqrt(sum se²)/n. Two scores closer than about two combined standard "
-           "errors (sqrt(se1² + se2²)) are within the noise.", ""]
-          if any(scores[m]["scores_se"].get("avg") is not None for m in models) else []),
-        *text_sources(evals, models, layout),
-        *(figure_lines(figure, layout) if figure else []),
-        *info,
-        "",
-    ])
-
-
-def text_sources(evals: dict[str, dict], models: list[str], layout: Layout) -> list[str]:
-    """What the bits-per-byte rows were measured on (from the eval records), one line."""
-    seen: dict[str, set] = {}
-    for m in models:
-        for task, info in ((evals[m].get("config") or {}).get("texts") or {}).items():
-            docs = info.get("scored") or info.get("documents")
-            seen.setdefault(task, set()).add((info.get("source"), docs, info.get("sha256")))
-    parts = []
-    for row in layout.text_rows:
-        found = seen.get(row.task)
-        if not found:
-            continue
-        if len(found) > 1:
-            parts.append(f"{row.benchmark}: DIFFERENT data across models ({len(found)} versions)")
-        else:
-            source, docs, _ = next(iter(found))
-            parts.append(f"{row.benchmark}: {docs} documents of `{source}`")
-    return [f"Bits per byte measured on: {'; '.join(parts)}.", ""] if parts else []
-
-
-def figure_lines(figure: dict[str, list[dict]], layout: Layout) -> list[str]:
-    """Figure-1 data as a table: family, model, new tokens and the scores."""
-    names = [n for n in layout.plot_scores if n not in ("ifeval_group",)]
-    lines = ["## Figure 1 data: scores vs new tokens", "",
-             "| Family | Model | New tokens | " + " | ".join(names) + " |",
-             "|---|---|---:|" + "---:|" * len(names)]
-    for fam, rows in figure.items():
-        for r in rows:
-            vals = ["–" if r[n] == "" else (f"{r[n]:.4f}" if n in layout.text_scores else f"{r[n]:.2f}")
-                    for n in names]
-            lines.append(f"| {fam} | {r['model']} | {r['new_tokens']:,} | " + " | ".join(vals) + " |")
-    return [*lines, ""]
-
-
-def plot_rows(scores: dict[str, dict], models: list[str], cfg: ReportConfig,
-              cpt_tokens: int | None, layout: Layout | None = None) -> dict[str, list[dict]]:
-    """Rows per family: ``model, new_tokens`` and the scores, sorted by new tokens."""
-    family_of = {kind: fam for fam, kinds in cfg.plot_lines.items() for kind in kinds}
-    rows: dict[str, list[dict]] = {fam: [] for fam in cfg.plot_lines}
-    for model in models:
-        fam = family_of.get(model_kind(model))
-        if fam is None:
-            continue
-        tokens = model_budget(model)
-        if tokens is None:
-            tokens = 0 if model_kind(model) in cfg.origin_models else cpt_tokens
-        if tokens is None:
-            log.warning("plots: skipping %s (new tokens unknown: set report.cpt_tokens "
-                        "or --cpt-tokens, or name it <kind>@<budget>)", model)
-            continue
-        s, se = scores[model]["scores"], scores[model]["scores_se"]
-        names = (layout or LAYOUTS["paper"]).plot_scores
-        rows[fam].append({"model": model, "new_tokens": tokens,
-                          **{name: "" if s.get(name) is None else s[name] for name in names},
-                          **{f"{name}_se": "" if se.get(name) is None else se[name] for name in names}})
-    return {fam: sorted(r, key=lambda x: x["new_tokens"]) for fam, r in rows.items()}
-
-
-def write_plots(plots_dir: Path, rows: dict[str, list[dict]], layout: Layout | None = None) -> list[Path]:
-    written = []
-    for fam, fam_rows in rows.items():
-        path = plots_dir / f"{fam}.csv"
-        with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
-            names = (layout or LAYOUTS["paper"]).plot_scores
-            writer = csv.DictWriter(fh, fieldnames=["model", "new_tokens", *names, *(f"{n}_se" for n in names)])
-            writer.writeheader()
-            writer.writerows(fam_rows)
-        written.append(path)
-    return written
-
-
 def select_grid(evals: dict[str, dict], expected: list[str], eval_dir: Path) -> dict[str, dict]:
     """Keep the grid's models; results of models no longer in the grid (an earlier budget, a
     file committed before ``-S budgets=...``) are left out with a warning, missing ones are an error."""
@@ -531,6 +329,3 @@ def main(argv: list[str] | None = None) -> None:
         run(cfg, args.eval_dir, args.summary, args.markdown, args.plots_dir, expected,
             args.compare, stage_metrics)
 
-
-if __name__ == "__main__":
-    main()

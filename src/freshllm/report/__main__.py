@@ -1,0 +1,6 @@
+"""``python -m freshllm.report``."""
+
+from . import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The report's outputs: the markdown table (value ± standard error), the Figure-1 data,
+the plot CSVs; number formats of the paper (percent, 2 decimals, half up) and of bits per byte."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..common import atomic_file
+from ..names import model_budget, model_kind
+from .layouts import LAYOUTS, Layout
+
+if TYPE_CHECKING:
+    from . import ReportConfig
+
+log = logging.getLogger("freshllm.report")
+
+
+def bpb(value: float) -> float:
+    """A bits-per-byte value (or its standard error) as shown and summarised: 4 decimals."""
+    return round(float(value), 4)
+
+
+def pct(value: float) -> float:
+    """A fraction as percent with 2 decimals, half up (the paper's 31.425 -> 31.43)."""
+    return float(Decimal(repr(round(value * 100, 9))).quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+
+def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str, dict],
+                    layout: Layout | None = None, figure: dict[str, list[dict]] | None = None) -> str:
+    layout = layout or LAYOUTS["paper"]
+
+    def cell(value: float | None, se: float | None = None, bold: bool = False) -> str:
+        if value is None:
+            return "–"
+        text = f"{value:.2f}" + (f" ± {se:.2f}" if se is not None else "")
+        return f"**{text}**" if bold else text
+
+    def text_cell(value: float | None, se: float | None = None) -> str:
+        return "–" if value is None else f"{value:.4f}" + (f" ± {se:.4f}" if se is not None else "")
+
+    head = ["Benchmark", "Metric", *models]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(models)]
+
+    def subtotal(label: str, name: str) -> None:
+        vals = [cell(scores[m]["scores"][name], scores[m]["scores_se"].get(name), bold=True) for m in models]
+        lines.append(f"| **{label}** |  | " + " | ".join(vals) + " |")
+
+    previous = None
+    for row in layout.rows:
+        if previous in layout.sections and row.section != previous:
+            subtotal("Sub-Average", layout.sections[previous])
+        key = (row.task, row.key)
+        vals = [cell(scores[m]["table"].get(key), scores[m]["table_se"].get(key)) for m in models]
+        lines.append(f"| {row.benchmark} | {row.metric} | " + " | ".join(vals) + " |")
+        previous = row.section
+    if previous in layout.sections:  # the last block has a Sub-Average too
+        subtotal("Sub-Average", layout.sections[previous])
+    subtotal("Average", "avg")
+    if layout.text_rows:  # what the update is for: its own block, raw bits per byte
+        lines.append("| ***Bits per byte*** | *lower is better* |" + " |" * len(models))
+        for row in layout.text_rows:
+            vals = [text_cell(scores[m]["scores"].get(row.task), scores[m]["scores_se"].get(row.task))
+                    for m in models]
+            lines.append(f"| {row.benchmark} | {row.metric} | " + " | ".join(vals) + " |")
+
+    info = ["| Model | Chat template | Model hash | Limit | Data |", "|---|---|---|---:|---|"]
+    for m in models:
+        e = evals[m]
+        cfg = e.get("config", {})
+        info.append(f"| {m} | {'yes' if e.get('chat_template') else 'no'} | "
+                    f"`{str(e.get('model_hash', ''))[:12]}` | {cfg.get('limit') or 'all'} | "
+                    f"{cfg.get('source', '')} |")
+    return "\n".join([
+        "# Evaluation report",
+        "",
+        layout.intro,
+        "",
+        *lines,
+        "",
+        *(["± is one standard error over the eval items (lm-eval, `eval.bootstrap_iters`); an "
+           "average's is sqrt(sum se²)/n. Two scores closer than about two combined standard "
+           "errors (sqrt(se1² + se2²)) are within the noise.", ""]
+          if any(scores[m]["scores_se"].get("avg") is not None for m in models) else []),
+        *text_sources(evals, models, layout),
+        *(figure_lines(figure, layout) if figure else []),
+        *info,
+        "",
+    ])
+
+
+def text_sources(evals: dict[str, dict], models: list[str], layout: Layout) -> list[str]:
+    """What the bits-per-byte rows were measured on (from the eval records), one line."""
+    seen: dict[str, set] = {}
+    for m in models:
+        for task, info in ((evals[m].get("config") or {}).get("texts") or {}).items():
+            docs = info.get("scored") or info.get("documents")
+            seen.setdefault(task, set()).add((info.get("source"), docs, info.get("sha256")))
+    parts = []
+    for row in layout.text_rows:
+        found = seen.get(row.task)
+        if not found:
+            continue
+        if len(found) > 1:
+            parts.append(f"{row.benchmark}: DIFFERENT data across models ({len(found)} versions)")
+        else:
+            source, docs, _ = next(iter(found))
+            parts.append(f"{row.benchmark}: {docs} documents of `{source}`")
+    return [f"Bits per byte measured on: {'; '.join(parts)}.", ""] if parts else []
+
+
+def figure_lines(figure: dict[str, list[dict]], layout: Layout) -> list[str]:
+    """Figure-1 data as a table: family, model, new tokens and the scores."""
+    names = [n for n in layout.plot_scores if n not in ("ifeval_group",)]
+    lines = ["## Figure 1 data: scores vs new tokens", "",
+             "| Family | Model | New tokens | " + " | ".join(names) + " |",
+             "|---|---|---:|" + "---:|" * len(names)]
+    for fam, rows in figure.items():
+        for r in rows:
+            vals = ["–" if r[n] == "" else (f"{r[n]:.4f}" if n in layout.text_scores else f"{r[n]:.2f}")
+                    for n in names]
+            lines.append(f"| {fam} | {r['model']} | {r['new_tokens']:,} | " + " | ".join(vals) + " |")
+    return [*lines, ""]
+
+
+def plot_rows(scores: dict[str, dict], models: list[str], cfg: ReportConfig,
+              cpt_tokens: int | None, layout: Layout | None = None) -> dict[str, list[dict]]:
+    """Rows per family: ``model, new_tokens`` and the scores, sorted by new tokens."""
+    family_of = {kind: fam for fam, kinds in cfg.plot_lines.items() for kind in kinds}
+    rows: dict[str, list[dict]] = {fam: [] for fam in cfg.plot_lines}
+    for model in models:
+        fam = family_of.get(model_kind(model))
+        if fam is None:
+            continue
+        tokens = model_budget(model)
+        if tokens is None:
+            tokens = 0 if model_kind(model) in cfg.origin_models else cpt_tokens
+        if tokens is None:
+            log.warning("plots: skipping %s (new tokens unknown: set report.cpt_tokens "
+                        "or --cpt-tokens, or name it <kind>@<budget>)", model)
+            continue
+        s, se = scores[model]["scores"], scores[model]["scores_se"]
+        names = (layout or LAYOUTS["paper"]).plot_scores
+        rows[fam].append({"model": model, "new_tokens": tokens,
+                          **{name: "" if s.get(name) is None else s[name] for name in names},
+                          **{f"{name}_se": "" if se.get(name) is None else se[name] for name in names}})
+    return {fam: sorted(r, key=lambda x: x["new_tokens"]) for fam, r in rows.items()}
+
+
+def write_plots(plots_dir: Path, rows: dict[str, list[dict]], layout: Layout | None = None) -> list[Path]:
+    written = []
+    for fam, fam_rows in rows.items():
+        path = plots_dir / f"{fam}.csv"
+        with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+            names = (layout or LAYOUTS["paper"]).plot_scores
+            writer = csv.DictWriter(fh, fieldnames=["model", "new_tokens", *names, *(f"{n}_se" for n in names)])
+            writer.writeheader()
+            writer.writerows(fam_rows)
+        written.append(path)
+    return written
