@@ -262,3 +262,28 @@ def test_toyworld_layout_has_the_bits_per_byte_block_too(tmp_path):
     with open(tmp_path / "plots" / "base.csv") as fh:
         header = next(csv.reader(fh))
     assert {"fresh_bpb", "known_bpb", "fresh_bpb_se", "known_bpb_se", "d2", "avg"} <= set(header)
+
+
+def test_toy_report_opens_with_the_result_and_says_what_is_within_the_noise(tmp_path):
+    """The report starts with the finding at the largest budget: Setting 1 and Setting 2 +
+    residual against the instruct model and against each other, knowledge gained, d1 kept,
+    each difference marked outside or within two combined standard errors."""
+    from freshllm.report.render import finding_lines
+
+    def toy(name, ifeval, ifeval_se, d2, d1):
+        return {"scores": {"ifeval": ifeval, "d2": d2, "d1": d1},
+                "scores_se": {"ifeval": ifeval_se, "d2": 5.0, "d1": 1.0}}
+
+    from freshllm.report import LAYOUTS
+
+    scores = {"base+toy": toy("b", 4.0, 1.0, 21.0, 100.0), "instruct+toy": toy("i", 53.4, 2.0, 28.0, 100.0),
+              "cpt-base@200K": toy("cb", 5.0, 1.0, 70.0, 99.0), "cpt-instruct@200K": toy("ci", 7.4, 1.0, 80.0, 97.0),
+              "cpt-base-res+toy@200K": toy("r", 50.0, 2.0, 30.0, 99.5),
+              "cpt-base-res+toy@20K": toy("r2", 52.0, 2.0, 25.0, 100.0)}
+    text = "\n".join(finding_lines(scores, list(scores), LAYOUTS["toyworld"]))
+    assert "At 200,000 new tokens" in text
+    assert "cpt-instruct: 7.40 ± 1.00 (outside the noise of 53.40)" in text
+    assert "cpt-base-res: 50.00 ± 2.00 (within the noise of 53.40)" in text
+    assert "against Setting 1: 50.00 ± 2.00 (outside the noise of 7.40)" in text
+    assert "cpt-base-res: 30.00 ± 5.00 (within the noise of 21.00)" in text  # d2: not learned
+    assert finding_lines({"base+toy": scores["base+toy"]}, ["base+toy"], LAYOUTS["toyworld"]) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,6 +78,7 @@ def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str,
     return "\n".join([
         "# Evaluation report",
         "",
+        *finding_lines(scores, models, layout),
         layout.intro,
         "",
         *lines,
@@ -161,3 +163,62 @@ def write_plots(plots_dir: Path, rows: dict[str, list[dict]], layout: Layout | N
             writer.writerows(fam_rows)
         written.append(path)
     return written
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _pick(models: list[str], kind: str, budget: int | None) -> str | None:
+    found = [m for m in models if model_kind(m) == kind and model_budget(m) == budget]
+    return found[0] if found else None
+
+
+def _versus(scores: dict, a: str, b: str, name: str) -> str:
+    """``x ± se`` of model b's score, and whether it differs from model a's beyond the noise
+    (more than two combined standard errors)."""
+    va, vb = scores[a]["scores"].get(name), scores[b]["scores"].get(name)
+    sa, sb = scores[a]["scores_se"].get(name), scores[b]["scores_se"].get(name)
+    if va is None or vb is None:
+        return "–"
+    text = f"{vb:.2f}" + (f" ± {sb:.2f}" if sb is not None else "")
+    if sa is not None and sb is not None:
+        noise = 2 * math.hypot(sa, sb)
+        text += " (within the noise of" if abs(vb - va) <= noise else " (outside the noise of"
+        text += f" {va:.2f})"
+    return text
+
+
+def finding_lines(scores: dict, models: list[str], layout: Layout) -> list[str]:
+    """The result first: at the largest budget, instruction following and new knowledge of
+    Setting 1 (cpt of the instruct model) and Setting 2 + residual against their ancestors,
+    each with its standard error and whether the difference is outside the noise."""
+    budgets = sorted({model_budget(m) for m in models if model_budget(m) is not None})
+    if not budgets or "ifeval" not in layout.scores:
+        return []
+    top = budgets[-1]
+    base, inst = _pick(models, "base", None), _pick(models, "instruct", None)
+    cpt_b, cpt_i = _pick(models, "cpt-base", top), _pick(models, "cpt-instruct", top)
+    res = next((m for m in models if model_kind(m) == "cpt-base-res" and model_budget(m) == top), None)
+    if not (inst and cpt_i and res):
+        return []
+    label = f"{top:,} new tokens"
+    out = ["## Result", "",
+           f"At {label} (one standard error; \"outside the noise\" = more than two combined "
+           "standard errors apart):", "",
+           f"- instruction following (IFEval mean): instruct {_fmt(scores[inst]['scores'].get('ifeval'))}; "
+           f"Setting 1, cpt-instruct: {_versus(scores, inst, cpt_i, 'ifeval')}; "
+           f"Setting 2 + residual, cpt-base-res: {_versus(scores, inst, res, 'ifeval')}; "
+           f"Setting 2 + residual against Setting 1: {_versus(scores, cpt_i, res, 'ifeval')}"]
+    knowledge = [n for n in ("d2", "fresh_bpb") if n in layout.scores or n in scores[res]["scores"]]
+    for name in knowledge:
+        ref = base or inst
+        if scores[ref]["scores"].get(name) is None:
+            continue
+        what = "d2 news knowledge (new)" if name == "d2" else "bits per byte on held-out fresh news (lower: learned)"
+        parts = [f"{model_kind(m)}: {_versus(scores, ref, m, name)}" for m in (cpt_b, cpt_i, res) if m]
+        out.append(f"- {what}: {model_kind(ref)} {_fmt(scores[ref]['scores'].get(name))}; " + "; ".join(parts))
+    if "d1" in layout.scores and base and scores[base]["scores"].get("d1") is not None:
+        parts = [f"{model_kind(m)}: {_versus(scores, base, m, 'd1')}" for m in (cpt_b, cpt_i, res) if m]
+        out.append(f"- d1 retention (old facts): base {_fmt(scores[base]['scores'].get('d1'))}; " + "; ".join(parts))
+    return [*out, ""]
