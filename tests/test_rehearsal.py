@@ -344,9 +344,11 @@ def _sample_prompts(path: Path) -> list[str]:
 
 
 @pytest.mark.e2e
-def test_rehearsal_chat_models_are_prompted_through_the_real_chat_template(rehearsal):
-    """instruct / cpt-instruct / cpt-base-res get the instruct tokenizer's template (its header
-    tokens in every prompt); base / cpt-base get plain prompts."""
+def test_rehearsal_chat_models_are_prompted_as_the_profile_says(rehearsal):
+    """With eval.chat_template auto (deployment), instruct / cpt-instruct / cpt-base-res get the
+    instruct tokenizer's template (its header tokens in every prompt) and base / cpt-base plain
+    prompts; with false (paper-faithful, the paper profiles' choice) every model gets plain
+    prompts: no header token anywhere."""
     work, _, _ = rehearsal
     p = _params(work)
     header = HEADER[E2E_FAMILY]
@@ -354,6 +356,8 @@ def test_rehearsal_chat_models_are_prompted_through_the_real_chat_template(rehea
     chat = [f"instruct-{f}" for f in p["families"]] + [f"cpt-instruct-{b}" for b in p["budgets"]]
     chat += [f"res-{s}-{b}" for s in p["residual_sources"] for b in p["budgets"]]
     plain = [f"base-{f}" for f in p["families"]] + [f"cpt-base-{b}" for b in p["budgets"]]
+    if p["eval"]["chat_template"] is False:
+        chat, plain = [], plain + chat
     for stem in chat:
         ev = json.loads((work / "metrics" / "eval" / f"{stem}.json").read_text())
         assert ev["chat_template"] is True, stem

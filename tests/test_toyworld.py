@@ -289,11 +289,13 @@ def test_shrunken_world_toy_tasks_are_scored_and_reported(shrunken_run):
     for stem, name in EVALS.items():
         ev = json.loads((tmp / f"metrics/eval/{stem}.json").read_text())
         assert ev["model"] == name and ev["chat_template"] == ("instruct" in name or "res" in name)
-        assert set(ev["results"]) == {"toy_ifeval", "toy_d2", "toy_d1"}
+        assert set(ev["results"]) == {"toy_ifeval", "toy_d2", "toy_d1", "fresh_bpb", "known_bpb"}
         assert set(ev["results"]["toy_ifeval"]) == {"inst_level_loose_acc", "inst_level_strict_acc",
                                                     "prompt_level_loose_acc", "prompt_level_strict_acc"}
-        for task in ev["results"].values():
-            assert all(0 <= v <= 1 for v in task.values())
+        for task in ("toy_ifeval", "toy_d2", "toy_d1"):
+            assert all(0 <= v <= 1 for v in ev["results"][task].values())
+        for task in ("fresh_bpb", "known_bpb"):  # bits per byte: positive, finite
+            assert 0 < ev["results"][task]["bits_per_byte"] < 100
         assert ev["config"]["n_samples"]["toy_d2"]["effective"] == 80
     summary = json.loads((tmp / "metrics/summary.json").read_text())
     assert set(summary["d2"]) == set(evals) and set(summary["knowledge_group"]) == set(evals)
@@ -332,7 +334,7 @@ def test_shrunken_world_budget_grid_as_queued_experiments(shrunken_run):
             for rev in exp["revs"]:
                 data = rev["data"]
                 budgets = data["params"]["params.yaml"]["data"]["budgets"]
-                exps[tuple(budgets)] = data["metrics"]["metrics/summary.json"]["data"]
+                exps[tuple(budgets)] = data["metrics"]["metrics/compare.json"]["data"]  # the DVC metrics
     assert set(exps) == {("2K",), ("3K",)}
     for (budget,), summary in exps.items():
         grid = {"base+toy", "instruct+toy", f"cpt-base@{budget}", f"cpt-instruct@{budget}",

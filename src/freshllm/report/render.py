@@ -165,8 +165,8 @@ def write_plots(plots_dir: Path, rows: dict[str, list[dict]], layout: Layout | N
     return written
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def _pick(models: list[str], kind: str, budget: int | None) -> str | None:
@@ -181,11 +181,12 @@ def _versus(scores: dict, a: str, b: str, name: str) -> str:
     sa, sb = scores[a]["scores_se"].get(name), scores[b]["scores_se"].get(name)
     if va is None or vb is None:
         return "–"
-    text = f"{vb:.2f}" + (f" ± {sb:.2f}" if sb is not None else "")
+    digits = 4 if name.endswith("bpb") else 2
+    text = f"{vb:.{digits}f}" + (f" ± {sb:.{digits}f}" if sb is not None else "")
     if sa is not None and sb is not None:
         noise = 2 * math.hypot(sa, sb)
         text += " (within the noise of" if abs(vb - va) <= noise else " (outside the noise of"
-        text += f" {va:.2f})"
+        text += f" {va:.{digits}f})"
     return text
 
 
@@ -217,7 +218,8 @@ def finding_lines(scores: dict, models: list[str], layout: Layout) -> list[str]:
             continue
         what = "d2 news knowledge (new)" if name == "d2" else "bits per byte on held-out fresh news (lower: learned)"
         parts = [f"{model_kind(m)}: {_versus(scores, ref, m, name)}" for m in (cpt_b, cpt_i, res) if m]
-        out.append(f"- {what}: {model_kind(ref)} {_fmt(scores[ref]['scores'].get(name))}; " + "; ".join(parts))
+        out.append(f"- {what}: {model_kind(ref)} {_fmt(scores[ref]['scores'].get(name), 4 if name.endswith('bpb') else 2)}; "
+                   + "; ".join(parts))
     if "d1" in layout.scores and base and scores[base]["scores"].get("d1") is not None:
         parts = [f"{model_kind(m)}: {_versus(scores, base, m, 'd1')}" for m in (cpt_b, cpt_i, res) if m]
         out.append(f"- d1 retention (old facts): base {_fmt(scores[base]['scores'].get('d1'))}; " + "; ".join(parts))
