@@ -190,7 +190,7 @@ def test_download_failure_names_package_and_cause(monkeypatch, tmp_path):
         assert cmd[1:4] == ["-m", "pip", "download"]
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that "
                                            "satisfies the requirement llama-cpp-python==0.3.36\n")
-    monkeypatch.setattr(T.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     with pytest.raises(RuntimeError) as e:
         T._download_sdist(tmp_path)
     msg = str(e.value)

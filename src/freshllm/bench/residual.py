@@ -37,290 +37,27 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
+from .residual_triple import (build_triple, compare, dir_bytes, llama_specs, nbytes,  # noqa: F401
+                              shards, warm, write_config_and_tokenizer)
+from .residual_peers import (ENV, COPY_CHILD, LAUNCHER, MERGEKIT_CONFIG, RESIDUALS_DRIVER, best_of,  # noqa: F401
+                             mem_available, peer_check, run_child)
 
 MiB = 2**20
 GB = 1e9
 SMALL = dict(layers=2, hidden=512, intermediate=1536, heads=8, kv_heads=4, vocab=32000, shard_size="64MB")
-ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-       "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false",
-       "TQDM_DISABLE": "1"}
 
 
 # --------------------------------------------------------------------------- the model triple
 
-def llama_specs(a) -> list:
-    """Tensor specs of a tied-embedding LlamaForCausalLM in HF's state-dict order (bf16)."""
-    import torch
-
-    from freshllm.io.st_stream import TensorSpec
-
-    head = a.hidden // a.heads
-    kv = a.kv_heads * head
-    bf = torch.bfloat16
-    specs = [TensorSpec("model.embed_tokens.weight", bf, (a.vocab, a.hidden))]
-    for i in range(a.layers):
-        p = f"model.layers.{i}."
-        specs += [TensorSpec(p + "self_attn.q_proj.weight", bf, (a.hidden, a.hidden)),
-                  TensorSpec(p + "self_attn.k_proj.weight", bf, (kv, a.hidden)),
-                  TensorSpec(p + "self_attn.v_proj.weight", bf, (kv, a.hidden)),
-                  TensorSpec(p + "self_attn.o_proj.weight", bf, (a.hidden, a.hidden)),
-                  TensorSpec(p + "mlp.gate_proj.weight", bf, (a.intermediate, a.hidden)),
-                  TensorSpec(p + "mlp.up_proj.weight", bf, (a.intermediate, a.hidden)),
-                  TensorSpec(p + "mlp.down_proj.weight", bf, (a.hidden, a.intermediate)),
-                  TensorSpec(p + "input_layernorm.weight", bf, (a.hidden,)),
-                  TensorSpec(p + "post_attention_layernorm.weight", bf, (a.hidden,))]
-    specs.append(TensorSpec("model.norm.weight", bf, (a.hidden,)))
-    return specs
-
-
-def write_config_and_tokenizer(out: Path, a) -> None:
-    """config.json + a word-level tokenizer with exactly ``vocab`` entries (so that the
-    ``residuals`` package, which resizes embeddings to its tokenizer, changes nothing)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, PreTrainedTokenizerFast
-
-    cfg = LlamaConfig(vocab_size=a.vocab, hidden_size=a.hidden, intermediate_size=a.intermediate,
-                      num_hidden_layers=a.layers, num_attention_heads=a.heads,
-                      num_key_value_heads=a.kv_heads, max_position_embeddings=4096,
-                      tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=3,
-                      rope_theta=500000.0)
-    cfg.architectures = ["LlamaForCausalLM"]
-    cfg.dtype = "bfloat16"
-    cfg.save_pretrained(str(out))
-    specials = ["<unk>", "<s>", "</s>", "<pad>"]
-    vocab = {t: i for i, t in enumerate(specials + [f"w{i}" for i in range(len(specials), a.vocab)])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                            pad_token="<pad>").save_pretrained(str(out))
-
-
-def build_triple(root: Path, a, seed: int = 0) -> dict[str, Path]:
-    """base, instruct = base + d_i, cpt = base + d_c; one tensor in memory at a time."""
-    import torch
-
-    from freshllm.config import parse_bytes
-    from freshllm.io.st_stream import ShardedWriter
-
-    specs = llama_specs(a)
-    dirs = {k: root / k for k in ("base", "instruct", "cpt")}
-    writers = {k: ShardedWriter(d, specs, parse_bytes(a.shard_size)) for k, d in dirs.items()}
-    gen = torch.Generator().manual_seed(seed)
-    bf = torch.bfloat16
-    for spec in specs:
-        base = torch.empty(spec.shape, dtype=bf).uniform_(-0.035, 0.035, generator=gen)
-        if len(spec.shape) == 1:
-            base += 1.0
-        writers["base"].write(spec.name, base)
-        for k in ("instruct", "cpt"):
-            t = torch.empty(spec.shape, dtype=bf).uniform_(-0.003, 0.003, generator=gen)
-            t += base
-            writers[k].write(spec.name, t)
-            del t
-        del base
-    for k, w in writers.items():
-        w.close()
-        write_config_and_tokenizer(dirs[k], a)
-    return dirs
-
-
-def shards(d: Path) -> list[Path]:
-    return sorted(d.glob("*.safetensors"))
-
-
-def nbytes(paths) -> int:
-    return sum(p.stat().st_size for p in paths)
-
-
-def dir_bytes(d: Path) -> int:
-    return nbytes(shards(d))
-
 
 # --------------------------------------------------------------------------- running children
 
-def warm(paths) -> None:
-    """Read files once so the timed run finds them in the page cache (like every other run)."""
-    buf = bytearray(16 * MiB)
-    for p in paths:
-        with open(p, "rb", buffering=0) as fh:
-            while fh.readinto(buf):
-                pass
-
-
-# A tiny launcher (``python -S``, standard library only) forks and execs the command and
-# reports the child's wall time and peak RSS from ``wait4``, plus the peaks of its
-# anonymous and file-backed (mmapped) resident memory sampled every 20 ms. Spawning from
-# the benchmark process itself would not do: the child's peak RSS would include this
-# (large) process's memory, inherited at fork before exec.
-LAUNCHER = textwrap.dedent("""
-    import json, os, sys, time
-    out, cmd = sys.argv[1], sys.argv[2:]
-    t = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.execvp(cmd[0], cmd)
-        finally:
-            os._exit(127)
-    peak = {"RssAnon:": 0, "RssFile:": 0}
-    while True:
-        done, status, ru = os.wait4(pid, os.WNOHANG)
-        if done:
-            break
-        try:  # sampled every 20 ms: anonymous memory vs mapped file pages
-            for line in open(f"/proc/{pid}/status"):
-                k = line.split(":")[0] + ":"
-                if k in peak:
-                    peak[k] = max(peak[k], int(line.split()[1]))
-        except OSError:
-            pass
-        time.sleep(0.02)
-    wall = time.perf_counter() - t
-    with open(out, "w") as fh:
-        json.dump({"wall_s": wall, "rss_mib": ru.ru_maxrss / 1024, "rc": os.waitstatus_to_exitcode(status),
-                   "anon_mib": peak["RssAnon:"] / 1024, "file_mib": peak["RssFile:"] / 1024}, fh)
-""")
-
-
-def run_child(cmd: list[str], log: Path, env: dict | None = None) -> dict:
-    """Run ``cmd`` (through LAUNCHER); wall time, peak RSS, exit code; then sync (untimed)."""
-    full_env = {**os.environ, **ENV, **(env or {})}
-    stats = log.with_suffix(".json")
-    with open(log, "wb") as fh:
-        subprocess.run([sys.executable, "-S", "-c", LAUNCHER, str(stats), *cmd], stdout=fh,
-                       stderr=subprocess.STDOUT, env=full_env, check=True)
-    res = json.loads(stats.read_text())
-    t = time.perf_counter()
-    os.sync()
-    res.update(sync_s=time.perf_counter() - t, log=str(log))
-    if res["rc"] != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-6:]
-        res["error"] = f"exit {res['rc']}" + ("" if res["rc"] > 0 else " (killed by signal; out of memory?)") \
-            + ": " + " | ".join(tail)
-    return res
-
-
-def best_of(runs: list[dict]) -> dict:
-    """The fastest of repeated runs, with the largest peak memory of any (all walls kept)."""
-    failed = [r for r in runs if "error" in r]
-    if failed:
-        return failed[0]
-    best = dict(min(runs, key=lambda r: r["wall_s"]))
-    for k in ("rss_mib", "anon_mib", "file_mib"):
-        best[k] = max(r[k] for r in runs)
-    best["walls_s"] = [r["wall_s"] for r in runs]
-    return best
-
-
-# Plain copy, run as ``python -S -c COPY_CHILD JOB`` (no imports beyond the standard
-# library): ``write`` files are copied into ``out`` (8 MiB reads and writes), ``read`` files
-# are only read.
-COPY_CHILD = textwrap.dedent("""
-    import json, os, sys
-    job = json.loads(sys.argv[1])
-    os.makedirs(job["out"], exist_ok=True)
-    buf = bytearray(8 << 20)
-    view = memoryview(buf)
-    for src in job["read"]:
-        with open(src, "rb", buffering=0) as fh:
-            while fh.readinto(buf):
-                pass
-    for src in job["write"]:
-        dst = os.path.join(job["out"], os.path.basename(src))
-        with open(src, "rb", buffering=0) as fi, open(dst, "wb", buffering=0) as fo:
-            while n := fi.readinto(buf):
-                fo.write(view[:n])
-""")
-
-
-RESIDUALS_DRIVER = textwrap.dedent("""
-    import sys
-    from residuals import Residuals
-    step, a, b, out = sys.argv[1:5]
-    if step == "extract":   # both full models, float32 (the package's default)
-        res = Residuals.from_models(a, b, instruct_tokenizer_name=b)
-        res.save_pretrained(out)
-    else:                   # target model + stored residuals, float32; saves the model
-        Residuals.apply_to_pretrained(a, b, out_dir=out)
-""")
-
-MERGEKIT_CONFIG = """\
-merge_method: task_arithmetic
-base_model: {base}
-models:
-  - model: {cpt}
-    parameters:
-      weight: 1.0
-  - model: {instruct}
-    parameters:
-      weight: 1.0
-parameters:
-  normalize: false
-dtype: bfloat16
-"""
-
-
-def mem_available() -> int:
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def peer_check(peer_python: str | None, module: str) -> str | None:
-    """None when ``module`` imports under ``peer_python``, else why not."""
-    if not peer_python:
-        return "no --peer-python given (nor $FRESHLLM_PEER_PYTHON)"
-    if not Path(peer_python).exists():
-        return f"{peer_python} does not exist"
-    r = subprocess.run([peer_python, "-c", f"import {module}"], capture_output=True, text=True,
-                       env={**os.environ, **ENV})
-    if r.returncode:
-        return f"`import {module}` fails under {peer_python}: {r.stderr.strip().splitlines()[-1:]}"
-    return None
-
 
 # --------------------------------------------------------------------------- checking outputs
-
-def compare(dirs: dict[str, Path], outputs: dict[str, Path]) -> dict[str, dict]:
-    """Max abs diff of each output vs the float32 reference cpt + instruct - base, and of
-    each pair of outputs, all rounded to bf16 (the models' dtype; the `residuals` package
-    writes float32). Streams tensor by tensor."""
-    import torch
-
-    from freshllm.io.st_stream import ShardedReader
-
-    rd = {k: ShardedReader(v) for k, v in dirs.items()}
-    outs = {k: ShardedReader(v) for k, v in outputs.items()}
-    keys = list(outs)
-    diff = {f"{k} vs reference": 0.0 for k in keys}
-    diff.update({f"{a} vs {b}": 0.0 for i, a in enumerate(keys) for b in keys[i + 1:]})
-    missing = {k: [] for k in keys}
-    for name in rd["base"].specs:
-        ref = (rd["cpt"].get(name).float() + rd["instruct"].get(name).float()
-               - rd["base"].get(name).float()).to(torch.bfloat16).float()
-        got = {}
-        for k, r in outs.items():
-            if name not in r.specs:
-                missing[k].append(name)
-                continue
-            got[k] = r.get(name).to(torch.bfloat16).float()  # the models' dtype
-            diff[f"{k} vs reference"] = max(diff[f"{k} vs reference"], float((got[k] - ref).abs().max()))
-        for i, a in enumerate(keys):
-            for b in keys[i + 1:]:
-                if a in got and b in got:
-                    diff[f"{a} vs {b}"] = max(diff[f"{a} vs {b}"], float((got[a] - got[b]).abs().max()))
-        del ref, got
-    return {"max_abs_diff": diff, "missing": {k: v for k, v in missing.items() if v}}
 
 
 # --------------------------------------------------------------------------- main
@@ -390,7 +127,7 @@ def run_bench(args, root: Path, skip: set[str]) -> dict:
     from freshllm.config import parse_bytes
 
     specs = llama_specs(args)
-    n_params = sum(_numel(s.shape) for s in specs)
+    n_params = sum(s.numel for s in specs)
     largest = max(s.nbytes for s in specs)
     print(f"model: Llama, {args.layers} layers, hidden {args.hidden}, intermediate {args.intermediate}, "
           f"vocab {args.vocab}, tied embeddings: {n_params / 1e9:.3f} B parameters, bf16, "
@@ -581,13 +318,6 @@ def run_bench(args, root: Path, skip: set[str]) -> dict:
                   "bf16, ours works in float32: one bf16 rounding step apart at most)")
         results["compare"] = cmp_
     return results
-
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 if __name__ == "__main__":
