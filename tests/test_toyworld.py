@@ -303,7 +303,8 @@ def test_shrunken_world_toy_tasks_are_scored_and_reported(shrunken_run):
     for text in ("Toy IFEval", "d2 news (new)", "d1 facts (kept)", "Sub-Average", "Figure 1"):
         assert text in md
     header = (tmp / "metrics/plots/residual.csv").read_text().splitlines()[0]
-    assert header == "model,new_tokens,ifeval,ifeval_group,knowledge_group,d2,d1,avg"
+    scores = "ifeval,ifeval_group,knowledge_group,d2,d1,avg,fresh_bpb,known_bpb"
+    assert header == "model,new_tokens," + scores + "," + ",".join(f"{c}_se" for c in scores.split(","))
     png = (tmp / "metrics/figures/figure1.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
