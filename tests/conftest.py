@@ -146,3 +146,14 @@ def tiny_bf16(tmp_path_factory, tokenizers_pair, tiny_pair):
     save_model_dir(model, tokenizers_pair[0], root / "bf16")
     save_model_dir(model.float(), tokenizers_pair[0], root / "bf16-values-fp32")
     return root / "bf16", root / "bf16-values-fp32"
+
+
+def dvc_stage_names(tmp_path: Path, profile: Path) -> list[str]:
+    """The stage names `dvc stage list` expands from dvc.yaml with ``profile`` as params.yaml
+    (in ``tmp_path``, a DVC repo without git)."""
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(profile, tmp_path / "params.yaml")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
+    return subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=tmp_path, check=True,
+                          capture_output=True, text=True, env=env).stdout.split()

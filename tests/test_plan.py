@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, dvc_stage_names
 from freshllm.plan import formulas as F
 from freshllm.plan.dvcfiles import load_cache, load_stages
 from freshllm.plan.hardware import GPUS, Launch
@@ -299,12 +298,7 @@ def test_shapes_add_up_to_the_shipped_parameter_counts():
 
 @pytest.mark.parametrize("profile", [ROOT / "params.yaml", *PAPER], ids=lambda p: p.name)
 def test_stage_names_equal_dvc_stage_list(tmp_path, profile):
-    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
-    shutil.copy(profile, tmp_path / "params.yaml")
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
-    listed = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=tmp_path, check=True,
-                            capture_output=True, text=True, env=env).stdout.split()
+    listed = dvc_stage_names(tmp_path, profile)
     ours = [s.name for s in load_stages(ROOT / "dvc.yaml", yaml.safe_load(profile.read_text()))]
     assert sorted(ours) == sorted(listed) and len(ours) == len(set(ours))
     plan = make_plan(profile, ROOT / "dvc.yaml")

@@ -6,12 +6,11 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, dvc_stage_names
 from freshllm.config import build_config
 from freshllm.cpt import CptConfig
 from freshllm.crawl import CrawlConfig
@@ -62,12 +61,7 @@ def test_profiles_survive_dvc_rewriting_params(tmp_path, path):
 def test_paper_profile_expands_to_the_paper_grid(tmp_path):
     """dvc.yaml + the LLaMA profile: cpt@{base,instruct}-{100M,500M,1B}, ports of both
     families' residuals onto the LLaMA 3 base, and evals of every model."""
-    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
-    shutil.copy(ROOT / "profiles/paper-llama3.yaml", tmp_path / "params.yaml")
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
-    out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=tmp_path, check=True,
-                         capture_output=True, text=True, env=env).stdout.split()
+    out = dvc_stage_names(tmp_path, ROOT / "profiles/paper-llama3.yaml")
     expected = {"models@llama3", "models@llama31", "crawl", "pack@1B", "cpt@base-100M",
                 "cpt@instruct-1B", "residual-extract@llama31", "residual-apply@llama31-500M",
                 "eval-orig@llama31-instruct", "eval-cpt@instruct-100M", "eval-res@llama3-1B", "report"}
@@ -113,23 +107,13 @@ def test_models_config_names_every_bad_key():
         assert key in msg
 
 
-def _stage_list(tmp_path, profile: Path) -> dict[str, str]:
-    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
-    shutil.copy(profile, tmp_path / "params.yaml")
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
-    out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=tmp_path, check=True,
-                         capture_output=True, text=True, env=env).stdout.split()
-    return out
-
-
 @pytest.mark.parametrize("path", [ROOT / "params.yaml", ROOT / "profiles/toyworld.yaml"], ids=lambda p: p.name)
 def test_local_profiles_expand_with_the_eval_text_stage(tmp_path, path):
     """dvc.yaml + the default (and toy) profile still expand; every eval stage depends on the
     held-out fresh file and on eval.text.known, which here is the eval-text stage's world file."""
     import dvc.repo
 
-    names = _stage_list(tmp_path, path)
+    names = dvc_stage_names(tmp_path, path)
     assert "eval-text" in names and "report" in names and any(n.startswith("eval-orig@") for n in names)
     repo = dvc.repo.Repo(str(tmp_path))
     stages = {s.name: s for s in repo.index.stages}

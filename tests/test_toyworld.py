@@ -9,11 +9,9 @@ from __future__ import annotations
 import ast
 import copy
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -21,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, copy_project, hermetic_env, sh
+from conftest import ROOT, copy_project, dvc_stage_names, hermetic_env, sh
 from freshllm.synthetic import toyworld as tw
 from freshllm.synthetic.ifeval_rows import IFEVAL_KWARGS
 
@@ -211,13 +209,7 @@ def test_profile_has_one_world_for_every_stage_and_dvc_expands_the_grid(tmp_path
     assert {(c.world.kind, c.world.seed) for c in stage_cfgs} == {("toyworld", 7)}
     assert {c.suite for c in stage_cfgs[1:3]} == {"toyworld"}
     (tmp_path / "params.yaml").unlink()
-    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
-    shutil.copy(PROFILE, tmp_path / "params.yaml")
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
-    out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=tmp_path, check=True,
-                         capture_output=True, text=True, env=env).stdout.split()
+    out = dvc_stage_names(tmp_path, PROFILE)
     budgets = params["budgets"]
     assert {f"cpt@{v}-{b}" for v in ("base", "instruct") for b in budgets} <= set(out)
     assert {f"eval-res@toy-{b}" for b in budgets} | {"models@toy", "crawl", "report"} <= set(out)
