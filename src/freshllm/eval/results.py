@@ -57,6 +57,14 @@ def extract_results(out: dict, tasks: list[str]) -> dict[str, dict[str, float]]:
     return results
 
 
+def _bootstrap_ratios(num, den, iters: int, seed: int):
+    """sum(num) / sum(den) over ``iters`` resamples of the documents (with replacement)."""
+    import numpy as np
+
+    idx = np.random.default_rng(seed).integers(0, len(num), size=(iters, len(num)))
+    return num[idx].sum(1) / den[idx].sum(1)
+
+
 def cluster_bootstrap_se(per_doc: list[list[float]], iters: int, seed: int) -> float | None:
     """Standard error of sum(x) / count(x) over documents that each hold several items (IFEval's
     instruction-level accuracy: a prompt's instructions are not independent), by resampling
@@ -68,8 +76,7 @@ def cluster_bootstrap_se(per_doc: list[list[float]], iters: int, seed: int) -> f
         return None
     hits = np.array([sum(d) for d in docs], dtype=float)
     counts = np.array([len(d) for d in docs], dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(docs), size=(iters, len(docs)))
-    return float((hits[idx].sum(1) / counts[idx].sum(1)).std(ddof=1))
+    return float(_bootstrap_ratios(hits, counts, iters, seed).std(ddof=1))
 
 
 def rolling_bootstrap_se(pairs: list, metric: str, iters: int, seed: int) -> float | None:
@@ -84,8 +91,7 @@ def rolling_bootstrap_se(pairs: list, metric: str, iters: int, seed: int) -> flo
         return None
     ll = np.array([float(p[0]) for p in pairs])
     count = np.array([float(p[1]) for p in pairs])
-    idx = np.random.default_rng(seed).integers(0, len(pairs), size=(iters, len(pairs)))
-    mean = ll[idx].sum(1) / count[idx].sum(1)
+    mean = _bootstrap_ratios(ll, count, iters, seed)
     values = -mean / math.log(2) if metric == "bits_per_byte" else np.exp(-mean)
     return float(values.std(ddof=1))
 
