@@ -1,0 +1,220 @@
+"""Mean ± spread of every score over training seeds, from a ``dvc exp`` grid.
+
+One experiment per seed (``dvc exp run --queue -S models.toy.seed=N -S cpt.train.seed=N``,
+``scripts/seeds.sh``) leaves one ``metrics/compare.json`` per seed; ``dvc exp show --json``
+holds them all. This reads that output and writes, per score and model, the mean, the sample
+standard deviation over seeds, the range and the seeds' values, and for the paper's
+comparisons the per-seed difference: a finding counts when its sign holds in every seed and
+its mean is more than two standard errors of the mean (sd / sqrt(n)) from zero.
+
+    dvc exp show --json > exps.json
+    python -m freshllm.report.seeds --exp-json exps.json --keys models.toy.seed,cpt.train.seed \\
+        --markdown metrics/seeds.md --json metrics/seeds.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+from pathlib import Path
+
+from ..common import setup_logging, user_errors
+from ..names import model_budget, model_kind
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics/compare.json"
+PARAMS_FILE = "params.yaml"
+# (score, what it says, lower is better)
+SCORES = {
+    "ifeval": ("instruction following (IFEval mean)", False),
+    "d2": ("d2 news knowledge (new)", False),
+    "d1": ("d1 retention (old facts)", False),
+    "fresh_bpb": ("bits per byte, held-out fresh news", True),
+    "known_bpb": ("bits per byte, known text", True),
+    "avg": ("average", False),
+}
+
+
+class SeedsError(ValueError):
+    pass
+
+
+def _dig(tree: dict, dotted: str):
+    node = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(dotted)
+        node = node[part]
+    return node
+
+
+def _states(shown: list) -> list[dict]:
+    """Every experiment state in ``dvc exp show --json`` output: the baseline commits and
+    the experiments under them."""
+    out = []
+    for entry in shown:
+        out.append(entry)
+        for rng in entry.get("experiments") or []:
+            out.extend(rng.get("revs") or [])
+    return out
+
+
+def runs_from_exp_show(shown: list, keys: list[str], metrics_file: str = METRICS_FILE) -> dict[tuple, dict]:
+    """``{seed values: compare metrics}``: one run per distinct value of ``keys`` (the
+    workspace and its clean commit are the same run; two different results for the same
+    seeds are an error, since they would be averaged as one)."""
+    runs: dict[tuple, dict] = {}
+    names: dict[tuple, str] = {}
+    for state in _states(shown):
+        data = state.get("data") or {}
+        params = ((data.get("params") or {}).get(PARAMS_FILE) or {}).get("data")
+        metrics = ((data.get("metrics") or {}).get(metrics_file) or {}).get("data")
+        if not params or not metrics:
+            continue
+        try:
+            key = tuple(_dig(params, k) for k in keys)
+        except KeyError as exc:
+            raise SeedsError(f"{PARAMS_FILE} of {state.get('name') or state.get('rev')}: no key {exc.args[0]}") from None
+        label = state.get("name") or str(state.get("rev"))[:7]
+        if key in runs and runs[key] != metrics:
+            raise SeedsError(f"two different results for {dict(zip(keys, key))}: {names[key]} and {label}")
+        runs.setdefault(key, metrics)
+        names.setdefault(key, label)
+    return runs
+
+
+def _stats(values: list[float]) -> dict:
+    n = len(values)
+    sd = statistics.stdev(values) if n > 1 else None
+    return {"n": n, "mean": statistics.fmean(values), "sd": sd,
+            "sem": sd / math.sqrt(n) if sd is not None else None,
+            "min": min(values), "max": max(values), "values": values}
+
+
+def aggregate(runs: dict[tuple, dict]) -> dict[str, dict[str, dict]]:
+    """``{score: {model: stats}}`` over the runs, for the scores every run has for a model."""
+    out: dict[str, dict[str, dict]] = {}
+    seeds = sorted(runs)
+    for score in SCORES:
+        per_model: dict[str, list[float]] = {}
+        for seed in seeds:
+            for model, value in (runs[seed].get(score) or {}).items():
+                if isinstance(value, (int, float)):
+                    per_model.setdefault(model, []).append(float(value))
+        kept = {m: _stats(v) for m, v in per_model.items() if len(v) == len(seeds)}
+        if kept:
+            out[score] = kept
+    return out
+
+
+def _pick(models, kind: str, budget: int | None) -> str | None:
+    return next((m for m in sorted(models) if model_kind(m) == kind and model_budget(m) == budget), None)
+
+
+def contrasts(runs: dict[tuple, dict]) -> list[dict]:
+    """The paper's comparisons at every budget, per seed: Setting 2 + residual against
+    Setting 1 and against the instruct model on instruction following; every cpt model
+    against the base on the new knowledge; cpt-base against base + residual (the knowledge
+    gap). ``better`` counts the seeds in which ``a`` beats ``b``."""
+    seeds = sorted(runs)
+    models = set.intersection(*(set(runs[s].get("ifeval") or runs[s].get("avg") or {}) for s in seeds))
+    budgets = sorted({model_budget(m) for m in models if model_budget(m) is not None})
+    base, inst = _pick(models, "base", None), _pick(models, "instruct", None)
+    pairs = []
+    for b in budgets:
+        res, cpt_i, cpt_b = (_pick(models, "cpt-base-res", b), _pick(models, "cpt-instruct", b),
+                             _pick(models, "cpt-base", b))
+        pairs += [("ifeval", res, cpt_i), ("ifeval", res, inst), ("ifeval", cpt_i, inst),
+                  ("d2", res, base), ("d2", cpt_i, base), ("d2", cpt_b, res),
+                  ("fresh_bpb", res, base), ("fresh_bpb", cpt_b, res), ("d1", res, base)]
+    out = []
+    for score, a, b in pairs:
+        if not a or not b or any(score not in runs[s] or a not in runs[s][score] or b not in runs[s][score]
+                                 for s in seeds):
+            continue
+        lower = SCORES[score][1]
+        diffs = [float(runs[s][score][a]) - float(runs[s][score][b]) for s in seeds]
+        st = _stats(diffs)
+        better = sum((d < 0) if lower else (d > 0) for d in diffs)
+        beyond = st["sem"] is not None and abs(st["mean"]) > 2 * st["sem"]
+        out.append({"score": score, "a": a, "b": b, **st, "a_better_in": better,
+                    "verdict": _verdict(st, better, len(seeds), beyond, lower)})
+    return out
+
+
+def _verdict(st: dict, better: int, n: int, beyond: bool, lower: bool) -> str:
+    if st["sd"] is None:
+        return "one seed: no spread"
+    if beyond and better in (0, n):
+        word = "better" if better == n else "worse"
+        return f"{word} in {n}/{n} seeds, beyond the noise"
+    return f"better in {better}/{n} seeds, within the noise"
+
+
+def _cell(st: dict, digits: int) -> str:
+    if st["sd"] is None:
+        return f"{st['mean']:.{digits}f}"
+    return f"{st['mean']:.{digits}f} ± {st['sd']:.{digits}f} ({st['min']:.{digits}f}–{st['max']:.{digits}f})"
+
+
+def render(runs: dict[tuple, dict], keys: list[str], agg: dict, diffs: list[dict]) -> str:
+    n = len(runs)
+    models = sorted({m for per in agg.values() for m in per},
+                    key=lambda m: (model_budget(m) or 0, ["base", "instruct", "cpt-base", "cpt-instruct",
+                                                          "cpt-base-res"].index(model_kind(m))))
+    seeds = ", ".join("(" + ", ".join(f"{k}={v}" for k, v in zip(keys, s)) + ")" for s in sorted(runs))
+    lines = [f"# Scores over {n} training seeds", "",
+             f"Runs: {seeds}. Cells: mean ± sample standard deviation over the seeds (range); "
+             "scores x100, bits per byte as measured.", "",
+             "| score | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
+    for score, per in agg.items():
+        digits = 4 if score.endswith("bpb") else 2
+        lines.append(f"| {SCORES[score][0]} | " + " | ".join(_cell(per[m], digits) if m in per else "–"
+                                                            for m in models) + " |")
+    lines += ["", "Per-seed differences (a - b; mean ± sd over seeds; \"beyond the noise\": the "
+              "sign holds in every seed and the mean is more than two standard errors of the mean "
+              "from zero):", "", "| score | a | b | a - b | a better in | verdict |", "|---|---|---|---:|---:|---|"]
+    for d in diffs:
+        digits = 4 if d["score"].endswith("bpb") else 2
+        lines.append(f"| {d['score']} | {d['a']} | {d['b']} | {_cell(d, digits)} | {d['a_better_in']}/{d['n']} "
+                     f"| {d['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m freshllm.report.seeds", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--exp-json", type=Path, required=True, help="the output of `dvc exp show --json`")
+    ap.add_argument("--keys", default="models.toy.seed,cpt.train.seed",
+                    help="comma-separated params.yaml keys that tell the seeds apart")
+    ap.add_argument("--min-seeds", type=int, default=3)
+    ap.add_argument("--markdown", type=Path, required=True)
+    ap.add_argument("--json", type=Path, required=True)
+    args = ap.parse_args(argv)
+    setup_logging()
+    keys = [k.strip() for k in args.keys.split(",") if k.strip()]
+    with user_errors("report.seeds", SeedsError):
+        try:
+            shown = json.loads(args.exp_json.read_text())
+        except json.JSONDecodeError as exc:
+            raise SeedsError(f"{args.exp_json}: not JSON ({exc})") from None
+        if not isinstance(shown, list):
+            raise SeedsError(f"{args.exp_json}: not the output of `dvc exp show --json` (a list)")
+        runs = runs_from_exp_show(shown, keys)
+        if len(runs) < args.min_seeds:
+            raise SeedsError(f"{args.exp_json}: {len(runs)} distinct runs of {', '.join(keys)}, "
+                             f"need at least {args.min_seeds}")
+        agg, diffs = aggregate(runs), contrasts(runs)
+        for path in (args.markdown, args.json):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(render(runs, keys, agg, diffs))
+        args.json.write_text(json.dumps({"keys": keys, "runs": [dict(zip(keys, s)) for s in sorted(runs)],
+                                         "scores": agg, "contrasts": diffs}, indent=2) + "\n")
+    log.info("%d seeds -> %s, %s", len(runs), args.markdown, args.json)
+
+
+if __name__ == "__main__":
+    main()
