@@ -41,6 +41,20 @@ def test_cpt_bench_smoke(capsys):
     assert logging.root.manager.disable == logging.NOTSET  # the bench's quiet logging is undone
 
 
+def test_cpt_bench_on_a_standin_with_its_real_tokenizer(capsys):
+    """--standin: the hub config (here Qwen2.5-0.5B's, shrunk in depth and width only: the
+    151,936-row tied embedding and q/k/v biases stay) and its real tokenizer; gradient
+    checkpointing on in both runs; the two loops still agree step by step."""
+    res = bench_cpt.main(["--standin", "Qwen/Qwen2.5-0.5B", "--shrink", "hidden=32,layers=1,intermediate=64,heads=2,kv_heads=1",
+                          "--steps", "4", "--batch-size", "1", "--seq-len", "64", "--repeats", "1",
+                          "--warmup", "1", "--skip-steps", "1", "--grad-ckpt"])
+    out = capsys.readouterr().out
+    assert "Qwen/Qwen2.5-0.5B stand-in (1 layers, hidden 32, vocab 151936, tied embeddings True" in out
+    assert "gradient checkpointing on" in out
+    assert res["ours"]["steady_tokens_per_s"] > 0 and res["trainer"]["steady_tokens_per_s"] > 0
+    assert res["max_step_loss_diff"] < 1e-3
+
+
 # --- bench/gpu: the GPU cpt-step benchmark, run on CPU with tiny shapes ---
 
 def test_gpu_bench_tiny(tmp_path, capsys):

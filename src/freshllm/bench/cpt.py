@@ -1,7 +1,14 @@
 """Training throughput of the cpt loop vs a plain `transformers.Trainer` on the same data.
 
     python -m freshllm.bench.cpt [--steps 60] [--batch-size 8] [--seq-len 256] [--repeats 3]
-        [--hidden 128 --layers 4 --vocab 1024]
+        [--hidden 128 --layers 4 --vocab 1024] [--grad-ckpt] [--skip-steps 5]
+    python -m freshllm.bench.cpt --standin Qwen/Qwen2.5-0.5B --seq-len 4096 --batch-size 1 \
+        --steps 4 --skip-steps 1 --repeats 1 --grad-ckpt --lr 1e-5 --warmup 1   # the users' scale
+
+``--standin MODEL_ID`` trains a full-size stand-in of that hub model instead
+(``freshllm.standins``: the exact config, random weights, e.g. Qwen2.5-0.5B's 494M parameters
+with tied embeddings and q/k/v biases) on text packed with its real tokenizer (from llama.cpp's
+vocab files); both runs load it in float32 (the cpt stage's master weights).
 
 Builds a tiny Llama (``freshllm.models.build_llama``, random init, saved once so both runs
 start from the same weights) and packs generated d1 text (``PackWriter``, documents split
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -49,7 +57,14 @@ def prepare(work: Path, a) -> dict:
     from freshllm.models import ModelsConfig, build_llama, train_tokenizer
     from freshllm.io.packed import PackedData, PackWriter
 
-    tok = train_tokenizer(d1_documents(0, 500), a.vocab)[0]
+    if a.standin:
+        from freshllm.standins import build_standin, load_tokenizer
+
+        tok = load_tokenizer(a.standin)
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+    else:
+        tok = train_tokenizer(d1_documents(0, 500), a.vocab)[0]
     need = a.steps * a.batch_size * a.seq_len
     writer = PackWriter(work / "data", a.seq_len, pad_id=tok.pad_token_id,
                         max_rows=a.steps * a.batch_size)
@@ -60,6 +75,20 @@ def prepare(work: Path, a) -> dict:
             writer.add(ids + [tok.eos_token_id])
         seed += 1
     meta = writer.close()
+    if a.standin:
+        from safetensors import safe_open
+        from transformers import AutoConfig
+
+        build_standin(a.standin, work / "init", shrink=a.shrink)
+        n_params = 0
+        for f in sorted((work / "init").glob("*.safetensors")):
+            with safe_open(str(f), "pt") as fh:
+                n_params += sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())
+        c = AutoConfig.from_pretrained(str(work / "init"))
+        return {"parameters": n_params, "rows": len(PackedData.open(work / "data")), "tokens": need,
+                "documents": meta["documents"],
+                "what": f"{a.standin} stand-in ({c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+                        f"vocab {c.vocab_size}, tied embeddings {c.tie_word_embeddings}, real tokenizer)"}
     cfg = ModelsConfig(seed=0, vocab_size=a.vocab, hidden_size=a.hidden, intermediate_size=3 * a.hidden,
                        num_layers=a.layers, num_heads=a.heads, num_kv_heads=a.kv_heads,
                        max_position_embeddings=max(4096, a.seq_len))
@@ -79,7 +108,7 @@ def loop_config(a):
 
     return TrainConfig(lr=a.lr, steps=a.steps, batch_size=a.batch_size, warmup_steps=a.warmup,
                        min_lr_ratio=0.1, schedule="cosine", weight_decay=0.1, beta1=0.9, beta2=0.95,
-                       max_grad_norm=1.0, seed=0)
+                       max_grad_norm=1.0, seed=0, gradient_checkpointing=a.grad_ckpt)
 
 
 def cpu_seconds() -> float:
@@ -89,12 +118,12 @@ def cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def steady(stamps: list[float], tokens_per_step: int) -> float | None:
-    """tokens/s of the median step after the first SKIP_STEPS (step-end timestamps): robust
+def steady(stamps: list[float], tokens_per_step: int, skip: int = SKIP_STEPS) -> float | None:
+    """tokens/s of the median step after the first ``skip`` (step-end timestamps): robust
     to bursts of other processes on the machine."""
-    if len(stamps) <= SKIP_STEPS + 1:
+    if len(stamps) <= skip + 1:
         return None
-    return tokens_per_step / statistics.median(b - a for a, b in zip(stamps[SKIP_STEPS:], stamps[SKIP_STEPS + 1:]))
+    return tokens_per_step / statistics.median(b - a for a, b in zip(stamps[skip:], stamps[skip + 1:]))
 
 
 def run_ours(work: Path, a) -> dict:
@@ -118,7 +147,7 @@ def run_ours(work: Path, a) -> dict:
     losses = stats["losses"]
     tps = a.batch_size * a.seq_len
     return {"wall_s": wall, "cpu_s": cpu, "tokens_per_cpu_s": a.steps * tps / cpu,
-            "tokens_per_s": a.steps * tps / wall, "steady_tokens_per_s": steady(stamps, tps),
+            "tokens_per_s": a.steps * tps / wall, "steady_tokens_per_s": steady(stamps, tps, a.skip_steps),
             "final_loss": statistics.fmean(losses[-10:]), "mean_loss": statistics.fmean(losses),
             "first_loss": losses[0], "losses": losses}
 
@@ -161,7 +190,8 @@ def run_trainer(work: Path, a) -> dict:
         adam_beta1=0.9, adam_beta2=0.95, max_grad_norm=1.0, optim="adamw_torch",
         logging_strategy="steps", logging_steps=1, report_to=[], save_strategy="no",
         eval_strategy="no", use_cpu=True, dataloader_num_workers=0, remove_unused_columns=False,
-        train_sampling_strategy="sequential", disable_tqdm=True, seed=0)
+        train_sampling_strategy="sequential", disable_tqdm=True, seed=0,
+        gradient_checkpointing=a.grad_ckpt)
     # the cpt loop's optimizer and schedule, built by the same function train.train uses:
     # AdamW with no decay on embeddings and 1-d weights, linear re-warmup from (step+1)/warmup
     optimizer, scheduler = optimizer_and_scheduler(model, cfg)
@@ -173,7 +203,7 @@ def run_trainer(work: Path, a) -> dict:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     tps = a.batch_size * a.seq_len
     return {"wall_s": wall, "cpu_s": cpu, "tokens_per_cpu_s": a.steps * tps / cpu,
-            "tokens_per_s": a.steps * tps / wall, "steady_tokens_per_s": steady(stamps, tps),
+            "tokens_per_s": a.steps * tps / wall, "steady_tokens_per_s": steady(stamps, tps, a.skip_steps),
             "final_loss": statistics.fmean(losses[-10:]), "mean_loss": out.training_loss,
             "first_loss": losses[0], "losses": losses, "train_runtime_s": out.metrics.get("train_runtime")}
 
@@ -181,7 +211,9 @@ def run_trainer(work: Path, a) -> dict:
 def run_child(which: str, work: Path, a) -> dict:
     cmd = [sys.executable, "-m", "freshllm.bench.cpt", "--child", which, "--work", str(work),
            "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--seq-len", str(a.seq_len),
-           "--lr", str(a.lr), "--warmup", str(a.warmup)]
+           "--lr", str(a.lr), "--warmup", str(a.warmup), "--skip-steps", str(a.skip_steps)]
+    if a.grad_ckpt:
+        cmd.append("--grad-ckpt")
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ENV})
     if r.returncode:
         raise RuntimeError(f"{which} run failed:\n{r.stderr[-3000:]}")
@@ -193,8 +225,9 @@ def bench(work: Path, a, out=print) -> dict:
     out(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
         "(other processes on the machine skew timings)")
     info = prepare(work, a)
-    out(f"tiny Llama: {info['parameters']:,} parameters (hidden {a.hidden}, {a.layers} layers, vocab "
-        f"{a.vocab}); {info['rows']} packed rows of {a.seq_len} tokens ({info['documents']} documents); "
+    what = info.get("what") or f"tiny Llama (hidden {a.hidden}, {a.layers} layers, vocab {a.vocab})"
+    out(f"{what}: {info['parameters']:,} parameters; gradient checkpointing {'on' if a.grad_ckpt else 'off'}; "
+        f"{info['rows']} packed rows of {a.seq_len} tokens ({info['documents']} documents); "
         f"{a.steps} steps x {a.batch_size} sequences = {info['tokens']:,} tokens per run "
         f"(prepared in {time.perf_counter() - t:.1f} s)")
     runs: dict[str, list[dict]] = {"ours": [], "trainer": []}
@@ -243,6 +276,14 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--vocab", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each, alternating (median reported)")
+    ap.add_argument("--standin", default=None, metavar="MODEL_ID",
+                    help="train a full-size stand-in of this hub model (freshllm.standins, e.g. Qwen/Qwen2.5-0.5B) "
+                         "on text packed with its real tokenizer instead of the tiny Llama")
+    ap.add_argument("--shrink", default=None, help="--standin only: depth/width overrides "
+                    "(freshllm.standins syntax, e.g. hidden=64,layers=2,intermediate=128,heads=4,kv_heads=2)")
+    ap.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing in both runs")
+    ap.add_argument("--skip-steps", type=int, default=SKIP_STEPS,
+                    help="steps left out of the median-step rate (warm-up)")
     ap.add_argument("--child", choices=["ours", "trainer"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--work", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
