@@ -23,11 +23,10 @@ from pathlib import Path
 
 from ..common import setup_logging, user_errors
 from ..names import model_budget, model_kind
+from .exps import METRICS_FILE, ExpsError, finished, key_of, load
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics/compare.json"
-PARAMS_FILE = "params.yaml"
 # (score, what it says, lower is better)
 SCORES = {
     "ifeval": ("instruction following (IFEval mean)", False),
@@ -39,49 +38,16 @@ SCORES = {
 }
 
 
-class SeedsError(ValueError):
-    pass
-
-
-def _dig(tree: dict, dotted: str):
-    node = tree
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(dotted)
-        node = node[part]
-    return node
-
-
-def _states(shown: list) -> list[dict]:
-    """Every experiment state in ``dvc exp show --json`` output: the baseline commits and
-    the experiments under them."""
-    out = []
-    for entry in shown:
-        out.append(entry)
-        for rng in entry.get("experiments") or []:
-            out.extend(rng.get("revs") or [])
-    return out
-
-
 def runs_from_exp_show(shown: list, keys: list[str], metrics_file: str = METRICS_FILE) -> dict[tuple, dict]:
     """``{seed values: compare metrics}``: one run per distinct value of ``keys`` (the
     workspace and its clean commit are the same run; two different results for the same
     seeds are an error, since they would be averaged as one)."""
     runs: dict[tuple, dict] = {}
     names: dict[tuple, str] = {}
-    for state in _states(shown):
-        data = state.get("data") or {}
-        params = ((data.get("params") or {}).get(PARAMS_FILE) or {}).get("data")
-        metrics = ((data.get("metrics") or {}).get(metrics_file) or {}).get("data")
-        if not params or not metrics:
-            continue
-        try:
-            key = tuple(_dig(params, k) for k in keys)
-        except KeyError as exc:
-            raise SeedsError(f"{PARAMS_FILE} of {state.get('name') or state.get('rev')}: no key {exc.args[0]}") from None
-        label = state.get("name") or str(state.get("rev"))[:7]
+    for _rev, label, params, metrics in finished(shown, metrics_file):
+        key = key_of(params, keys, label)
         if key in runs and runs[key] != metrics:
-            raise SeedsError(f"two different results for {dict(zip(keys, key))}: {names[key]} and {label}")
+            raise ExpsError(f"two different results for {dict(zip(keys, key))}: {names[key]} and {label}")
         runs.setdefault(key, metrics)
         names.setdefault(key, label)
     return runs
@@ -196,16 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     keys = [k.strip() for k in args.keys.split(",") if k.strip()]
-    with user_errors("report.seeds", SeedsError):
-        try:
-            shown = json.loads(args.exp_json.read_text())
-        except json.JSONDecodeError as exc:
-            raise SeedsError(f"{args.exp_json}: not JSON ({exc})") from None
-        if not isinstance(shown, list):
-            raise SeedsError(f"{args.exp_json}: not the output of `dvc exp show --json` (a list)")
-        runs = runs_from_exp_show(shown, keys)
+    with user_errors("report.seeds", ExpsError):
+        runs = runs_from_exp_show(load(args.exp_json), keys)
         if len(runs) < args.min_seeds:
-            raise SeedsError(f"{args.exp_json}: {len(runs)} distinct runs of {', '.join(keys)}, "
+            raise ExpsError(f"{args.exp_json}: {len(runs)} distinct runs of {', '.join(keys)}, "
                              f"need at least {args.min_seeds}")
         agg, diffs = aggregate(runs), contrasts(runs)
         for path in (args.markdown, args.json):

@@ -64,7 +64,7 @@ def test_a_sign_that_flips_is_within_the_noise():
 def test_two_results_for_the_same_seed_are_refused():
     s = shown()
     s[0] = {**state("workspace", 0, (9, 9, 9, 9, 9), (1, 1, 1, 1, 1)), "experiments": None}
-    with pytest.raises(seeds.SeedsError, match=r"two different results for .*models.toy.seed.: 0"):
+    with pytest.raises(seeds.ExpsError, match=r"two different results for .*models.toy.seed.: 0"):
         seeds.runs_from_exp_show(s, ["models.toy.seed", "cpt.train.seed"])
 
 
@@ -82,3 +82,65 @@ def test_cli_writes_table_and_json_and_names_a_missing_key(tmp_path):
         seeds.main(["--exp-json", str(src), "--keys", "world.seed", "--markdown", str(md), "--json", str(js)])
     with pytest.raises(SystemExit, match="3 distinct runs .* need at least 4"):
         seeds.main(["--exp-json", str(src), "--min-seeds", "4", "--markdown", str(md), "--json", str(js)])
+
+
+# --- report.grid: the knowledge-gap grid over residual settings ---
+
+from freshllm.report import grid  # noqa: E402
+
+
+def summary(res_if, res_d2, res_bpb, se=1.0):
+    names = ["base+toy", "instruct+toy", "cpt-base@200K", "cpt-base-res+toy@200K"]
+    scores = {"ifeval": [4, 50, 5, res_if], "d2": [20, 21, 60, res_d2], "fresh_bpb": [0.9, 1.4, 0.3, res_bpb]}
+    out = {k: dict(zip(names, v)) for k, v in scores.items()}
+    out["stderr"] = {k: dict.fromkeys(names, se if k != "fresh_bpb" else 0.01) for k in scores}
+    return out
+
+
+def test_kept_shares_by_hand():
+    k = grid.kept(summary(40, 50, 0.6), "toy", "200K")
+    assert k["if_kept"] == pytest.approx(0.8) and k["d2_kept"] == pytest.approx(30 / 40)
+    assert k["bpb_kept"] == pytest.approx(0.3 / 0.6) and k["both"] == pytest.approx(0.6)
+    # delta method: se(a/b) = sqrt((sa/b)^2 + (a sb / b^2)^2), sa = sb = hypot(1, 1) for d2
+    s = math.sqrt(2)
+    assert k["d2_kept_se"] == pytest.approx(math.hypot(s / 40, 30 * s / 40**2))
+    assert k["if_kept_se"] == pytest.approx(math.hypot(1 / 50, 40 / 50**2))
+    with pytest.raises(seeds.ExpsError, match=r"no ifeval score .* for cpt-base-res\+toy@20K"):
+        grid.kept(summary(40, 50, 0.6), "toy", "20K")
+
+
+def test_grid_reads_each_experiments_summary_from_its_commit_and_ranks(tmp_path):
+    import subprocess
+
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True,
+                              env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                                   "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "metrics").mkdir()
+    revs = {}
+    for alpha, (i, d, b) in {1.0: (40, 50, 0.6), 0.5: (30, 58, 0.4), 0.75: (38, 52, 0.5)}.items():
+        (tmp_path / "metrics/summary.json").write_text(json.dumps(summary(i, d, b, se=0.5)))
+        git("add", "-A")
+        git("commit", "-qm", str(alpha))
+        revs[alpha] = git("rev-parse", "HEAD")
+
+    def st(alpha):
+        return {"rev": revs[alpha], "name": f"a{alpha}", "data": {
+            "params": {"params.yaml": {"data": {"residual": {"alpha": alpha}}}},
+            "metrics": {"metrics/compare.json": {"data": {"avg": {}}}}}}
+
+    shown = [{**st(1.0), "experiments": [{"revs": [st(0.5)]}, {"revs": [st(0.75)]}]}]
+    (tmp_path / "exps.json").write_text(json.dumps(shown))
+    (tmp_path / "params.yaml").write_text("residual:\n  alpha: 1.0\n")
+    md, js = tmp_path / "grid.md", tmp_path / "grid.json"
+    grid.main(["--exp-json", str(tmp_path / "exps.json"), "--repo", str(tmp_path), "--vary", "residual.alpha",
+               "--budget", "200K", "--defaults", str(tmp_path / "params.yaml"), "--markdown", str(md),
+               "--json", str(js)])
+    table = json.loads(js.read_text())["rows"]
+    # IF x d2 kept: 1.0 -> 0.8 x 0.75 = 0.6; 0.5 -> 0.6 x 0.95 = 0.57; 0.75 -> 0.76 x 0.8 = 0.608
+    assert [r["setting"]["residual.alpha"] for r in table] == [0.75, 1.0, 0.5]
+    assert [r["both"] for r in table] == pytest.approx([0.608, 0.6, 0.57])
+    assert table[1]["default"] and table[0]["vs_default"] == "within the noise"
+    assert "| 0.75 |" in md.read_text() and "(default)" in md.read_text()
