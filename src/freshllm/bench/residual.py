@@ -1,6 +1,6 @@
 """Residual apply vs the `residuals` package, mergekit task_arithmetic and a plain copy.
 
-    python -m freshllm.bench.residual [--small] [--peer-python ../peers-venv/bin/python]
+    python -m freshllm.bench.residual [--small | --llama3-8b [--layers 16]] [--peer-python ../peers-venv/bin/python]
         [--layers 16 --hidden 2048 --intermediate 8192 --heads 32 --kv-heads 8 --vocab 128256]
         [--residual-dtype float32] [--shard-size 1GB] [--workdir DIR] [--keep] [--no-check]
         [--skip residuals,mergekit]
@@ -49,6 +49,9 @@ from .residual_peers import (ENV, COPY_CHILD, LAUNCHER, MERGEKIT_CONFIG, RESIDUA
 MiB = 2**20
 GB = 1e9
 SMALL = dict(layers=2, hidden=512, intermediate=1536, heads=8, kv_heads=4, vocab=32000, shard_size="64MB")
+# Meta-Llama-3-8B: every tensor at its shape, untied head, ~5 GB shards like the hub's 4
+LLAMA3_8B = dict(layers=32, hidden=4096, intermediate=14336, heads=32, kv_heads=8, vocab=128256,
+                 shard_size="5GB", untied=True)
 
 
 # --------------------------------------------------------------------------- the model triple
@@ -89,6 +92,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--residual-dtype", default="float32", choices=["float32", "bfloat16"],
                     help="residual.dtype for ours (params.yaml default: float32)")
     ap.add_argument("--small", action="store_true", help="a 23M-parameter triple (seconds)")
+    ap.add_argument("--llama3-8b", action="store_true",
+                    help="Meta-Llama-3-8B's shapes (untied, 5 GB shards, 16 GB a model); an explicit --layers "
+                         "keeps every tensor's shape but fewer layers (disk: ~7 models' bytes at the peak)")
+    ap.add_argument("--untied", action="store_true", help="a separate lm_head.weight (LLaMA 3 8B)")
     default_peer = os.environ.get("FRESHLLM_PEER_PYTHON")
     ap.add_argument("--peer-python", default=default_peer,
                     help="python of a venv with `residuals` and `mergekit` installed")
@@ -102,6 +109,11 @@ def main(argv=None) -> dict:
     if args.small:
         for k, v in SMALL.items():
             setattr(args, k, v)
+    if args.llama3_8b:
+        given = {a.lstrip("-").split("=")[0].replace("-", "_") for a in (argv if argv is not None else sys.argv[1:])}
+        for k, v in LLAMA3_8B.items():
+            if k not in given:
+                setattr(args, k, v)
     os.environ.update(ENV)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
 
@@ -130,7 +142,8 @@ def run_bench(args, root: Path, skip: set[str]) -> dict:
     n_params = sum(s.numel for s in specs)
     largest = max(s.nbytes for s in specs)
     print(f"model: Llama, {args.layers} layers, hidden {args.hidden}, intermediate {args.intermediate}, "
-          f"vocab {args.vocab}, tied embeddings: {n_params / 1e9:.3f} B parameters, bf16, "
+          f"vocab {args.vocab}, {'untied head' if args.untied else 'tied embeddings'}: "
+          f"{n_params / 1e9:.3f} B parameters, bf16, "
           f"{n_params * 2 / GB:.2f} GB; largest tensor {largest / MiB:.0f} MiB; shards of {args.shard_size}")
     print(f"workdir: {root}")
     t = time.perf_counter()

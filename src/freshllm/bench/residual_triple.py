@@ -12,7 +12,8 @@ MiB = 2**20
 
 
 def llama_specs(a) -> list:
-    """Tensor specs of a tied-embedding LlamaForCausalLM in HF's state-dict order (bf16)."""
+    """Tensor specs of a LlamaForCausalLM in HF's state-dict order (bf16): tied embeddings,
+    or with ``a.untied`` a separate ``lm_head.weight`` (LLaMA 3 8B)."""
     import torch
 
     from freshllm.io.st_stream import TensorSpec
@@ -33,6 +34,8 @@ def llama_specs(a) -> list:
                   TensorSpec(p + "input_layernorm.weight", bf, (a.hidden,)),
                   TensorSpec(p + "post_attention_layernorm.weight", bf, (a.hidden,))]
     specs.append(TensorSpec("model.norm.weight", bf, (a.hidden,)))
+    if getattr(a, "untied", False):
+        specs.append(TensorSpec("lm_head.weight", bf, (a.vocab, a.hidden)))
     return specs
 
 
@@ -45,7 +48,7 @@ def write_config_and_tokenizer(out: Path, a) -> None:
     cfg = LlamaConfig(vocab_size=a.vocab, hidden_size=a.hidden, intermediate_size=a.intermediate,
                       num_hidden_layers=a.layers, num_attention_heads=a.heads,
                       num_key_value_heads=a.kv_heads, max_position_embeddings=4096,
-                      tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=3,
+                      tie_word_embeddings=not getattr(a, "untied", False), bos_token_id=1, eos_token_id=2, pad_token_id=3,
                       rope_theta=500000.0)
     cfg.architectures = ["LlamaForCausalLM"]
     cfg.dtype = "bfloat16"
