@@ -182,3 +182,31 @@ def test_runtime_imports_are_in_the_static_closure():
         closure = {module_path(m) for m in loaded}
         static = code_closure(mod)
         assert closure <= static, f"{mod}: loads {sorted(map(str, closure - static))} not found statically"
+
+
+def test_bytecode_next_to_the_sources_is_not_part_of_a_code_dep(tmp_path):
+    """Python writes __pycache__/*.pyc into the package directories that are stage deps; DVC
+    hashes every file of a directory dep unless .dvcignore excludes it, so without the
+    patterns any import (a test run) marks crawl and everything downstream as changed, and a
+    lock written in one checkout is stale in a fresh clone. Shown with DVC's own hashing."""
+    import shutil
+
+    from dvc.repo import Repo
+
+    work = tmp_path / "repo"
+    shutil.copytree(ROOT / "src/freshllm/io", work / "pkg", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".dvcignore", work / ".dvcignore")
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=work, check=True)
+    shutil.copy(ROOT / ".dvcignore", work / ".dvcignore")  # dvc init writes its own
+    (work / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo hi > out.txt\n    deps: [pkg]\n    outs: [out.txt]\n")
+    env_cmd = [sys.executable, "-m", "dvc", "repro", "-q"]
+    subprocess.run(env_cmd, cwd=work, check=True, capture_output=True)
+    (work / "pkg/__pycache__").mkdir()
+    (work / "pkg/__pycache__/hf.cpython-311.pyc").write_bytes(b"\x00bytecode")
+    (work / "pkg/stray.pyc").write_bytes(b"\x00")
+    with Repo(str(work)) as repo:
+        assert repo.status() == {}, "bytecode changed the hash of a directory dep"
+    (work / "pkg/hf.py").write_text((work / "pkg/hf.py").read_text() + "\n# edited\n")
+    with Repo(str(work)) as repo:
+        assert any(k.split(":")[-1] == "s" for k in repo.status())  # and a real edit still does
