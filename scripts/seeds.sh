@@ -23,7 +23,8 @@ for n in "${SEEDS[@]}"; do
   dvc exp run --queue -S "models.toy.seed=$n" -S "cpt.train.seed=$n"
 done
 dvc queue start -j 1
-while dvc queue status | grep -Eq '\b(Queued|Running)\b'; do sleep 10; done
+# (status captured first: grep -q closing the pipe early would fail the pipeline under pipefail)
+while status=$(dvc queue status) && grep -Eq '\b(Queued|Running)\b' <<<"$status"; do sleep 10; done
 end=$(date +%s)
 dvc queue status
 dvc exp show --json > metrics/seeds-exps.json
