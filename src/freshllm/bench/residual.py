@@ -275,6 +275,8 @@ def run_bench(args, root: Path, skip: set[str]) -> dict:
         ours_peak = max(ap_["rss_mib"], results["ours extract"]["rss_mib"])
         limit = (2 * largest + 300 * MiB) / MiB
         anon = max(ap_["anon_mib"], results["ours extract"]["anon_mib"])
+        print(f"  peak RSS, ours apply {ap_['rss_mib']:.0f} MiB (goal <= 1 GB at LLaMA-3-8B shapes: "
+              f"{verdict(ap_['rss_mib'] * MiB <= GB)})")
         print(f"  peak RSS, ours apply {ap_['rss_mib']:.0f} MiB / extract {results['ours extract']['rss_mib']:.0f} MiB"
               f" vs 2 x largest tensor ({largest / MiB:.0f} MiB bf16) + 300 MB = {limit:.0f} MiB: "
               f"apply {verdict(ap_['rss_mib'] <= limit)}, extract {verdict(results['ours extract']['rss_mib'] <= limit)}"
@@ -298,15 +300,15 @@ def run_bench(args, root: Path, skip: set[str]) -> dict:
         if ok("mergekit"):
             mk = results["mergekit"]["wall_s"]
             t_all = ap_["wall_s"] + results["ours extract"]["wall_s"]
-            print(f"  time, ours / mergekit: apply {ap_['wall_s'] / mk:.2f} ({verdict(ap_['wall_s'] <= mk)}), "
-                  f"extract+apply {t_all / mk:.2f} ({verdict(t_all <= mk)})  (goal <= 1.0); "
+            print(f"  time, mergekit / ours apply: {mk / ap_['wall_s']:.2f}x faster (goal >= 2x: "
+                  f"{verdict(mk >= 2 * ap_['wall_s'])}); mergekit / ours extract+apply {mk / t_all:.2f}x; "
                   f"memory mergekit / ours apply {results['mergekit']['rss_mib'] / ap_['rss_mib']:.1f}x")
         else:
             print(f"  time vs mergekit: not measured ({why_not.get('mergekit', '?')})")
         if copy_apply and "error" not in copy_apply:
             x = ap_["wall_s"] / copy_apply["wall_s"]
             print(f"  ours apply / copy of the same bytes ({copy_apply['wall_s']:.1f} s): {x:.2f}x "
-                  f"(goal <= 1.3x): {verdict(x <= 1.3)}")
+                  f"(goal <= 1.5x): {verdict(x <= 1.5)}")
             if "work_s" in ap_:  # the same run without interpreter start-up and imports (~2 s of torch)
                 print(f"  ours apply without start-up ({ap_['work_s']:.1f} s of {ap_['wall_s']:.1f} s) / copy: "
                       f"{ap_['work_s'] / copy_apply['wall_s']:.2f}x")
