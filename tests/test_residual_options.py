@@ -192,7 +192,7 @@ def test_cpt_change_pre_pass_streams_row_chunks(tmp_path, triple, monkeypatch):
 
     b, R, t_dir = triple
     monkeypatch.setattr("freshllm.residual.chunks.CHUNK_BYTES", 512)
-    monkeypatch.setattr("freshllm.residual.layer_scale.READ_AHEAD", True)
+    monkeypatch.setattr("freshllm.residual.chunks.READ_AHEAD", True)
     sizes = []
     real = ShardedReader.read
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from ..io.st_stream import ShardedReader, TensorSpec, prefetch
 from .checks import is_vocab
-from .chunks import READ_AHEAD, Scratch, _torch_threads, check_finite, row_chunks
+from . import chunks
+from .chunks import Scratch, _torch_threads, check_finite, row_chunks
 from .config import ResidualError
 
 
@@ -77,7 +78,7 @@ def relative_changes(target: ShardedReader, base: ShardedReader, names: list[str
     from tqdm.auto import tqdm
 
     scratch = Scratch()
-    steps = prefetch(reqs, ahead=READ_AHEAD)
+    steps = prefetch(reqs, ahead=chunks.READ_AHEAD)  # read at call time, as chunks.stream does
     bar = tqdm(total=len(plan), desc="layer_scale: cpt change", unit="chunk", mininterval=1.0)
     with _torch_threads(1), contextlib.closing(steps), bar:  # closing: stop the read-ahead on an error
         for (n, i, j), (t, b) in zip(plan, steps):
