@@ -5,7 +5,10 @@
   template under ``tokenizer/``).
 * ``apply``: ``new = target + alpha * R`` on a continued-pretrained base, another version
   of the family, or a model derived from the same base; ``method`` picks a merge method
-  from the registry in :mod:`.methods` (``plain``, ``ties``, ``dare``).
+  from the registry in :mod:`.methods` (``plain``, ``ties``, ``dare``); ``modules`` limits
+  it to some tensors (:mod:`.modules`; the rest pass through), ``layer_scale: cpt_change``
+  gives each layer less where cpt changed it more (:mod:`.layer_scale`, a streamed pre-pass
+  over target and ``--base``).
 
 Both stream tensor by tensor (never a whole model in memory); arithmetic is float32 and
 the result is cast to the target's dtype. Before writing anything (:mod:`.checks`)
@@ -16,7 +19,8 @@ tokenizer with other tokens at the same ids (added special tokens alone: a warni
 
 Modules: :mod:`.config` (the params section), :mod:`.chunks` (the streaming loop both
 stages share), :mod:`.extract`, :mod:`.apply`, :mod:`.checks`, :mod:`.artifact` (manifest
-and tokenizer files), :mod:`.methods` (one module per merge method); the CLI is
+and tokenizer files), :mod:`.methods` (one module per merge method), :mod:`.modules` and
+:mod:`.layer_scale` (the two apply options above); the CLI is
 ``__main__`` (a user error: one line ``residual: <message>``, exit status 1).
 """
 

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     apx.add_argument("--target", required=True, type=Path)
     apx.add_argument("--out", required=True, type=Path)
     apx.add_argument("--base", type=Path, default=None,
-                     help="the residual's base model, for the target-vs-base cosine report")
+                     help="the residual's base model, for the target-vs-base cosine report and "
+                          "residual.layer_scale: cpt_change")
     apx.add_argument("--metrics", type=Path, default=None)
     for p in (ex, apx):
         p.add_argument("--params", dest="params_sub", default=None)

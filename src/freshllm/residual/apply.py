@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -13,41 +14,69 @@ from .artifact import dtypes, read_manifest, write_config_and_tokenizer
 from .checks import check_base, check_compatible, check_out_path, check_tokenizers, vocab_rows
 from .chunks import Scratch, all_finite, check_finite, finite_sum, stream
 from .config import ResidualConfig, ResidualError
+from .layer_scale import layer_of, relative_changes, report as scale_report, scales
 from .methods import get_method
+from .modules import GROUPS, is_all, select
 
 __all__ = ["apply", "check_compatible"]
 
 
-def _layer_of(name: str) -> str:
-    parts = name.split(".")
-    if "layers" in parts:
-        i = parts.index("layers")
-        return ".".join(parts[: i + 2])
-    return name
+def _selection(cfg: ResidualConfig, target: ShardedReader, target_dir: Path) -> set[str]:
+    """The target tensors ``residual.modules`` selects; an entry that matches no tensor of
+    the target is an error (a typo, or a group the architecture lacks: tied embeddings have
+    no lm_head)."""
+    selected, unmatched = select(cfg.modules, target.specs)
+    if unmatched:
+        tied = " (tied embeddings: the output layer is model.embed_tokens.weight)" if (
+            "lm_head" in unmatched and not any(n.endswith("lm_head.weight") for n in target.specs)) else ""
+        raise ResidualError(f"residual.modules: {', '.join(map(repr, unmatched))} matches no tensor of the "
+                            f"target {target_dir}{tied}; groups: {', '.join(GROUPS)}, or a regex on "
+                            "the tensor names")
+    return selected
 
 
 def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
           base_dir: Path | None = None) -> dict:
     """Write the merge of the residual into the target (``plain``: ``target + alpha * R``)
     to ``out`` (target dtype), with the instruct tokenizer. The method says whether it is
-    fed row chunks (streaming) or whole tensors; tensors without a residual pass through."""
+    fed row chunks (streaming) or whole tensors; tensors without a residual, and those
+    ``residual.modules`` does not select, pass through. ``layer_scale: cpt_change``: a
+    streamed pre-pass over target and ``base_dir`` first sets each layer's alpha
+    (:mod:`.layer_scale`)."""
     method = get_method(cfg.method)
+    if cfg.layer_scale == "cpt_change" and base_dir is None:
+        raise ResidualError("residual.layer_scale: cpt_change needs --base (the residual's base model) "
+                            "to measure how much cpt changed each layer of the target")
     check_out_path(out, {"residual": residual_dir, "target": target_dir, "base": base_dir})
     manifest = read_manifest(residual_dir)
     residual, target = ShardedReader(residual_dir), ShardedReader(target_dir)
     check_compatible(residual, target, cfg, residual_dir, target_dir)
     vocab = check_tokenizers(residual_dir, target_dir, vocab_rows(residual.specs), vocab_rows(target.specs))
+    selected = _selection(cfg, target, target_dir)
     base = ShardedReader(base_dir) if base_dir is not None else None
     base_matches = check_base(manifest, residual_dir, base_dir, cfg) if base is not None else None
+    if cfg.layer_scale == "cpt_change" and not base_matches:
+        raise ResidualError(f"residual.layer_scale: cpt_change measures cpt's change against the residual's "
+                            f"base, and --base {base_dir} is not it (residual.base_mismatch: warn)")
     specs = list(target.specs.values())
     has_r = {s.name: s.name in residual.specs and s.dtype.is_floating_point for s in specs}
+    use_r = {n: has_r[n] and n in selected for n in has_r}  # the tensors the residual is added to
     with_base = {s.name: (has_r[s.name] and base is not None and s.name in base.specs
                           and base.specs[s.name].shape == s.shape) for s in specs}
+    tensor_cfg: dict[str, ResidualConfig] = {}  # cpt_change: each tensor's cfg, alpha = its group's scale
+    scaling = None
+    if cfg.layer_scale == "cpt_change":
+        names = [s.name for s in specs if use_r[s.name]]
+        changes = relative_changes(target, base, names, target_dir, base_dir, cfg.check_finite)
+        scale, c_ref = scales(changes, cfg.alpha, cfg.layer_scale_strength)
+        by_group = {g: replace(cfg, alpha=a) for g, a in scale.items()}
+        tensor_cfg = {n: by_group[layer_of(n)] for n in names}
+        scaling = scale_report(changes, scale, c_ref, cfg.layer_scale_strength)
 
     def requests(name: str, i: int | None, j: int | None):
         spec = target.specs[name]
         r_req = None
-        if has_r[name]:
+        if use_r[name]:
             r_rows = residual.specs[name].shape[0] if spec.shape else 0
             if i is None:  # whole tensor; vocab: shared_rows reads the shared rows only
                 r_req = ((residual, name, None, None) if not spec.shape or r_rows == spec.shape[0]
@@ -66,6 +95,7 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
                 name, spec = chunk.name, target.specs[chunk.name]
                 if chunk.first:
                     dot = nt = nb = 0.0
+                    tcfg = tensor_cfg.get(name, cfg)
                 if with_base[name]:
                     tf, bf = t.float(), b.float()
                     dot += float((tf * bf).sum())
@@ -75,8 +105,8 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
                 if r is not None:
                     if method.mode == "tensors" and cfg.check_finite:  # a top-k or a drop mask
                         check_finite(name, r, residual_dir)  # would hide a NaN (or make one drop all)
-                    new = method.merge(t, r, name, cfg, scratch)
-                elif has_r[name]:  # rows past the residual's (shared) vocabulary
+                    new = method.merge(t, r, name, tcfg, scratch)
+                elif use_r[name]:  # rows past the residual's (shared) vocabulary
                     new = scratch.get("new", torch.float32, t.shape).copy_(t)
                 else:
                     new = t
@@ -84,7 +114,7 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
                 # one cheap pass over what is written screens target and residual (NaN/Inf
                 # propagate through t + alpha * R); alpha = 0 would hide a residual's NaN
                 r_req = chunk.requests[1]
-                if cfg.check_finite and (not finite_sum(out_t) or (r_req is not None and cfg.alpha == 0)):
+                if cfg.check_finite and (not finite_sum(out_t) or (r_req is not None and tcfg.alpha == 0)):
                     check_finite(name, t, target_dir)
                     if r_req is not None:  # re-read: the fast path summed into r's buffer
                         check_finite(name, residual.read(*r_req[1:]), residual_dir)
@@ -95,7 +125,7 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
                 del t, r, b, new, out_t
                 if chunk.last and with_base[name]:
                     d = (nt ** 0.5) * (nb ** 0.5)
-                    cosines.setdefault(_layer_of(name), []).append(dot / d if d > 0 else 1.0)
+                    cosines.setdefault(layer_of(name), []).append(dot / d if d > 0 else 1.0)
         writer.close()
         tokenizer = write_config_and_tokenizer(tmp, target_dir, residual_dir, manifest)
     for reader in readers:
@@ -107,6 +137,11 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
               "base_matches": base_matches, "tokenizer": tokenizer,
               "vocab_rows": {"residual": vocab_rows(residual.specs), "target": vocab_rows(target.specs)},
               **vocab}
+    if not is_all(cfg.modules):
+        report["modules"] = {"entries": list(cfg.modules), "tensors_with_residual": sum(use_r.values()),
+                             "passed_through": sum(has_r[n] and not use_r[n] for n in has_r)}
+    if scaling is not None:
+        report["layer_scale"] = scaling
     if cosines:
         per_layer = {k: sum(v) / len(v) for k, v in cosines.items()}
         report["target_vs_base_cosine"] = {"min": min(per_layer.values()),

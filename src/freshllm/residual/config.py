@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 
 from ..config import parse_bytes
 from .methods import METHODS, unknown_method
+from .modules import DEFAULT as DEFAULT_MODULES, validate_modules
+
+LAYER_SCALES = ("none", "cpt_change")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -23,6 +27,10 @@ class ResidualConfig:
     vocab: str = "error"              # error | shared_rows
     check_finite: bool = True
     base_mismatch: str = "error"      # apply --base not the residual's base: error | warn
+    # apply: tensors that get the residual: groups (modules.GROUPS) or regexes; the rest pass through
+    modules: list[str] = field(default_factory=lambda: list(DEFAULT_MODULES))
+    layer_scale: str = "none"         # none | cpt_change (layer_scale.scales; needs apply --base)
+    layer_scale_strength: float = 1.0  # cpt_change: alpha * min(1, (c_ref / c) ** strength); 0: off
 
     @property
     def shard_bytes(self) -> int:
@@ -40,6 +48,14 @@ class ResidualConfig:
             errs.append(f"vocab: must be error or shared_rows, got {self.vocab!r}")
         if self.base_mismatch not in ("error", "warn"):
             errs.append(f"base_mismatch: must be error or warn, got {self.base_mismatch!r}")
+        errs += validate_modules(self.modules)
+        if self.layer_scale not in LAYER_SCALES:
+            errs.append(f"layer_scale: must be none or cpt_change, got {self.layer_scale!r}")
+        if not (math.isfinite(self.layer_scale_strength) and self.layer_scale_strength >= 0):
+            errs.append(f"layer_scale_strength: must be a finite number >= 0, got {self.layer_scale_strength}")
+        elif self.layer_scale == "none" and self.layer_scale_strength != 1.0:
+            errs.append(f"layer_scale_strength: {self.layer_scale_strength} has no effect with layer_scale: "
+                        "none; set layer_scale: cpt_change (or drop layer_scale_strength)")
         try:
             if self.shard_bytes <= 0:
                 errs.append("shard_size: must be > 0")
