@@ -23,15 +23,19 @@ def state(rev, seed, ifeval, d2, name=None):
 def shown(base_ifeval=(4, 50, 5, 10, 40)):
     head = state("abc1234", 0, base_ifeval, (20, 21, 50, 55, 40))
     workspace = {**state("workspace", 0, base_ifeval, (20, 21, 50, 55, 40)), "experiments": None}
-    head["experiments"] = [{"revs": [state("e1", 1, (5, 52, 6, 14, 44), (22, 20, 48, 60, 38), "exp-a")]},
+    head["experiments"] = [{"executor": {"state": "success"}, "revs": [state("e1", 1, (5, 52, 6, 14, 44), (22, 20, 48, 60, 38), "exp-a")]},
                            {"revs": [state("e2", 2, (3, 47, 4, 8, 35), (19, 22, 53, 58, 41), "exp-b")]},
-                           {"revs": [{"rev": "e3", "name": "failed", "data": None, "error": {"msg": "x"}}]}]
+                           {"revs": [{"rev": "e3", "name": "failed", "data": None, "error": {"msg": "x"}}]},
+                           # queued / running: the seed's params with the baseline's metrics
+                           {"executor": {"state": "queued"}, "revs": [state("e4", 3, base_ifeval, (20, 21, 50, 55, 40))]},
+                           {"executor": {"state": "running"}, "revs": [state("e5", 4, base_ifeval, (20, 21, 50, 55, 40))]}]
     return [workspace, head]
 
 
 def test_one_run_per_seed_and_the_stats_by_hand():
     runs = seeds.runs_from_exp_show(shown(), ["models.toy.seed", "cpt.train.seed"])
-    assert sorted(runs) == [(0, 0), (1, 1), (2, 2)]  # the workspace = its commit; the failed one has no data
+    # the workspace = its commit; the failed one has no data; queued and running ones left out
+    assert sorted(runs) == [(0, 0), (1, 1), (2, 2)]
     agg = seeds.aggregate(runs)
     st = agg["ifeval"]["cpt-base-res+toy@20K"]
     assert st["values"] == [40, 44, 35] and st["mean"] == pytest.approx(119 / 3)

@@ -36,13 +36,17 @@ def dig(tree: dict, dotted: str):
 
 
 def states(shown: list) -> list[dict]:
-    """Every experiment state: the baseline commits (and the workspace) and the experiments
-    under them."""
+    """Every experiment state: the baseline commits (and the workspace) and the finished
+    experiments under them."""
     out = []
     for entry in shown:
         out.append(entry)
         for rng in entry.get("experiments") or []:
-            out.extend(rng.get("revs") or [])
+            # a queued or running experiment shows its params with its baseline's metrics:
+            # only finished ones (no executor: already in git, or state success) count
+            state = (rng.get("executor") or {}).get("state")
+            if state in (None, "success"):
+                out.extend(rng.get("revs") or [])
     return out
 
 
