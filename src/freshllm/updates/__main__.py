@@ -26,6 +26,8 @@ def add_month(params_path: Path, month: str) -> dict:
     if not re.fullmatch(r"\d{4}-\d{2}", month) or not 1 <= int(month[5:]) <= 12:
         raise ConfigError(str(params_path), [f"add: {month!r} is not a month YYYY-MM"])
     chain = load_chain(params_path)
+    if month in chain.windows:
+        raise ConfigError(str(params_path), [f"updates.{month}: already in updates"])
     year, mon = int(month[:4]), int(month[5:])
     entry = {"published_from": f"{month}-01",
              "published_to": f"{month}-{calendar.monthrange(year, mon)[1]:02d}",
