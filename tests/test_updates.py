@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -396,3 +397,114 @@ def test_gate_refuses_an_eval_of_another_model(chain_models, tiny_pair):
     with pytest.raises(gate_mod.GateError, match="scores another model"):
         gate_mod.gate(CFG, chain, "w1", cand, tmp / "models" / ANCESTOR / "current", tmp / "cand.json",
                       tmp / "inc.json", tmp / "metrics/ancestor/promote.json", tmp / "x", tmp / "y.json")
+
+
+# --- a shrunken chain through the real stages (dvc repro) -----------------------------------------------
+
+def shrunken_chain_params() -> dict:
+    """The chain profile shrunk to seconds per stage, with one window (a test adds the next)."""
+    import copy
+
+    import yaml
+
+    p = copy.deepcopy(yaml.safe_load(PROFILE.read_text()))
+    p["models"]["toy"].update(vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=2,
+                              pretrain_docs=300, pretrain_steps=8, sft_examples=80, sft_steps=8,
+                              seq_len=64, batch_size=8)
+    p["crawl"].update(local_per_month=40, max_articles=40, min_articles=20)
+    p["pack"].update(seq_len=64, val_fraction=0.2)
+    p["chain"]["tokens"] = "1K"
+    p["chain"]["cpt"]["train"].update(batch_size=4, save_every=0, warmup_steps=1, replay_fraction=0.25)
+    p["eval"].update(toy_ifeval_prompts=6, toy_d1_items=8, max_gen_toks=16, batch_size=8)
+    p["eval"]["text"].update(docs=4, max_chars=400)
+    p["updates"] = {"2024-01": p["updates"]["2024-01"]}
+    return p
+
+
+CHAIN_TARGETS = ["promote@main", "chain-report@main"]
+
+
+@pytest.fixture(scope="module")
+def shrunken_chain(tmp_path_factory, private_nltk_data):
+    """`dvc repro` of the chain-level targets with one window, in a temporary git repository
+    running the copied code (PYTHONPATH: its src)."""
+    import yaml
+
+    from conftest import copy_project, hermetic_env, sh
+
+    tmp = tmp_path_factory.mktemp("chain")
+    work = tmp / "repo"
+    work.mkdir()
+    env = hermetic_env(tmp)
+    env["PYTHONPATH"] = str(work / "src")
+    copy_project(work)
+    (work / "params.yaml").write_text(yaml.safe_dump(shrunken_chain_params(), sort_keys=False))
+    sh(["git", "init", "-q", "-b", "main"], work, env)
+    sh(["git", "add", "-A"], work, env)
+    sh(["git", "commit", "-qm", "shrunken chain"], work, env)
+    first = sh(["dvc", "repro", *CHAIN_TARGETS], work, env, timeout=900)
+    return work, env, first
+
+
+def _ran(log: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"Running stage '([^']+)'", log))
+
+
+@pytest.mark.e2e
+def test_chain_runs_and_every_model_card_names_its_parents(shrunken_chain):
+    from freshllm.cards import read_lineage
+    from freshllm.residual.artifact import weights_hash
+
+    work, _, first = shrunken_chain
+    assert {"chain-root@main", "u-cpt-base@2024-01", "gate@2024-01", "promote@main"} <= _ran(first)
+    assert not any(s.startswith(("cpt@", "eval-cpt@", "report")) for s in _ran(first))  # the chain only
+    u = work / "models/updates/2024-01"
+    merged, cpt_base = read_lineage(u / "cpt-base-res"), read_lineage(u / "cpt-base")
+    assert merged["parent"]["weights_sha256"] == weights_hash(u / "cpt-base")
+    assert cpt_base["parent"]["weights_sha256"] == weights_hash(work / "models/toy/base")
+    assert merged["ancestors"] == {"base": weights_hash(work / "models/toy/base"),
+                                   "instruct": weights_hash(work / "models/toy/instruct")}
+    assert merged["residual"]["base_weights_sha256"] == weights_hash(work / "models/toy/base")
+    assert cpt_base["data"]["window"] == "2024-01" and len(cpt_base["data"]["corpus_sha256"]) == 64
+    assert cpt_base["params"]["chain.cpt"]["train"]["replay_fraction"] == 0.25
+    ev = json.loads((work / "metrics/updates/2024-01/eval/cpt-base-res.json").read_text())
+    assert set(ev["windows"]["fresh_bpb"]) == {"2024-01"} and ev["windows"]["toy_d2"]["slices"] == 3
+    decision = json.loads((work / "metrics/promote.json").read_text())
+    assert [d["window"] for d in decision["decisions"]] == ["ancestor", "2024-01"]
+    assert weights_hash(work / "models/current") == decision["current"]["weights_sha256"]
+    assert (work / "models/current/README.md").is_file()
+    cpt = json.loads((work / "metrics/updates/2024-01/cpt-base.json").read_text())
+    assert cpt["new_tokens_seen"] > 0
+
+
+@pytest.mark.e2e
+def test_adding_a_month_reruns_only_that_month(shrunken_chain):
+    from freshllm.cards import read_lineage
+    from freshllm.residual.artifact import weights_hash
+
+    from conftest import sh
+
+    work, env, _ = shrunken_chain
+    sh([sys.executable, "-m", "freshllm.updates", "add", "2024-02"], work, env)
+    second = sh(["dvc", "repro", *CHAIN_TARGETS], work, env, timeout=900)
+    ran = _ran(second)
+    new = {s for s in ran if s.endswith("@2024-02")}
+    assert new and ran == new | {"promote@main", "chain-report@main"}, sorted(ran)
+    assert "Stage 'u-cpt-base@2024-01' didn't change, skipping" in second
+    u = work / "models/updates/2024-02"
+    assert read_lineage(u / "cpt-base")["parent"]["weights_sha256"] == weights_hash(
+        work / "models/updates/2024-01/cpt-base")  # Setting 2's chain: from the previous cpt-base
+    window = json.loads((work / "metrics/updates/2024-02/window.json").read_text())
+    assert window["replay"].get("empty") is not True and window["seen_before"]["urls"] > 0
+    cpt = json.loads((work / "metrics/updates/2024-02/cpt-base.json").read_text())
+    assert cpt["new_tokens_seen"] < cpt["tokens_seen"]  # a replay share of the January window
+    ev = json.loads((work / "metrics/updates/2024-02/eval/cpt-base-res.json").read_text())
+    assert set(ev["windows"]["fresh_bpb"]) == {"2024-01", "2024-02"}
+    report = (work / "metrics/chain/report.md").read_text()
+    assert "| 2024-02 |" in report and "each window's held-out news" in report
+    assert json.loads((work / "metrics/chain/compare.json").read_text())["promoted"].keys() == {
+        "ancestor", "2024-01", "2024-02"}
+    status = sh(["dvc", "status", *CHAIN_TARGETS], work, env)
+    assert "up to date" in status, status

@@ -187,13 +187,13 @@ def main(argv: list[str] | None = None) -> None:
     check_launch(accelerator)
     set_seed(cfg.seed)
     world = accelerator.num_processes
+    if args.replay_data and cfg.replay_fraction > 0 and len(PackedData.open(args.replay_data / "train")) == 0:
+        # the first update of a chain has no earlier window to replay: its replay pool is empty
+        log.warning("replay data %s is empty: training without replay", args.replay_data)
+        cfg = replace(cfg, replay_fraction=0.0)
     cfg = cfg.resolve(len(data), world)  # this run's steps and warmup
     per_step, new_per_step = cfg.sequences_per_step(world), cfg.sequences_per_step(world, new_only=True)
     replay = PackedData.open(args.replay_data / "train") if args.replay_data else None
-    if args.replay_data and replay is not None and len(replay) == 0 and cfg.replay_fraction > 0:
-        # the first update of a chain has no earlier window to replay: its replay pool is empty
-        log.warning("replay data %s is empty: training without replay", args.replay_data)
-        cfg, replay = replace(cfg, replay_fraction=0.0), None
     if cfg.replay_fraction > 0 and replay is None:
         raise SystemExit("cpt.train.replay_fraction > 0 needs --replay-data (a packed directory)")
     fp = fingerprint(args.model, args.data, cfg, world)

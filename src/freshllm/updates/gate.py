@@ -111,7 +111,7 @@ def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict,
                   f"{iv:.4f}, ceiling {ceiling:.4f}", candidate=cv, incumbent=iv, ceiling=ceiling)
     promote = all(ch["passed"] for ch in checks)
     failed = [ch["reason"] for ch in checks if not ch["passed"]]
-    reasons = ([f"promoted: every check passed ({len(checks)})"] if promote
+    reasons = ([f"promoted: every check passed ({len(checks)})"] + [ch["reason"] for ch in checks] if promote
                else [f"kept the incumbent: {len(failed)} of {len(checks)} checks failed"] + failed)
     return {"promote": promote, "checks": checks, "reasons": reasons}
 
