@@ -126,10 +126,22 @@ def render(chain: Chain, rows: list[dict]) -> str:
 
 
 def summary(rows: list[dict]) -> dict:
+    """Every number (``steps``); ``final``: the last step's scores per model, with each window's
+    bits per byte and quiz accuracy (is January still known after March?); ``step``: the
+    instruction following and the own window's scores of every step; ``promoted``."""
     final = rows[-1]["models"] if rows else {}
-    return {"steps": [{k: v for k, v in r.items()} for r in rows],
-            "final": {f"{key}.{name}": s[key] for name, s in final.items()
-                      for key in ("ifeval", "bpb_mean", "quiz_mean") if s.get(key) is not None},
+    flat = {f"{key}.{name}": s[key] for name, s in final.items()
+            for key in ("ifeval", "ifeval_se", "bpb_mean", "quiz_mean") if s.get(key) is not None}
+    for name, s in final.items():
+        for key in ("bpb", "bpb_se", "quiz", "quiz_se"):
+            flat.update({f"{key}.{name}.{w}": v for w, v in s[key].items() if v is not None})
+    steps = {}
+    for r in rows:
+        for name, s in r["models"].items():
+            for key in ("ifeval", "ifeval_se", "bpb_mean", "quiz_mean"):
+                if s.get(key) is not None:
+                    steps[f"{r['window']}.{key}.{name}"] = s[key]
+    return {"steps": rows, "final": flat, "step": steps,
             "promoted": {r["window"]: r["promoted"] for r in rows}}
 
 
@@ -188,7 +200,7 @@ def run(chain: Chain, records_dir: Path, markdown: Path, summary_path: Path, com
         fh.write(render(chain, rows))
     result = summary(rows)
     write_json(summary_path, result)
-    write_json(compare_path, {"final": result["final"], "promoted": result["promoted"]})
+    write_json(compare_path, {k: result[k] for k in ("final", "step", "promoted")})
     write_steps(rows, chain.windows, csv_path, png_path)
     log.info("chain report: %d steps -> %s", len(rows), markdown)
     return result
