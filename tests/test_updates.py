@@ -105,6 +105,24 @@ def test_add_appends_the_next_month_keeping_comments(tmp_path):
     assert load_chain(p).windows == ["2024-01", "2024-02", "2024-03"]  # unchanged by the refusal
 
 
+def test_stage_errors_are_one_line_naming_the_key(tmp_path):
+    from freshllm.updates.__main__ import main
+
+    p = write(tmp_path, GOOD)
+    args = ["--articles", "a", "--prev-dedup", "b", "--prev-heldout", "c", "--tokenizer", "d", "--dedup-out", "e",
+            "--heldout-out", "f", "--packed-out", "g", "--replay-out", "h", "--metrics", "i"]
+    with pytest.raises(SystemExit) as exc:
+        main(["--params", str(p), "window", "--window", "2024-05", "--prev", "2024-02", *args])
+    assert str(exc.value).startswith("updates: ") and "2024-05: not an update window" in str(exc.value)
+    with pytest.raises(SystemExit) as exc:
+        main(["--params", str(p), "window", "--window", "2024-02", "--prev", "ancestor", *args])
+    assert "updates.2024-02.prev: is '2024-01', the command line says 'ancestor'" in str(exc.value)
+    with pytest.raises(SystemExit) as exc:
+        main(["--params", str(write(tmp_path, GOOD.replace("prev: 2024-01", "prev: 2023-12"))), "report",
+              "--records", "r", "--markdown", "m", "--summary", "s", "--compare", "c", "--csv", "x", "--figure", "y"])
+    assert "updates.2024-02.prev: must be '2024-01'" in str(exc.value)
+
+
 # --- the window: dedup against earlier windows, held-out news, history ------------------------------
 
 def _articles(path: Path, rows: list[tuple[str, str]]) -> Path:
