@@ -494,7 +494,7 @@ def test_chain_runs_and_every_model_card_names_its_parents(shrunken_chain):
     assert weights_hash(work / "models/current") == decision["current"]["weights_sha256"]
     assert (work / "models/current/README.md").is_file()
     cpt = json.loads((work / "metrics/updates/2024-01/cpt-base.json").read_text())
-    assert cpt["new_tokens_seen"] > 0
+    assert 0 < cpt["new_tokens_seen"] == cpt["tokens_seen"]  # the first update has no earlier window to replay
 
 
 @pytest.mark.e2e
