@@ -117,7 +117,13 @@ def stages(dvc_yaml: dict) -> dict[str, dict]:
 
 
 def stage_modules(cmd: str) -> list[str]:
-    return re.findall(r"-m\s+(freshllm(?:\.\w+)+)", cmd)
+    """The modules ``python -m`` runs: a package runs its ``__main__`` (after its ``__init__``)."""
+    mods = []
+    for mod in re.findall(r"-m\s+(freshllm(?:\.\w+)+)", cmd):
+        mods.append(mod)
+        if module_path(f"{mod}.__main__") is not None:
+            mods.append(f"{mod}.__main__")
+    return mods
 
 
 def uncovered(stage: dict) -> dict[str, list[str]]:

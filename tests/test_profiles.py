@@ -130,7 +130,8 @@ def test_local_profiles_expand_with_the_eval_text_stage(tmp_path, path):
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
 def test_every_profile_holds_out_fresh_news_and_names_its_known_text(path):
     """The same new keys everywhere: a held-out share (the toy world's largest budget still
-    fits: 3000 articles of ~125 tokens, 5% held out leave ~356K >= 300K), eval.text."""
+    fits: 3000 articles of ~125 tokens, 5% held out leave ~356K >= 300K; a chain's window
+    holds its tokens), eval.text."""
     from freshllm.config import load_section
     from freshllm.tasks.text import TextConfig
 
@@ -139,4 +140,11 @@ def test_every_profile_holds_out_fresh_news_and_names_its_known_text(path):
     text = load_section(TextConfig, "eval.text", path)
     assert text.known.endswith(".jsonl")
     if params["world"]["kind"] == "toyworld":
-        assert params["pack"]["val_fraction"] == 0.05 and params["crawl"]["max_articles"] >= 3000
+        from freshllm.config import parse_count
+
+        assert params["pack"]["val_fraction"] == 0.05
+        kept = 125 * (1 - params["pack"]["val_fraction"])  # tokens per article left to train on
+        assert params["crawl"]["max_articles"] * kept >= max(map(parse_count, params["budgets"]))
+        if params.get("updates"):  # a chain: every one-month window holds its chain.tokens
+            per_window = min(params["crawl"]["max_articles"], params["crawl"]["local_per_month"])
+            assert per_window * kept >= parse_count(params["chain"]["tokens"])

@@ -399,3 +399,43 @@ def test_eval_generation_budget_is_not_overridden_by_the_checkpoint(tmp_path):
     cfg = build_config(EvalConfig, {"batch_size": 1, "max_gen_toks": 8, "device": "cpu"}, "eval")
     lm, _ = build_lm(cfg, d)
     assert lm.model.generation_config.max_new_tokens is None
+
+
+@pytest.mark.e2e
+def test_rehearsal_chain_of_one_update(rehearsal):
+    """The chained-updates mode on the rehearsal profile (stand-ins with the real tokenizer and
+    vocabulary): one monthly update of the shrunken rehearsal through every chain stage, on top
+    of the grid the rehearsal built (its models and residuals are reused)."""
+    from freshllm.cards import read_lineage
+    from freshllm.residual.artifact import weights_hash
+
+    work, env, _ = rehearsal
+    env = {**env, "PYTHONPATH": str(work / "src")}
+    p = _params(work)
+    target = p["target"]
+    p["crawl"].update(local_per_month=20, min_articles=10)  # a one-month window of the shrunken crawl
+    # a few held-out articles per window, and a window packs what it has (the grid's pack stages,
+    # which read these too, are not among the chain's targets)
+    p["pack"].update(val_fraction=0.2, allow_short=True)
+    p["chains"] = ["main"]
+    p["updates"] = {"2024-02": {"published_from": "2024-02-01", "published_to": "2024-02-29", "prev": "ancestor"}}
+    p["chain"] = {"residual_source": target, "tokens": p["budgets"][0], "replay_tokens": None,
+                  "cpt": {"lr": p["cpt"]["lr"], "train": {**p["cpt"]["train"], "replay_fraction": 0.0}}}
+    p["promote"] = {"instruction": "ifeval", "max_instruction_drop_se": 2.0, "fresh": "new",
+                    "min_fresh_bpb_gain": 0.0, "max_forget_se": None}
+    (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    res = subprocess.run(["dvc", "repro", "promote@main", "chain-report@main"], cwd=work, env=env,
+                         capture_output=True, text=True, timeout=1500)
+    assert res.returncode == 0, f"{res.stdout[-4000:]}\n{res.stderr[-3000:]}"
+    ran = set(re.findall(r"Running stage '([^']+)'", res.stdout + res.stderr))
+    assert {"u-cpt-base@2024-02", "u-merge@2024-02", "gate@2024-02", "promote@main"} <= ran
+    assert not any(s.startswith(("models@", "residual-extract@")) for s in ran)  # reused from the grid
+    merged = work / "models/updates/2024-02/cpt-base-res"
+    lineage = read_lineage(merged)
+    assert lineage["ancestors"]["base"] == weights_hash(work / f"models/{target}/base")
+    assert _safetensors_dtypes(merged) == {"BF16"}
+    assert _chat_template(merged) == _chat_template(work / f"models/{target}/instruct")
+    ev = json.loads((work / "metrics/updates/2024-02/eval/cpt-base-res.json").read_text())
+    assert "2024-02" in ev["windows"]["fresh_bpb"]
+    decision = json.loads((work / "metrics/promote.json").read_text())
+    assert weights_hash(work / "models/current") == decision["current"]["weights_sha256"]

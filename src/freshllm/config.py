@@ -209,6 +209,18 @@ class WorldConfig:
 
     kind: typing.Literal["news", "toyworld"] = "news"
     seed: int = 0
+    # toyworld: the d2 events split into this many monthly slices, month m (counted from
+    # 2024-01) reporting slice m % d2_slices only (new events each month about the same people
+    # and towns: the chained updates' monthly windows); 1: every month reports every event
+    d2_slices: int = 1
+
+    def validate(self) -> list[str]:
+        errs = []
+        if isinstance(self.d2_slices, int) and not 1 <= self.d2_slices <= 12:
+            errs.append(f"d2_slices: must be in 1..12, got {self.d2_slices}")
+        if isinstance(self.d2_slices, int) and self.d2_slices > 1 and self.kind != "toyworld":
+            errs.append("d2_slices: only the toyworld has d2 event slices (kind: toyworld)")
+        return errs
 
 
 def load_section(cls: type[T], section: str, params_path: str | Path = "params.yaml",

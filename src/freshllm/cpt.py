@@ -162,11 +162,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--live-dir", type=Path, default=None, help="dvclive directory (loss curves)")
     ap.add_argument("--replay-data", type=Path, default=None,
                     help="packed replay corpus (e.g. old pre-training data) for cpt.train.replay_fraction")
+    ap.add_argument("--section", default="cpt",
+                    help="the params section to read (default cpt; a chain of updates reads chain.cpt)")
     ap.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests
     args = ap.parse_args(argv)
     setup_logging()
     set_offline()
-    cfg = load_section(CptConfig, "cpt", args.params).train_config(args.variant)
+    cfg = load_section(CptConfig, args.section, args.params).train_config(args.variant)
 
     import torch
     from accelerate import Accelerator
@@ -185,6 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     check_launch(accelerator)
     set_seed(cfg.seed)
     world = accelerator.num_processes
+    if args.replay_data and cfg.replay_fraction > 0 and len(PackedData.open(args.replay_data / "train")) == 0:
+        # the first update of a chain has no earlier window to replay: its replay pool is empty
+        log.warning("replay data %s is empty: training without replay", args.replay_data)
+        cfg = replace(cfg, replay_fraction=0.0)
     cfg = cfg.resolve(len(data), world)  # this run's steps and warmup
     per_step, new_per_step = cfg.sequences_per_step(world), cfg.sequences_per_step(world, new_only=True)
     replay = PackedData.open(args.replay_data / "train") if args.replay_data else None

@@ -86,6 +86,13 @@ def heldout_key(url: object, text: str) -> float:
     return int.from_bytes(digest, "big") / 2.0**64
 
 
+def text_digest(text: str) -> bytes:
+    """THE duplicate rule for article texts (blake2b-64 of the UTF-8 text): equal texts are one
+    article, within a corpus (:func:`index_corpus`) and across a chain's windows
+    (:mod:`freshllm.updates`)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+
+
 def is_heldout(url: object, text: str, fraction: float) -> bool:
     """THE held-out rule (``pack.val_fraction``): no model trains on an article for which this
     is true, and the eval stage scores every model on them. Deterministic in the url (text)
@@ -139,7 +146,7 @@ def index_corpus(path: Path, field: str, val_fraction: float = 0.0) -> Corpus:
         if not text.strip():
             skipped["empty_text"] = skipped.get("empty_text", 0) + 1
             continue
-        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+        digest = text_digest(text)
         if digest in seen:
             skipped["duplicate_text"] = skipped.get("duplicate_text", 0) + 1
             continue

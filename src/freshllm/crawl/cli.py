@@ -37,12 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", type=Path, default=Path("metrics/crawl.json"))
     ap.add_argument("--work-dir", type=Path, default=None,
                     help="finished months, for resuming (default: .<out name>.parts next to --out)")
+    ap.add_argument("--published-from", default=None,
+                    help="publishing window start YYYY-MM-DD (default: crawl.published_from; a chained "
+                         "update's window, from dvc.yaml)")
+    ap.add_argument("--published-to", default=None, help="publishing window end (default: crawl.published_to)")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logs, fundus' included")
     args = ap.parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     work_dir = args.work_dir or default_work_dir(args.out)
+    overrides = {k: v for k, v in (("published_from", args.published_from),
+                                   ("published_to", args.published_to)) if v is not None}
     try:
-        cfg = load_section(CrawlConfig, "crawl", args.params)
+        cfg = load_section(CrawlConfig, "crawl", args.params, overrides)
         with Interrupts().installed() as interrupts:
             parts = crawl(cfg, work_dir, interrupts, args.verbose)
             metrics = write_corpus(parts, cfg, args.out)

@@ -49,6 +49,7 @@ from ..io.hf import ModelDirError, check_model_dir
 from ..names import KINDS, model_kind, model_name
 from ..tasks.text import TEXT_TASKS, TextConfig, TextDataError
 from ..tasks.text import load as load_text
+from ..tasks.text import load_windows
 
 from .errors import EvalError
 from .ifeval_data import (ensure_punkt_tab, needs_ifeval_scoring,  # noqa: F401
@@ -262,10 +263,31 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
         "results": extract_results(out, scored),
         "stderr": extract_stderrs(out, scored, cfg.bootstrap_iters, cfg.seed),
     }
+    windows = window_scores(out, cfg, texts)
+    if windows:
+        report["windows"] = windows
     n = write_samples(samples_path, out.get("samples") or {})
     write_json(out_path, report)
     log.info("wrote %s and %d samples to %s", out_path, n, samples_path)
     return report
+
+
+def window_scores(out: dict, cfg: EvalConfig, texts: dict[str, Path]) -> dict:
+    """Per publishing window of a chained update (:mod:`.windows`): ``fresh_bpb`` of each
+    window named in the fresh text file, the toy d2 quiz per event slice; empty otherwise."""
+    from .windows import fresh_windows, quiz_slices
+
+    found: dict[str, dict] = {}
+    samples = out.get("samples") or {}
+    if "fresh_bpb" in texts:
+        named = {text: w for text, w in load_windows(texts["fresh_bpb"], cfg.text) if w is not None}
+        if named:
+            found["fresh_bpb"] = fresh_windows(samples.get("fresh_bpb", []), named,
+                                               cfg.bootstrap_iters, cfg.seed)
+    if cfg.suite == "toyworld" and cfg.world.d2_slices > 1 and "toy_d2" in cfg.tasks:
+        found["toy_d2"] = {"slices": cfg.world.d2_slices,
+                           **quiz_slices(samples.get("toy_d2", []), cfg.world.seed, cfg.world.d2_slices)}
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:

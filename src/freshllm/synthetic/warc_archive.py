@@ -199,7 +199,7 @@ WORLDS = ("news", "toyworld")
 
 
 def _month_records(month: str, per_month: int, seed: int, month_index: int, world: str = "news",
-                   world_seed: int = 0) -> list[Record]:
+                   world_seed: int = 0, world_slices: int = 1) -> list[Record]:
     rng = random.Random(f"archive/{seed}/{month}")
     first, last = _month_bounds(month)
     if world == "toyworld":
@@ -207,8 +207,13 @@ def _month_records(month: str, per_month: int, seed: int, month_index: int, worl
 
         english = [s for s in SITES if s.language == "en"]
         sites = rng.choices(english, weights=[s.weight for s in english], k=per_month)
-        pools = {"en": toyworld.d2_articles(toyworld.make_world(world_seed), per_month, first, last,
-                                            seed=seed, first_index=month_index * 10_000)}
+        w = toyworld.make_world(world_seed)
+        facts = None
+        if world_slices > 1:  # the month's own events; article numbers unique across archives
+            facts = toyworld.d2_slices(w, world_slices)[toyworld.d2_slice_of_month(month, world_slices)]
+            month_index = toyworld.month_number(month) + 1200
+        pools = {"en": toyworld.d2_articles(w, per_month, first, last, seed=seed,
+                                            first_index=month_index * 10_000, facts=facts)}
     else:
         sites = rng.choices(SITES, weights=[s.weight for s in SITES], k=per_month)
         n_de = sum(s.language == "de" for s in sites)
@@ -344,14 +349,15 @@ def _write_month(root: Path, month: str, records: list[Record], files: int, seri
 def build_archive(root: str | Path, months: Sequence[str], *, per_month: int = 160, seed: int = 0,
                   files_per_month: int = 3, plant_bad: bool = False,
                   missing_file: bool = False, world: str = "news",
-                  world_seed: int = 0, extra: Sequence[Record] = ()) -> ArchiveManifest:
+                  world_seed: int = 0, extra: Sequence[Record] = (), world_slices: int = 1) -> ArchiveManifest:
     """Write a CC-NEWS-style archive for ``months`` ("YYYY-MM", ascending) under ``root``.
 
     ``per_month`` good articles per month, published within the month and spread over
     the publishers in ``SITES``. ``plant_bad`` adds the bad records (needs >= 2 months);
     ``missing_file`` lists one WARC file in the first month that does not exist (HTTP 404).
     ``world``: ``news`` (generic generated news) or ``toyworld`` (the d2 news of the toy
-    world ``world_seed``, English publishers only). ``extra``: more records, each filed
+    world ``world_seed``, English publishers only; ``world_slices`` > 1: each month reports
+    its own slice of the d2 events, see :func:`freshllm.synthetic.toyworld.d2_slices`). ``extra``: more records, each filed
     by its ``month`` and ``captured`` among that month's records (e.g. mid-file).
     """
     if world not in WORLDS:
@@ -363,7 +369,7 @@ def build_archive(root: str | Path, months: Sequence[str], *, per_month: int = 1
         raise ValueError("plant_bad needs at least 2 months and per_month >= 2")
     root = Path(root)
     manifest = ArchiveManifest(root=root, months=months)
-    per_month_records = [_month_records(m, per_month, seed, i, world, world_seed)
+    per_month_records = [_month_records(m, per_month, seed, i, world, world_seed, world_slices)
                          for i, m in enumerate(months)]
     if plant_bad:
         maker = _article_maker(world, world_seed)

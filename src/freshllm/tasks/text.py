@@ -80,26 +80,50 @@ def prepare(texts, docs: int, max_chars: int) -> list[str]:
     return out
 
 
-def read_texts(path: Path, field: str = TEXT_FIELD) -> list[str]:
-    """Texts of a JSONL file (one object per line with a string ``field``; blank lines
-    skipped), every line validated; errors name the file and line."""
+WINDOW_FIELD = "window"  # a chained update's publishing window (freshllm.updates): scored per window too
+
+
+def read_rows(path: Path, field: str = TEXT_FIELD) -> list[tuple[str, str | None]]:
+    """(text, window or None) of every line of a JSONL file (one object per line with a string
+    ``field`` and an optional string ``window``; blank lines skipped), every line validated;
+    errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise TextDataError(f"text file not found: {path}")
-    texts = []
+    rows = []
     for lineno, _, rec in jsonl_records(path, TextDataError):
         if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
             raise TextDataError(f"{path}, line {lineno}: no string {field!r} field")
-        texts.append(rec[field])
-    return texts
+        window = rec.get(WINDOW_FIELD)
+        if window is not None and not isinstance(window, str):
+            raise TextDataError(f"{path}, line {lineno}: {WINDOW_FIELD!r} is not a string")
+        rows.append((rec[field], window))
+    return rows
+
+
+def read_texts(path: Path, field: str = TEXT_FIELD) -> list[str]:
+    """Texts of a JSONL file (see :func:`read_rows`)."""
+    return [text for text, _ in read_rows(path, field)]
+
+
+def load_windows(path: Path, cfg: TextConfig) -> list[tuple[str, str | None]]:
+    """The prepared documents of one set with their window: ``eval.text.docs`` documents of
+    the set, or of each window where its lines name one (a chained update's held-out news of
+    every window so far, windows in the order they first appear)."""
+    rows = read_rows(path)
+    windows = list(dict.fromkeys(w for _, w in rows))
+    out: list[tuple[str, str | None]] = []
+    for window in windows:
+        texts = prepare((t for t, w in rows if w == window), cfg.docs, cfg.max_chars)
+        out += [(t, window) for t in texts]
+    if not out:
+        raise TextDataError(f"{path}: no non-empty text to score")
+    return out
 
 
 def load(path: Path, cfg: TextConfig) -> list[str]:
-    """The prepared documents of one set; an error when none is left."""
-    texts = prepare(read_texts(path), cfg.docs, cfg.max_chars)
-    if not texts:
-        raise TextDataError(f"{path}: no non-empty text to score")
-    return texts
+    """The prepared documents of one set (see :func:`load_windows`); an error when none is left."""
+    return [text for text, _ in load_windows(path, cfg)]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -163,7 +163,8 @@ def archive_server(cfg: CrawlConfig) -> Iterator[tuple[str, str | None]]:
     with tempfile.TemporaryDirectory(prefix="ccnews-local-") as tmp:
         manifest = build_archive(tmp, cfg.months, per_month=cfg.local_per_month, seed=cfg.seed,
                                  plant_bad=len(cfg.months) >= 2 and cfg.local_per_month >= 2,
-                                 world=cfg.world.kind, world_seed=cfg.world.seed)
+                                 world=cfg.world.kind, world_seed=cfg.world.seed,
+                                 world_slices=cfg.world.d2_slices)
         log.info("local: generated a CC-NEWS archive of %d WARC files (%d records, months %s..%s)",
                  len(manifest.warc_paths), len(manifest.records), cfg.months[0], cfg.months[-1])
         with serve_directory(tmp) as url:

@@ -42,13 +42,14 @@ from .instructions import (CLOZE_PREFIX, END_PHRASES, INSTRUCTIONS, KEYWORDS, if
                            ifeval_prompts, respond, sft_chats)
 from .quizzes import d1_quiz, d2_quiz
 from .texts import (CUES, MONTHS, OLD_YEARS, TEMPLATES, WEEKDAYS, cue_items, d1_documents,
-                    d2_article, d2_articles, known_documents, news_paragraphs, sentence)
+                    d2_article, d2_articles, d2_slice_of_month, d2_slices, known_documents,
+                    month_number, news_paragraphs, sentence)
 from .world import INSTRUMENTS, LANDMARKS, PROFESSIONS, RIVERS, Fact, Person, Town, World, make_world
 
 __all__ = [
     "CLOZE_PREFIX", "CUES", "END_PHRASES", "INSTRUCTIONS", "INSTRUMENTS", "KEYWORDS", "LANDMARKS",
     "MONTHS", "OLD_YEARS", "PROFESSIONS", "RIVERS", "TEMPLATES", "WEEKDAYS", "Fact", "Person",
     "Town", "World", "cue_items", "d1_documents", "d1_quiz", "d2_article", "d2_articles",
-    "d2_quiz", "ifeval_item", "ifeval_prompts", "known_documents", "make_world", "news_paragraphs", "respond",
+    "d2_quiz", "d2_slice_of_month", "d2_slices", "ifeval_item", "ifeval_prompts", "known_documents", "make_world", "month_number", "news_paragraphs", "respond",
     "sentence", "sft_chats",
 ]

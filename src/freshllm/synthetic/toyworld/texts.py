@@ -141,14 +141,36 @@ def d2_article(rng: random.Random, world: World, fact: Fact, published: datetime
                        published=published, language="en")
 
 
+def month_number(month: str) -> int:
+    """Months since 2024-01 of ``YYYY-MM`` (negative before)."""
+    year, mon = (int(x) for x in month.split("-")[:2])
+    return (year - 2024) * 12 + mon - 1
+
+
+def d2_slice_of_month(month: str, slices: int) -> int:
+    """The d2 event slice a month reports (:func:`d2_slices`): month number mod ``slices``."""
+    return month_number(month) % slices
+
+
+def d2_slices(world: World, slices: int) -> list[list[Fact]]:
+    """The d2 events split into ``slices`` disjoint slices of (nearly) equal size, in a seeded
+    order (each slice mixes prizes, mayors and festivals); ``slices`` 1: all of them."""
+    facts = world.d2_facts()
+    if slices <= 1:
+        return [facts]
+    order = random.Random(f"toyworld-d2-slices/{world.seed}/{slices}").sample(facts, len(facts))
+    return [order[k::slices] for k in range(slices)]
+
+
 def d2_articles(world: World, count: int, start: date, end: date, *, seed: int = 0,
-                first_index: int = 0) -> list[NewsArticle]:
+                first_index: int = 0, facts: list[Fact] | None = None) -> list[NewsArticle]:
     """``count`` distinct articles published in ``start``..``end``, cycling through the
-    d2 events in a seeded order so every event is reported about equally often."""
+    d2 events (``facts``: a slice of them, default all) in a seeded order so every event is
+    reported about equally often."""
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     rng = random.Random(f"toyworld-d2/{world.seed}/{seed}/{start}/{end}/{first_index}")
-    facts = world.d2_facts()
+    facts = world.d2_facts() if facts is None else list(facts)
     begin = datetime.combine(start, time(0, 0), tzinfo=timezone.utc)
     span = (datetime.combine(end, time(23, 59), tzinfo=timezone.utc) - begin).total_seconds()
     order: list[Fact] = []

@@ -1,0 +1,206 @@
+"""Stage ``chain-report@<chain>``: the chain over its update steps.
+
+Per step (the ancestor, then every window in order): instruction following of the merged
+model (``cpt-base-res``, Setting 2 chain + residual), of the Setting 1 chain (``cpt-instruct``)
+and of the incumbent it was gated against; the gate's decision; and, for every model, the bits
+per byte on the held-out news of each window so far and their mean (does January's news
+survive March's update? lower is better) and, in a toy world whose d2 events come in monthly
+slices, the d2 quiz accuracy on each window's events. Outputs: ``report.md`` (tables),
+``summary.json`` (every number), ``compare.json`` (the last step's scores and every
+decision, the DVC metrics ``dvc exp show`` compares chains by), ``steps.csv`` and
+``steps.png`` (the same over update steps).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+from ..common import atomic_file, write_json
+from .config import ANCESTOR, Chain
+from .gate import instruction_score, read_json, window_bpb
+
+log = logging.getLogger(__name__)
+
+MODELS = ("cpt-base-res", "cpt-instruct", "cpt-base")  # the eval records of every update, besides the incumbent
+
+
+def window_quiz(rec: dict, update) -> tuple[float | None, float | None]:
+    """(accuracy, standard error) of the d2 quiz items about the events of ``update``'s months."""
+    quiz = (rec.get("windows") or {}).get("toy_d2") or {}
+    slices = quiz.get("slices")
+    if not slices:
+        return None, None
+    from ..synthetic.toyworld import month_number
+
+    first, last = (month_number(d.isoformat()[:7]) for d in update.dates)
+    ks = sorted({n % slices for n in range(first, last + 1)})  # as d2_slice_of_month, per month
+    rows = [quiz.get(f"slice-{k}") for k in ks]
+    if not rows or None in rows:
+        return None, None
+    n = sum(r["items"] for r in rows)
+    acc = sum(r["acc"] * r["items"] for r in rows) / n
+    se = math.sqrt(sum((r["items"] * (r["stderr"] or 0.0)) ** 2 for r in rows)) / n
+    return acc, se
+
+
+def _fmt(value, se=None, scale=1.0, digits=2) -> str:
+    if value is None:
+        return "–"
+    s = f"{value * scale:.{digits}f}"
+    return s + (f" ± {se * scale:.{digits}f}" if se is not None else "")
+
+
+def collect(chain: Chain, records_dir: Path) -> list[dict]:
+    """One row per step: scores of every model and the gate's decision."""
+    steps = []
+    ancestor_eval = None
+    for i, update in enumerate(chain.updates):
+        base = Path(records_dir) / update.window
+        evals = {m: read_json(base / "eval" / f"{m}.json", f"the eval of {m} @ {update.window}") for m in MODELS}
+        evals["incumbent"] = read_json(base / "eval" / "incumbent.json", f"the incumbent's eval @ {update.window}")
+        if i == 0:
+            ancestor_eval = evals["incumbent"]
+        steps.append({"window": update.window, "update": update, "evals": evals,
+                      "record": read_json(base / "promote.json", f"the promotion record of {update.window}")})
+    rows = []
+    if ancestor_eval is not None:  # the ancestor instruct model, as the first gate scored it
+        rows.append({"window": ANCESTOR, "evals": {"cpt-base-res": ancestor_eval, "cpt-instruct": ancestor_eval},
+                     "record": read_json(Path(records_dir) / ANCESTOR / "promote.json", "the ancestor's record")})
+    rows += steps
+    out = []
+    windows = chain.windows
+    for row in rows:
+        scores: dict = {"window": row["window"], "promoted": row["record"].get("promoted"),
+                        "current": row["record"].get("current", {}).get("window"),
+                        "reasons": row["record"].get("reasons"), "models": {}}
+        seen = windows[: windows.index(row["window"]) + 1] if row["window"] in windows else windows[:1]
+        for name, rec in row["evals"].items():
+            ifv, ifse = instruction_score(rec, "ifeval")
+            bpb = {w: window_bpb(rec, w) for w in seen}
+            vals = [v for v, _ in bpb.values() if v is not None]
+            quiz = {w: window_quiz(rec, chain.get(w)) for w in seen}
+            qvals = [v for v, _ in quiz.values() if v is not None]
+            scores["models"][name] = {
+                "ifeval": ifv, "ifeval_se": ifse,
+                "bpb": {w: v for w, (v, _) in bpb.items()}, "bpb_se": {w: s for w, (_, s) in bpb.items()},
+                "bpb_mean": sum(vals) / len(vals) if len(vals) == len(seen) else None,
+                "quiz": {w: v for w, (v, _) in quiz.items()}, "quiz_se": {w: s for w, (_, s) in quiz.items()},
+                "quiz_mean": sum(qvals) / len(qvals) if qvals and len(qvals) == len(seen) else None}
+        out.append(scores)
+    return out
+
+
+def render(chain: Chain, rows: list[dict]) -> str:
+    windows = chain.windows
+    lines = ["# Chained updates", "",
+             "One row per update step (the ancestor instruct model first). Instruction following: the "
+             "mean of the IFEval metrics x100 ± one standard error; the gate compares each update's merged "
+             "model (Setting 2 chain + residual) with the model promoted before it, on the same items.", "",
+             "| step | IFEval, cpt-base + residual | IFEval, cpt-instruct (Setting 1) | promoted | current after |",
+             "|---|---:|---:|---|---|"]
+    for r in rows:
+        m = r["models"]
+        lines.append(f"| {r['window']} | {_fmt(m['cpt-base-res']['ifeval'], m['cpt-base-res']['ifeval_se'])} | "
+                     f"{_fmt(m['cpt-instruct']['ifeval'], m['cpt-instruct']['ifeval_se'])} | "
+                     f"{'yes' if r['promoted'] else 'no'} | {r['current']} |")
+    for name, title in (("cpt-base-res", "cpt-base + residual"), ("cpt-instruct", "cpt-instruct (Setting 1)"),
+                        ("cpt-base", "cpt-base (Setting 2, no residual)")):
+        present = [r for r in rows if name in r["models"]]
+        for key, label, scale, digits in (("bpb", "bits per byte on each window's held-out news (lower: knows it)", 1.0, 4),
+                                          ("quiz", "d2 quiz accuracy x100 on each window's events", 100.0, 2)):
+            if not any(v is not None for r in present for v in r["models"][name][key].values()):
+                continue
+            lines += ["", f"**{title}**: {label}", "",
+                      "| step | " + " | ".join(windows) + " | mean |", "|---|" + "---:|" * (len(windows) + 1)]
+            for r in present:
+                s = r["models"][name]
+                cells = [_fmt(s[key].get(w), s[f"{key}_se"].get(w), scale, digits) if w in s[key] else ""
+                         for w in windows]
+                lines.append(f"| {r['window']} | " + " | ".join(cells) + f" | {_fmt(s[f'{key}_mean'], None, scale, digits)} |")
+    lines += ["", "Gate decisions:", ""]
+    lines += [f"- {r['window']}: " + "; ".join(r["reasons"] or []) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def summary(rows: list[dict]) -> dict:
+    """Every number (``steps``); ``final``: the last step's scores per model, with each window's
+    bits per byte and quiz accuracy (is January still known after March?); ``step``: the
+    instruction following and the own window's scores of every step; ``promoted``."""
+    final = rows[-1]["models"] if rows else {}
+    flat = {f"{key}.{name}": s[key] for name, s in final.items()
+            for key in ("ifeval", "ifeval_se", "bpb_mean", "quiz_mean") if s.get(key) is not None}
+    for name, s in final.items():
+        for key in ("bpb", "bpb_se", "quiz", "quiz_se"):
+            flat.update({f"{key}.{name}.{w}": v for w, v in s[key].items() if v is not None})
+    steps = {}
+    for r in rows:
+        for name, s in r["models"].items():
+            for key in ("ifeval", "ifeval_se", "bpb_mean", "quiz_mean"):
+                if s.get(key) is not None:
+                    steps[f"{r['window']}.{key}.{name}"] = s[key]
+    return {"steps": rows, "final": flat, "step": steps,
+            "promoted": {r["window"]: r["promoted"] for r in rows}}
+
+
+def write_steps(rows: list[dict], windows: list[str], csv_path: Path, png_path: Path) -> None:
+    cols = ["step", "window", "model", "ifeval", "ifeval_se", "bpb_mean", "quiz_mean",
+            *[f"bpb_{w}" for w in windows], *[f"quiz_{w}" for w in windows]]
+    with atomic_file(csv_path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        for i, r in enumerate(rows):
+            for name, s in r["models"].items():
+                w.writerow([i, r["window"], name, s["ifeval"], s["ifeval_se"], s["bpb_mean"], s["quiz_mean"],
+                            *[s["bpb"].get(x) for x in windows], *[s["quiz"].get(x) for x in windows]])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_quiz = any(v is not None for r in rows for s in r["models"].values() for v in s["quiz"].values())
+    fig, axes = plt.subplots(1, 3 if has_quiz else 2, figsize=(15 if has_quiz else 10, 4))
+    steps = list(range(len(rows)))
+    labels = [r["window"] for r in rows]
+    for name in ("cpt-base-res", "cpt-instruct"):
+        ys = [r["models"].get(name, {}).get("ifeval") for r in rows]
+        es = [r["models"].get(name, {}).get("ifeval_se") or 0 for r in rows]
+        axes[0].errorbar(steps, [y if y is not None else float("nan") for y in ys], yerr=es, marker="o",
+                         capsize=3, label=name)
+    axes[0].set(title="instruction following (IFEval mean x100)", xlabel="update step")
+    for ax_i, key, title in ((1, "bpb", "held-out news bits per byte, cpt-base + residual"),
+                             (2, "quiz", "d2 quiz accuracy, cpt-base + residual")):
+        if ax_i >= len(axes):
+            continue
+        for wdw in windows:
+            pts = [(i, r["models"]["cpt-base-res"][key].get(wdw), r["models"]["cpt-base-res"][f"{key}_se"].get(wdw))
+                   for i, r in enumerate(rows) if wdw in r["models"]["cpt-base-res"][key]]
+            pts = [(i, v, s or 0) for i, v, s in pts if v is not None]
+            if pts:
+                axes[ax_i].errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                                    marker="o", capsize=3, label=f"window {wdw}")
+        axes[ax_i].set(title=title, xlabel="update step")
+    for ax in axes:
+        ax.set_xticks(steps, labels, rotation=30)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(png_path)
+
+
+def run(chain: Chain, records_dir: Path, markdown: Path, summary_path: Path, compare_path: Path,
+        csv_path: Path, png_path: Path) -> dict:
+    rows = collect(chain, records_dir)
+    with atomic_file(markdown, "w", encoding="utf-8") as fh:
+        fh.write(render(chain, rows))
+    result = summary(rows)
+    write_json(summary_path, result)
+    write_json(compare_path, {k: result[k] for k in ("final", "step", "promoted")})
+    write_steps(rows, chain.windows, csv_path, png_path)
+    log.info("chain report: %d steps -> %s", len(rows), markdown)
+    return result

@@ -1,0 +1,141 @@
+"""Stage ``u-window@<window>``: one update's data, from its crawl and its parent's state.
+
+* ``--dedup-out``: ``corpus.jsonl``, the window's articles that no earlier window (nor an
+  earlier line of this one) has, by url or by text (:func:`freshllm.pack.text_digest`, the
+  rule pack's own duplicate removal uses); ``seen.json``, the url and text keys of every
+  window so far (the parent's plus this one's: the next window deduplicates against it, so
+  each update depends on its parent alone); ``history.jsonl``, every earlier and this
+  window's articles that are not held out (the next window's replay pool).
+* ``--heldout-out``: the parent's held-out news plus this window's, each line tagged with its
+  ``window``: THE held-out rule (:func:`freshllm.pack.is_heldout`, via
+  :func:`freshllm.tasks.heldout.fresh_rows`, ``eval.text.docs`` per window). Every model of
+  this update is scored on it, per window (``freshllm.eval.windows``).
+* ``--packed-out``: the window's corpus packed to ``chain.tokens`` (:func:`freshllm.pack.pack_corpus`;
+  pack holds the same articles out); ``--replay-out``: the parent's history packed to
+  ``chain.replay_tokens`` (as much as there is), the pool ``cpt --replay-data`` draws
+  ``chain.cpt.train.replay_fraction`` of each micro-batch from; empty for the first update.
+
+The stage checks its command line against the params' chain (``--window`` is an update whose
+parent is ``--prev``), but its outputs depend on its own window and its parent's outputs only:
+appending a window re-runs nothing of the earlier ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from ..common import atomic_dir, atomic_file, jsonl_records, write_json
+from ..pack import CorpusError, PackConfig, is_heldout, pack_corpus, text_digest
+from ..tasks.heldout import fresh_rows
+from ..tasks.text import WINDOW_FIELD, TextConfig
+from .config import ChainConfig, Update
+
+log = logging.getLogger(__name__)
+
+SEEN, CORPUS, HISTORY = "seen.json", "corpus.jsonl", "history.jsonl"
+
+
+def url_key(url: object) -> str | None:
+    return text_digest("url:" + url.strip()).hex() if isinstance(url, str) and url.strip() else None
+
+
+def read_seen(dedup_dir: Path) -> tuple[set[str], set[str]]:
+    path = Path(dedup_dir) / SEEN
+    if not path.is_file():
+        raise FileNotFoundError(f"the parent's dedup index is missing: {path}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return set(data["urls"]), set(data["texts"])
+
+
+def dedup(articles: Path, seen_urls: set[str], seen_texts: set[str], field: str,
+          out: Path) -> dict:
+    """Write the lines of ``articles`` new by url and text to ``out``; ``seen_*`` gain their
+    keys. Returns the counts."""
+    counts = {"articles": 0, "kept": 0, "earlier_url": 0, "earlier_text": 0, "repeated": 0}
+    earlier_urls, earlier_texts = set(seen_urls), set(seen_texts)
+    with atomic_file(out, "w", encoding="utf-8") as fh:
+        for lineno, _, rec in jsonl_records(articles, CorpusError):
+            if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
+                raise CorpusError(f"{articles}, line {lineno}: no string {field!r} field")
+            counts["articles"] += 1
+            u, t = url_key(rec.get("url")), text_digest(rec[field]).hex()
+            if (u is not None and u in earlier_urls) or t in earlier_texts:
+                counts["earlier_url" if u is not None and u in earlier_urls else "earlier_text"] += 1
+                continue
+            if (u is not None and u in seen_urls) or t in seen_texts:
+                counts["repeated"] += 1  # within this window (pack would drop a repeated text too)
+                continue
+            if u is not None:
+                seen_urls.add(u)
+            seen_texts.add(t)
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            counts["kept"] += 1
+    return counts
+
+
+def _empty_pack(out: Path, seq_len: int) -> None:
+    from ..io.packed import PackWriter
+
+    with atomic_dir(out) as tmp:
+        PackWriter(tmp / "train", seq_len, max_rows=0).close()
+        (tmp / "info.json").write_text(json.dumps({"empty": True, "seq_len": seq_len}) + "\n", encoding="utf-8")
+
+
+def run(update: Update, chain_cfg: ChainConfig, pack_cfg: PackConfig, text_cfg: TextConfig,
+        articles: Path, prev_dedup: Path, prev_heldout: Path, tokenizer_dir: Path,
+        dedup_out: Path, heldout_out: Path, packed_out: Path, replay_out: Path) -> dict:
+    if not articles.is_file():
+        raise FileNotFoundError(f"the window's crawl is missing: {articles}")
+    seen_urls, seen_texts = read_seen(prev_dedup)
+    n_before = (len(seen_urls), len(seen_texts))
+    with atomic_dir(dedup_out) as tmp:
+        counts = dedup(articles, seen_urls, seen_texts, pack_cfg.text_field, tmp / CORPUS)
+        if not counts["kept"]:
+            raise CorpusError(f"{articles}: none of its {counts['articles']} articles is new "
+                              f"(every one was in an earlier window: {counts})")
+        write_json(tmp / SEEN, {"urls": sorted(seen_urls), "texts": sorted(seen_texts)})
+        with open(tmp / HISTORY, "w", encoding="utf-8") as dst:
+            prev_history = Path(prev_dedup) / HISTORY
+            with open(prev_history, encoding="utf-8") as src:
+                for line in src:
+                    dst.write(line)
+            new_train = 0
+            for _, _, rec in jsonl_records(tmp / CORPUS, CorpusError):
+                if not is_heldout(rec.get("url"), rec[pack_cfg.text_field], pack_cfg.val_fraction):
+                    dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    new_train += 1
+        rows, held_stats = fresh_rows(tmp / CORPUS, pack_cfg, text_cfg)
+        corpus = tmp / CORPUS
+        with atomic_file(heldout_out, "w", encoding="utf-8") as fh:
+            if Path(prev_heldout).is_file():
+                for _, _, rec in jsonl_records(prev_heldout, CorpusError):
+                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            else:
+                raise FileNotFoundError(f"the parent's held-out news is missing: {prev_heldout}")
+            for row in rows:
+                fh.write(json.dumps({**row, WINDOW_FIELD: update.window}, ensure_ascii=False) + "\n")
+        from ..io.hf import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer_dir)
+        packed = pack_corpus(corpus, tokenizer, replace(pack_cfg, tokens=chain_cfg.tokens), packed_out)
+    with open(Path(prev_dedup) / HISTORY, "rb") as fh:
+        has_history = any(line.strip() for line in fh)
+    if has_history:
+        replay = pack_corpus(Path(prev_dedup) / HISTORY, tokenizer,
+                             replace(pack_cfg, tokens=chain_cfg.replay_budget, allow_short=True, val_fraction=0.0),
+                             replay_out)
+    else:
+        _empty_pack(replay_out, pack_cfg.seq_len)
+        replay = {"empty": True}
+    log.info("window %s: %d of %d crawled articles are new (%s); %d held out for eval; packed %s new tokens",
+             update.window, counts["kept"], counts["articles"], counts, len(rows),
+             packed.get("train", {}).get("tokens"))
+    return {"window": update.window, "prev": update.prev, "published_from": update.published_from,
+            "published_to": update.published_to, "dedup": counts,
+            "seen_before": {"urls": n_before[0], "texts": n_before[1]},
+            "seen_after": {"urls": len(seen_urls), "texts": len(seen_texts)},
+            "history_added": new_train, "heldout": {**held_stats, "scored": len(rows)},
+            "packed": packed, "replay": replay}
