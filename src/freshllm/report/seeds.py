@@ -24,6 +24,7 @@ from pathlib import Path
 from ..common import setup_logging, user_errors
 from ..names import model_budget, model_kind
 from .exps import METRICS_FILE, ExpsError, finished, key_of, load
+from .render import _pick
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +78,13 @@ def aggregate(runs: dict[tuple, dict]) -> dict[str, dict[str, dict]]:
     return out
 
 
-def _pick(models, kind: str, budget: int | None) -> str | None:
-    return next((m for m in sorted(models) if model_kind(m) == kind and model_budget(m) == budget), None)
-
-
 def contrasts(runs: dict[tuple, dict]) -> list[dict]:
     """The paper's comparisons at every budget, per seed: Setting 2 + residual against
     Setting 1 and against the instruct model on instruction following; every cpt model
     against the base on the new knowledge; cpt-base against base + residual (the knowledge
     gap). ``better`` counts the seeds in which ``a`` beats ``b``."""
     seeds = sorted(runs)
-    models = set.intersection(*(set(runs[s].get("ifeval") or runs[s].get("avg") or {}) for s in seeds))
+    models = sorted(set.intersection(*(set(runs[s].get("ifeval") or runs[s].get("avg") or {}) for s in seeds)))
     budgets = sorted({model_budget(m) for m in models if model_budget(m) is not None})
     base, inst = _pick(models, "base", None), _pick(models, "instruct", None)
     pairs = []
