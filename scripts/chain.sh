@@ -17,24 +17,10 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DIR="${1:-$(mktemp -d -t chain-XXXXXX)}"
 SEEDS="${2:-0 1 2}"
 REPLAYS="${3:-0.0 0.25}"
-mkdir -p "$DIR"
-DIR="$(cd "$DIR" && pwd)"
-export PATH="$ROOT/.venv/bin:$PATH" DVC_NO_ANALYTICS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-export PYTHONPATH="$DIR/src"   # the copy's code (the venv's editable install points at ROOT)
-export GIT_AUTHOR_NAME="${GIT_AUTHOR_NAME:-chain}" GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-chain@localhost}"
-export GIT_COMMITTER_NAME="${GIT_COMMITTER_NAME:-chain}" GIT_COMMITTER_EMAIL="${GIT_COMMITTER_EMAIL:-chain@localhost}"
-
-(cd "$ROOT" && git ls-files -co --exclude-standard -z) | while IFS= read -r -d '' f; do
-  case "$f" in models/*|data/*|metrics/*|dvclive/*|dvc.lock) continue ;; esac
-  [ -f "$ROOT/$f" ] || continue
-  mkdir -p "$DIR/$(dirname "$f")"
-  cp -p "$ROOT/$f" "$DIR/$f"
-done
-cp "$ROOT/profiles/updates-toyworld.yaml" "$DIR/params.yaml"
+source "$ROOT/scripts/lib/sandbox.sh"
+sandbox "$ROOT" "$DIR" profiles/updates-toyworld.yaml chain
+DIR="$SANDBOX"
 cd "$DIR"
-[ -d .git ] || git init -q -b main
-git add -A
-git commit -qm "chained updates" --allow-empty
 total_start=$(date +%s)
 for replay in $REPLAYS; do
   for seed in $SEEDS; do

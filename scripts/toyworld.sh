@@ -14,26 +14,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 DIR="${1:-$(mktemp -d -t toyworld-XXXXXX)}"
-mkdir -p "$DIR"
-DIR="$(cd "$DIR" && pwd)"
-export PATH="$ROOT/.venv/bin:$PATH" DVC_NO_ANALYTICS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-export PYTHONPATH="$DIR/src"   # the copy's code (the venv's editable install points at ROOT)
-export GIT_AUTHOR_NAME="${GIT_AUTHOR_NAME:-toyworld}" GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-toyworld@localhost}"
-export GIT_COMMITTER_NAME="${GIT_COMMITTER_NAME:-toyworld}" GIT_COMMITTER_EMAIL="${GIT_COMMITTER_EMAIL:-toyworld@localhost}"
-
-(cd "$ROOT" && git ls-files -co --exclude-standard -z) | while IFS= read -r -d '' f; do
-  case "$f" in models/*|data/*|metrics/*|dvclive/*|dvc.lock) continue ;; esac
-  [ -f "$ROOT/$f" ] || continue
-  mkdir -p "$DIR/$(dirname "$f")"
-  cp -p "$ROOT/$f" "$DIR/$f"
-done
-cp "$ROOT/profiles/toyworld.yaml" "$DIR/params.yaml"
+source "$ROOT/scripts/lib/sandbox.sh"
+sandbox "$ROOT" "$DIR" profiles/toyworld.yaml toyworld
+DIR="$SANDBOX"
 cd "$DIR"
-if [ ! -d .git ]; then
-  git init -q -b main
-fi
-git add -A
-git commit -qm "toy world" --allow-empty
 start=$(date +%s)
 dvc repro ${DVC_ARGS:-}
 end=$(date +%s)
