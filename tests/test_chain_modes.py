@@ -412,3 +412,60 @@ def test_six_months_each_report_their_own_new_events_and_have_quiz_items():
 
 DEFAULT_ARCHIVE_DIGEST = "ecedc2e795b6c7088d2ca5b375185c5b60fa1b0de6d6f93d2f525d5487709b5f"
 DEFAULT_QUIZ_DIGEST = "f8c78ce0a72d1154904548dcc37a8a974a3ece9d79da7ca87a7367688dcb4645"
+
+
+# --- a re-rooted chain through the real stages (dvc repro) -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rerooted_chain(tmp_path_factory, private_nltk_data):
+    """`dvc repro` of the chain-level targets, two windows, chain.cpt_from: ancestor, in a
+    temporary git repository running the copied code (test_updates' shrunken chain)."""
+    import yaml
+
+    from conftest import copy_project, hermetic_env, sh
+    from test_updates import CHAIN_TARGETS, PROFILE, shrunken_chain_params
+
+    p = shrunken_chain_params()
+    p["updates"] = dict(list(yaml.safe_load(PROFILE.read_text())["updates"].items())[:2])
+    p["chain"]["cpt_from"] = "ancestor"
+    p["chain"]["cpt"]["train"]["replay_fraction"] = 0.0  # the earlier window is in the data already
+    tmp = tmp_path_factory.mktemp("rerooted")
+    work = tmp / "repo"
+    work.mkdir()
+    env = hermetic_env(tmp)
+    env["PYTHONPATH"] = str(work / "src")
+    copy_project(work)
+    (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    sh(["git", "init", "-q", "-b", "main"], work, env)
+    sh(["git", "add", "-A"], work, env)
+    sh(["git", "commit", "-qm", "re-rooted chain"], work, env)
+    log = sh(["dvc", "repro", *CHAIN_TARGETS], work, env, timeout=900)
+    return work, env, log, CHAIN_TARGETS
+
+
+@pytest.mark.e2e
+def test_a_re_rooted_chain_starts_every_month_from_the_ancestor(rerooted_chain):
+    from freshllm.cards import read_lineage
+    from freshllm.residual.artifact import weights_hash
+
+    from conftest import sh
+
+    work, env, log, targets = rerooted_chain
+    anc = work / "models/updates" / ANCESTOR
+    for w in ("2024-01", "2024-02"):
+        u = work / "models/updates" / w
+        for variant in ("base", "instruct"):
+            lin = read_lineage(u / f"cpt-{variant}")
+            assert lin["parent"]["weights_sha256"] == weights_hash(anc / f"cpt-{variant}"), (w, variant)
+            assert lin["data"]["windows"] == ["2024-01", "2024-02"][: 1 + (w == "2024-02")]
+        drift = json.loads((work / f"metrics/updates/{w}/drift-cpt-instruct.json").read_text())
+        assert drift["max"] > 0 and len(drift["per_layer"]) == 2
+    info = json.loads((work / "data/updates/2024-02/packed/info.json").read_text())
+    first = json.loads((work / "data/updates/2024-01/packed/info.json").read_text())
+    assert info["union"]["windows"]["2024-01"] == first["union"]["sequences"]
+    cpt1, cpt2 = (json.loads((work / f"metrics/updates/{w}/cpt-base.json").read_text()) for w in ("2024-01", "2024-02"))
+    assert cpt2["tokens_seen"] > cpt1["tokens_seen"]  # both windows
+    report = (work / "metrics/chain/report.md").read_text()
+    assert "(chain.cpt_from: ancestor)" in report and "| 2024-02 | ancestor |" in report
+    assert "2024-02.drift_max.cpt-instruct" in json.loads((work / "metrics/chain/compare.json").read_text())["step"]
+    assert "up to date" in sh(["dvc", "status", *targets], work, env)
