@@ -10,7 +10,7 @@ The front matter's ``freshllm`` block is the lineage (also written to ``--lineag
 stage's metrics): the model's own weights hash (sha256 over its safetensors files and index,
 the same hash a residual manifest records for its base and instruct); its parent's (path,
 role, window, weights hash); the data it was trained on (window, corpus and packed-data
-hashes, the replay pool's); the residual it carries (manifest hash, and the weights hashes of
+hashes, the replay pool's; ``windows``: every window in the packed data of a re-rooted chain); the residual it carries (manifest hash, and the weights hashes of
 the residual's base and instruct); the ancestor pair's weights hashes and the whole chain of
 earlier models, both inherited from the parent's card; and the params section that made it.
 The card is written next to the weights by the stage that made them (after the model, as a
@@ -102,6 +102,10 @@ def build_lineage(model: Path, role: str, window: str | None = None, parent: Pat
                                "parent": _node(parent, parent_lineage) if parent is not None else None}
     if data is not None:
         lineage["data"] = {"window": window, "packed": str(data), "packed_sha256": tree_hash(data)}
+        info = Path(data) / "info.json"
+        union = json.loads(info.read_text(encoding="utf-8")).get("union") if info.is_file() else None
+        if isinstance(union, dict):  # a re-rooted chain's packed data: every window so far
+            lineage["data"]["windows"] = list(union.get("windows", {}))
         if corpus is not None:
             lineage["data"].update(corpus=str(corpus), corpus_sha256=tree_hash(corpus))
         if replay is not None:
@@ -136,7 +140,8 @@ def render_card(lineage: dict) -> str:
     rows += [(f"ancestor {k}", v) for k, v in lineage["ancestors"].items()]
     data = lineage.get("data") or {}
     if data:
-        rows.append((f"data window {data.get('window')}", f"packed {data['packed_sha256']}"
+        windows = f" (with {', '.join(data['windows'])})" if len(data.get("windows", [])) > 1 else ""
+        rows.append((f"data window {data.get('window')}{windows}", f"packed {data['packed_sha256']}"
                      + (f", corpus {data['corpus_sha256']}" if "corpus_sha256" in data else "")
                      + (f", replay {data['replay_sha256']}" if "replay_sha256" in data else "")))
     if lineage.get("residual"):

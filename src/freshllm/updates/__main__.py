@@ -1,5 +1,7 @@
 """``python -m freshllm.updates {root,window,gate,promote,report,add}``: the chain's stages
-(see :mod:`freshllm.updates`) and ``add``, which appends the next month to ``updates``."""
+(see :mod:`freshllm.updates`) and ``add``, which appends the next month to ``updates``.
+``python -m freshllm.updates.start`` and ``python -m freshllm.updates.drift`` are separate
+commands, so the cpt stages that run them depend on those modules alone."""
 
 from __future__ import annotations
 
@@ -60,12 +62,15 @@ def main(argv: list[str] | None = None) -> None:
     root = sub.add_parser("root", help="the ancestor node: the pair as the chain's step 0")
     for a in ("--base", "--instruct", "--models-out", "--dedup-out", "--heldout-out", "--record"):
         root.add_argument(a, required=True, type=Path)
+    root.add_argument("--packed-out", type=Path, default=None, help="an empty pack (chain.cpt_from: ancestor)")
     win = sub.add_parser("window", help="one update's data: dedup, held-out news, packed window, replay pool")
     win.add_argument("--window", required=True)
     win.add_argument("--prev", required=True)
     for a in ("--articles", "--prev-dedup", "--prev-heldout", "--tokenizer", "--dedup-out", "--heldout-out",
               "--packed-out", "--replay-out", "--metrics"):
         win.add_argument(a, required=True, type=Path)
+    win.add_argument("--prev-packed", type=Path, default=None,
+                     help="the parent's packed data (read with chain.cpt_from: ancestor)")
     gate = sub.add_parser("gate", help="promote the window's merged model or keep the incumbent")
     gate.add_argument("--window", required=True)
     for a in ("--candidate", "--incumbent", "--candidate-eval", "--incumbent-eval", "--prev-record", "--out",
@@ -94,9 +99,12 @@ def main(argv: list[str] | None = None) -> None:
             return
         chain = load_chain(params)
         if args.cmd == "root":
+            from ..pack import PackConfig
             from .root import run
 
-            run(args.base, args.instruct, args.models_out, args.dedup_out, args.heldout_out, args.record)
+            seq_len = load_section(PackConfig, "pack", params).seq_len if args.packed_out else 2
+            run(args.base, args.instruct, args.models_out, args.dedup_out, args.heldout_out, args.record,
+                args.packed_out, seq_len)
         elif args.cmd == "window":
             from ..pack import PackConfig
             from ..tasks.text import TextConfig
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             metrics = run(update, cfg, load_section(PackConfig, "pack", params),
                           load_section(TextConfig, "eval.text", params), args.articles, args.prev_dedup,
                           args.prev_heldout, args.tokenizer, args.dedup_out, args.heldout_out, args.packed_out,
-                          args.replay_out)
+                          args.replay_out, args.prev_packed)
             write_json(args.metrics, metrics)
         elif args.cmd == "gate":
             from .gate import gate

@@ -30,6 +30,8 @@ class ChainError(ValueError):
 
 
 ANCESTOR = "ancestor"  # the parent of the first update: the target family's base / instruct pair
+CPT_FROM = ("previous", "ancestor")  # chain.cpt_from
+CptFrom = Literal["previous", "ancestor"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -153,6 +155,10 @@ class ChainConfig:
     tokens: str = "100K"  # new tokens packed per window
     replay_tokens: str | None = None  # the replay pool packed from the earlier windows (null: tokens)
     cpt: dict[str, Any] = field(default_factory=dict)  # validated by the cpt stage (CptConfig)
+    # where each update's cpt starts: `previous` (the parent update's cpt-base / cpt-instruct: a
+    # chain) | `ancestor` (re-rooted: the ancestor's base / instruct every month, trained on the
+    # union of every window so far, see freshllm.updates.start and .window)
+    cpt_from: CptFrom = "previous"
 
     def validate(self) -> list[str]:
         errs = []

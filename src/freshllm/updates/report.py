@@ -5,7 +5,11 @@ model (``cpt-base-res``, Setting 2 chain + residual), of the Setting 1 chain (``
 and of the incumbent it was gated against; the gate's decision; and, for every model, the bits
 per byte on the held-out news of each window so far and their mean (does January's news
 survive March's update? lower is better) and, in a toy world whose d2 events come in monthly
-slices, the d2 quiz accuracy on each window's events. Outputs: ``report.md`` (tables),
+slices, the d2 quiz accuracy on each window's events; and per update where its cpt started
+(``chain.cpt_from``: the previous update's models or the ancestor's, read from the cpt-base's
+lineage) and how far its models drifted from the ancestor (per-layer ``||B_t - B|| / ||B||``,
+mean and max over layers: the cpt-base's from ``merge.json``'s ``drift``, the cpt-instruct's
+from ``drift-cpt-instruct.json``; :func:`start_and_drift`). Outputs: ``report.md`` (tables),
 ``summary.json`` (every number), ``compare.json`` (the last step's scores and every
 decision, the DVC metrics ``dvc exp show`` compares chains by), ``steps.csv`` and
 ``steps.png`` (the same over update steps).
@@ -53,6 +57,78 @@ def _fmt(value, se=None, scale=1.0, digits=2) -> str:
     return s + (f" ± {se * scale:.{digits}f}" if se is not None else "")
 
 
+def _drift_of(path: Path) -> dict | None:
+    """``{mean, max}`` of a drift record (``drift`` of a merge record, or a drift file), or None."""
+    if not path.is_file():
+        return None
+    import json
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    d = data.get("drift", data) if path.name == "merge.json" else data
+    if not isinstance(d, dict) or d.get("mean") is None:
+        return None
+    return {"mean": d.get("mean"), "max": d.get("max")}
+
+
+def start_and_drift(records_dir: Path, window: str) -> dict:
+    """Where ``window``'s cpt started (its cpt-base's parent: ``ancestor`` or a window) and the
+    drift from the ancestor of its cpt-base (``merge.json``'s ``drift``) and cpt-instruct
+    (``drift-cpt-instruct.json``); None where a record lacks it."""
+    base = Path(records_dir) / window
+    lineage = base / "lineage-cpt-base.json"
+    cpt_from = None
+    if lineage.is_file():
+        parent = read_json(lineage, f"the cpt-base lineage of {window}").get("parent") or {}
+        cpt_from = parent.get("window") or ANCESTOR
+    return {"cpt_from": cpt_from, "drift": {"cpt-base": _drift_of(base / "merge.json"),
+                                            "cpt-instruct": _drift_of(base / "drift-cpt-instruct.json")}}
+
+
+def chain_mode(rows: list[dict]) -> str:
+    """``previous`` when a later update started from its parent, ``ancestor`` when every one
+    started from the ancestor (a one-window chain: both, said so)."""
+    starts = [r.get("start", {}).get("cpt_from") for r in rows if r.get("start")]
+    if any(s not in (None, ANCESTOR) for s in starts):
+        return "previous"
+    return "ancestor" if len(starts) > 1 else "previous or ancestor (one update)"
+
+
+def render_start_and_drift(chain: Chain, rows: list[dict]) -> list[str]:
+    """Markdown: per update, where its cpt started, the drift, the merged model's instruction
+    following and its scores on its own window."""
+    steps = [r for r in rows if r.get("start")]
+    if not steps:
+        return []
+    lines = ["", f"**Start and drift** (chain.cpt_from: {chain_mode(rows)}): drift = per-layer "
+             "||M_t - M_0|| / ||M_0|| from the ancestor's model (mean / max over layers); the merged model's "
+             "instruction following and its scores on the update's own window", "",
+             "| step | cpt from | drift cpt-base mean / max | drift cpt-instruct mean / max | "
+             "IFEval, cpt-base + residual | quiz, own window | bpb, own window |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+
+    def d(x):
+        return f"{x['mean']:.4f} / {x['max']:.4f}" if x else "–"
+
+    for r in steps:
+        m, w = r["models"]["cpt-base-res"], r["window"]
+        lines.append(f"| {w} | {r['start']['cpt_from'] or '–'} | {d(r['start']['drift']['cpt-base'])} | "
+                     f"{d(r['start']['drift']['cpt-instruct'])} | {_fmt(m['ifeval'], m['ifeval_se'])} | "
+                     f"{_fmt(m['quiz'].get(w), m['quiz_se'].get(w), 100.0)} | "
+                     f"{_fmt(m['bpb'].get(w), m['bpb_se'].get(w), 1.0, 4)} |")
+    return lines
+
+
+def start_and_drift_metrics(rows: list[dict]) -> dict:
+    """Flat ``<window>.drift_{mean,max}.<model>`` of every update, for compare.json."""
+    out = {}
+    for r in rows:
+        for name, dr in ((r.get("start") or {}).get("drift") or {}).items():
+            for key in ("mean", "max"):
+                if dr and dr.get(key) is not None:
+                    out[f"{r['window']}.drift_{key}.{name}"] = dr[key]
+    return out
+
+
 def collect(chain: Chain, records_dir: Path) -> list[dict]:
     """One row per step: scores of every model and the gate's decision."""
     steps = []
@@ -89,6 +165,8 @@ def collect(chain: Chain, records_dir: Path) -> list[dict]:
                 "bpb_mean": sum(vals) / len(vals) if len(vals) == len(seen) else None,
                 "quiz": {w: v for w, (v, _) in quiz.items()}, "quiz_se": {w: s for w, (_, s) in quiz.items()},
                 "quiz_mean": sum(qvals) / len(qvals) if qvals and len(qvals) == len(seen) else None}
+        if row["window"] != ANCESTOR:
+            scores["start"] = start_and_drift(records_dir, row["window"])
         out.append(scores)
     return out
 
@@ -120,6 +198,7 @@ def render(chain: Chain, rows: list[dict]) -> str:
                 cells = [_fmt(s[key].get(w), s[f"{key}_se"].get(w), scale, digits) if w in s[key] else ""
                          for w in windows]
                 lines.append(f"| {r['window']} | " + " | ".join(cells) + f" | {_fmt(s[f'{key}_mean'], None, scale, digits)} |")
+    lines += render_start_and_drift(chain, rows)
     lines += ["", "Gate decisions:", ""]
     lines += [f"- {r['window']}: " + "; ".join(r["reasons"] or []) for r in rows]
     return "\n".join(lines) + "\n"
@@ -141,6 +220,7 @@ def summary(rows: list[dict]) -> dict:
             for key in ("ifeval", "ifeval_se", "bpb_mean", "quiz_mean"):
                 if s.get(key) is not None:
                     steps[f"{r['window']}.{key}.{name}"] = s[key]
+    steps.update(start_and_drift_metrics(rows))
     return {"steps": rows, "final": flat, "step": steps,
             "promoted": {r["window"]: r["promoted"] for r in rows}}
 

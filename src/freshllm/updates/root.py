@@ -4,8 +4,9 @@
 instruct and instruct model (files hard-linked where the file system allows, else copied;
 each with a model card naming the pair by weights hash): the chain's base and instruct
 models before any update, and the first promoted model. ``--dedup-out`` holds an empty
-dedup index and history, ``--heldout-out`` an empty held-out set, ``--record`` the first
-promotion record (the ancestor instruct model is current), so every update's stages read
+dedup index and history, ``--heldout-out`` an empty held-out set, ``--packed-out`` an empty
+pack (the packed data of no window, which a re-rooted chain's first update extends), and
+``--record`` the first promotion record (the ancestor instruct model is current), so every update's stages read
 their parent's outputs the same way, the first one's included.
 """
 
@@ -58,7 +59,7 @@ def record_of(window: str, model: Path, lineage: dict | None, promoted: bool, re
 
 
 def run(base: Path, instruct: Path, models_out: Path, dedup_out: Path, heldout_out: Path,
-        record: Path) -> dict:
+        record: Path, packed_out: Path | None = None, seq_len: int = 2) -> dict:
     for d in (base, instruct):
         if not (Path(d) / "config.json").is_file():
             raise FileNotFoundError(f"not a model directory (no config.json): {d}")
@@ -75,6 +76,10 @@ def run(base: Path, instruct: Path, models_out: Path, dedup_out: Path, heldout_o
         (tmp / "history.jsonl").write_text("", encoding="utf-8")
     with atomic_file(heldout_out, "w", encoding="utf-8"):
         pass
+    if packed_out is not None:  # the union of no window (chain.cpt_from: ancestor reads it)
+        from .window import _empty_pack
+
+        _empty_pack(Path(packed_out), seq_len)
     current = Path(models_out) / "current"
     rec = record_of(ANCESTOR, current, read_lineage(current), True,
                     ["the ancestor instruct model is the first current model"])

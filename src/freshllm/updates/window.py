@@ -15,6 +15,13 @@
   ``chain.replay_tokens`` (as much as there is), the pool ``cpt --replay-data`` draws
   ``chain.cpt.train.replay_fraction`` of each micro-batch from; empty for the first update.
 
+Re-rooted chains (``chain.cpt_from: ancestor``): every update trains the ancestor again, on
+every window so far, so ``--packed-out`` is the union: the parent's packed data (``--prev-packed``,
+the union of the earlier windows; the ancestor node's is empty) followed by this window's own
+packed data, each window's rows exactly as its own update packed them (:func:`union_pack`;
+none of them held out). ``info.json``'s ``union`` lists the rows per window. In the default
+mode (``previous``) ``--prev-packed`` is not read and every output is as before.
+
 The stage checks its command line against the params' chain (``--window`` is an update whose
 parent is ``--prev``), but its outputs depend on its own window and its parent's outputs only:
 appending a window re-runs nothing of the earlier ones.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,7 +39,7 @@ from ..common import atomic_dir, atomic_file, jsonl_records, write_json
 from ..pack import CorpusError, PackConfig, is_heldout, pack_corpus, text_digest
 from ..tasks.heldout import fresh_rows
 from ..tasks.text import WINDOW_FIELD, TextConfig
-from .config import ChainConfig, Update
+from .config import ChainConfig, ChainError, Update
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +92,61 @@ def _empty_pack(out: Path, seq_len: int) -> None:
         (tmp / "info.json").write_text(json.dumps({"empty": True, "seq_len": seq_len}) + "\n", encoding="utf-8")
 
 
+def _read_info(packed: Path) -> dict:
+    path = Path(packed) / "info.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"not a packed directory (no info.json): {packed}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def union_pack(prev_packed: Path, own: Path, window: str, out: Path) -> dict:
+    """Fill the (new) directory ``out``: ``train`` = the rows of ``prev_packed/train`` (the union
+    of the earlier windows, or an empty pack) then those of ``own/train`` (this window's own
+    packed data); ``val``, ``tokenizer`` and ``info.json`` from ``own``, the info with ``union``:
+    ``{"windows": {window: sequences}, "sequences": total}``. Returns ``union``."""
+    from ..io.packed import ARRAYS, PackedData
+
+    prev_info = _read_info(prev_packed)
+    if prev_info.get("empty"):
+        before: dict[str, int] = {}
+    elif "union" in prev_info:
+        before = dict(prev_info["union"]["windows"])
+    else:
+        raise CorpusError(f"{prev_packed}: is one window's packed data, not the union of the earlier windows "
+                          f"(was it made with chain.cpt_from: previous? every window re-runs when it changes)")
+    prev, mine = PackedData.open(Path(prev_packed) / "train"), PackedData.open(Path(own) / "train")
+    if len(prev) and prev.seq_len != mine.seq_len:
+        raise CorpusError(f"{prev_packed}: sequences of {prev.seq_len} tokens, this window's have {mine.seq_len} "
+                          f"(pack.seq_len changed without re-running the earlier windows)")
+    if sum(before.values()) != len(prev):
+        raise CorpusError(f"{prev_packed}: info.json lists {sum(before.values())} sequences, train holds {len(prev)}")
+    train = Path(out) / "train"
+    train.mkdir(parents=True)
+    for key in ARRAYS:
+        with open(train / f"{key}.bin", "wb") as dst:
+            for src_dir in (Path(prev_packed) / "train", Path(own) / "train"):
+                with open(src_dir / f"{key}.bin", "rb") as src:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+    metas = [json.loads((d / "train" / "meta.json").read_text(encoding="utf-8")) for d in (Path(prev_packed), Path(own))]
+    meta = {**metas[1], "n_seq": len(prev) + len(mine),
+            **{k: sum(int(m.get(k, 0)) for m in metas) for k in ("documents", "doc_tokens", "pad_tokens")}}
+    (train / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    for name in ("val", "tokenizer"):
+        if (Path(own) / name).exists():
+            shutil.copytree(Path(own) / name, Path(out) / name)
+    union = {"windows": {**before, window: len(mine)}, "sequences": len(prev) + len(mine),
+             "tokens": (len(prev) + len(mine)) * mine.seq_len}
+    info = {**_read_info(own), "union": union}
+    (Path(out) / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+    return union
+
+
 def run(update: Update, chain_cfg: ChainConfig, pack_cfg: PackConfig, text_cfg: TextConfig,
         articles: Path, prev_dedup: Path, prev_heldout: Path, tokenizer_dir: Path,
-        dedup_out: Path, heldout_out: Path, packed_out: Path, replay_out: Path) -> dict:
+        dedup_out: Path, heldout_out: Path, packed_out: Path, replay_out: Path,
+        prev_packed: Path | None = None) -> dict:
+    if chain_cfg.cpt_from == "ancestor" and prev_packed is None:
+        raise ChainError("chain.cpt_from: ancestor needs the parent's packed data (window --prev-packed)")
     if not articles.is_file():
         raise FileNotFoundError(f"the window's crawl is missing: {articles}")
     seen_urls, seen_texts = read_seen(prev_dedup)
@@ -120,7 +180,15 @@ def run(update: Update, chain_cfg: ChainConfig, pack_cfg: PackConfig, text_cfg: 
         from ..io.hf import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer_dir)
-        packed = pack_corpus(corpus, tokenizer, replace(pack_cfg, tokens=chain_cfg.tokens), packed_out)
+        own_cfg = replace(pack_cfg, tokens=chain_cfg.tokens)
+        union = None
+        if chain_cfg.cpt_from == "ancestor":
+            with atomic_dir(packed_out) as union_dir:
+                packed = pack_corpus(corpus, tokenizer, own_cfg, union_dir / ".own")
+                union = union_pack(prev_packed, union_dir / ".own", update.window, union_dir)
+                shutil.rmtree(union_dir / ".own")
+        else:
+            packed = pack_corpus(corpus, tokenizer, own_cfg, packed_out)
     with open(Path(prev_dedup) / HISTORY, "rb") as fh:
         has_history = any(line.strip() for line in fh)
     if has_history:
@@ -138,4 +206,4 @@ def run(update: Update, chain_cfg: ChainConfig, pack_cfg: PackConfig, text_cfg: 
             "seen_before": {"urls": n_before[0], "texts": n_before[1]},
             "seen_after": {"urls": len(seen_urls), "texts": len(seen_texts)},
             "history_added": new_train, "heldout": {**held_stats, "scored": len(rows)},
-            "packed": packed, "replay": replay}
+            "packed": packed, "replay": replay, **({"union": union} if union is not None else {})}
