@@ -53,7 +53,8 @@ class ResidualConfig:
             errs.append(f"density: must be in (0, 1], got {self.density}")
         if not (math.isfinite(self.gamma) and 0.0 <= self.gamma < 1.0):
             errs.append(f"gamma: must be in [0, 1), got {self.gamma}")
-        errs += self._unused_keys()
+        named = {e.split(":")[0] for e in errs}
+        errs += [e for e in self._unused_keys() if e.split(":")[0] not in named]
         if self.vocab not in ("error", "shared_rows"):
             errs.append(f"vocab: must be error or shared_rows, got {self.vocab!r}")
         if self.base_mismatch not in ("error", "warn"):

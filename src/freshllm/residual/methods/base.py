@@ -123,13 +123,19 @@ def onto_base(base: torch.Tensor, d: torch.Tensor, r: torch.Tensor, scratch) -> 
 
 def top_k_mask(x: torch.Tensor, density: float) -> torch.Tensor:
     """The ``k = max(1, int(density * numel))`` largest-magnitude entries of ``x`` (mergekit
-    0.1.5 ``sparsify.magnitude``: floor, at least one); all of them at density 1."""
+    0.1.5 ``sparsify.magnitude``: floor, at least one); all of them at density 1. Equal
+    magnitudes at the threshold (common in bf16) are kept in index order, so the mask is
+    exactly ``k`` entries and deterministic (a stable sort by descending magnitude)."""
     n = x.numel()
     if density >= 1.0 or n == 0:
         return torch.ones(x.shape, dtype=torch.bool)
     k = max(1, int(density * n))
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[torch.topk(x.abs().reshape(-1), k, sorted=False).indices] = True
+    a = x.abs().reshape(-1)
+    thresh = a.kthvalue(n - k + 1).values
+    mask = a > thresh
+    need = k - int(mask.sum())
+    if need > 0:
+        mask[(a == thresh).nonzero().squeeze(1)[:need]] = True
     return mask.view(x.shape)
 
 
