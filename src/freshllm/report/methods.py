@@ -173,7 +173,7 @@ def render(rows: dict[str, dict], merges: dict, n_runs: int) -> str:
     for label, r in rows.items():
         name = f"*{label}* (reference)" if r["reference"] else label
         over = r["model"] if r["reference"] else _overrides(merges.get(label))
-        lines.append(f"| {name} | {over} | {_pm(r['ifeval'], r['ifeval_se'])} "
+        lines.append(f"| {name} | {over} | {_pm(r['ifeval'], r['ifeval_se'])} | "
                      + " | ".join(_pm(r[k], r[k + '_se']) for k in ("if_kept", "d2_kept", "bpb_kept", "knowledge_kept"))
                      + f" | {'yes' if r.get('front') else ''} |")
     return "\n".join(lines) + "\n"
