@@ -170,10 +170,11 @@ def test_registry_lists_methods_with_modes_and_names_unknown_ones(tmp_path, tiny
     from freshllm.config import ConfigError
     from freshllm.residual import METHODS, get_method
 
-    assert {n: m.mode for n, m in METHODS.items()} == {"plain": "chunks", "ties": "tensors",
-                                                       "dare": "tensors"}
+    assert {n: m.mode for n, m in METHODS.items()} == {
+        "plain": "chunks", "ties": "tensors", "dare": "tensors", "ties_dr": "tensors", "dare_dr": "tensors",
+        "dare_ties_dr": "tensors", "magmax": "chunks", "breadcrumbs_dr": "tensors"}
     assert all(METHODS[n].name == n and callable(METHODS[n].merge) for n in METHODS)
-    known = r"\(known: plain, ties, dare\)"
+    known = r"\(known: plain, ties, dare, ties_dr, dare_dr, dare_ties_dr, magmax, breadcrumbs_dr\)"
     with pytest.raises(ConfigError, match=rf"residual\.method: unknown merge method 'slerp' {known}"):
         cfg(method="slerp")
     with pytest.raises(ValueError, match=rf"unknown merge method 'slerp' {known}"):

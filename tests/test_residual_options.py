@@ -108,7 +108,7 @@ def test_defaults_modules_all_and_strength_0_are_bit_identical(tmp_path, tokeniz
     b, i = _pair(tmp_path, tokenizers_pair, dtype=torch.float32, name="bi")
     t, _ = _pair(tmp_path, tokenizers_pair, dtype=torch.bfloat16, seed=4, name="bt")  # bf16 target: casts
     extract(b, i, tmp_path / "R", cfg())
-    extra = {"density": 0.5, "seed": 3} if method != "plain" else {}
+    extra = {"plain": {}, "ties": {"density": 0.5}, "dare": {"density": 0.5, "seed": 3}}[method]
     ref = apply(tmp_path / "R", t, tmp_path / "ref", cfg(method=method, alpha=0.6, **extra), base_dir=b)
     h = weights_hash(tmp_path / "ref")
     variants = {"all": dict(modules=["all"]),
@@ -164,7 +164,7 @@ def test_cpt_change_scales_every_method(tmp_path, triple, method):
     """ties / dare: the trimmed / dropped residual, scaled per layer (ties trims by magnitude
     and dare's mask depends on seed and name only, so the kept entries are the same)."""
     b, R, t_dir = triple
-    kw = dict(method=method, density=0.5, seed=2)
+    kw = dict(method=method, density=0.5, **({"seed": 2} if method == "dare" else {}))  # seed: dare only
     apply(R, t_dir, tmp_path / "flat", cfg(**kw))
     rep = apply(R, t_dir, tmp_path / "scaled", cfg(layer_scale="cpt_change", **kw), base_dir=b)
     flat, scaled, t = state(tmp_path / "flat"), state(tmp_path / "scaled"), state(t_dir)

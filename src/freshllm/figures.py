@@ -98,6 +98,33 @@ def figure1(data: dict[Path, list[dict]], out: Path) -> None:
     plt.close(fig)
 
 
+def pareto(points: list[dict], out: Path, xlabel: str, ylabel: str, title: str = "") -> None:
+    """One labelled point per entry (``label``, ``x``, ``y``, optional ``x_se`` / ``y_se``
+    error bars, ``front``: drawn filled and joined when on the Pareto front, hollow
+    otherwise; ``anchor``: a reference model, drawn as a grey square)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
+    for p in points:
+        color = "0.45" if p.get("anchor") else "C0" if p.get("front") else "C1"
+        ax.errorbar([p["x"]], [p["y"]], xerr=[p.get("x_se") or 0.0], yerr=[p.get("y_se") or 0.0],
+                    fmt="s" if p.get("anchor") else "o", color=color, capsize=3,
+                    mfc=color if p.get("front") or p.get("anchor") else "white")
+        ax.annotate(p["label"], (p["x"], p["y"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    front = sorted((p for p in points if p.get("front")), key=lambda p: p["x"])
+    if len(front) > 1:
+        ax.plot([p["x"] for p in front], [p["y"] for p in front], color="C0", alpha=0.4, lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    _save(fig, out)
+    plt.close(fig)
+
+
 def grid_runs(data: dict[Path, list[dict]]) -> set[str] | None:
     """dvclive run names (``cpt-<variant>-<budget>``) of the cpt models in the report's plot
     CSVs, which hold exactly the current grid; None when they name no cpt model."""

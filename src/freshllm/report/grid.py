@@ -41,10 +41,13 @@ def _ratio(a: float, sa: float, b: float, sb: float) -> tuple[float | None, floa
     return a / b, math.hypot(sa / b, a * sb / b**2)
 
 
-def kept(summary: dict, family: str, budget: str) -> dict:
-    """The shares base + residual keeps at ``budget`` (from a summary.json)."""
+def kept(summary: dict, family: str, budget: str, res: str | None = None) -> dict:
+    """The shares base + residual keeps at ``budget`` (from a summary.json); ``res``: the
+    model to score instead of ``cpt-base-res+<family>@<budget>`` (a named merge setting,
+    report.methods; its figures stay under the ``cpt-base-res`` keys)."""
     base, inst = model_name("base", family), model_name("instruct", family)
-    cptb, res = model_name("cpt-base", budget=budget), model_name("cpt-base-res", family, budget)
+    cptb = model_name("cpt-base", budget=budget)
+    res = res or model_name("cpt-base-res", family, budget)
 
     def v(score, m):
         try:

@@ -17,6 +17,12 @@ residual's (weight hash; ``residual.base_mismatch``), a tensor name or shape mis
 (naming the tensor and both shapes; vocabulary rows: ``residual.vocab``) and a target
 tokenizer with other tokens at the same ids (added special tokens alone: a warning).
 
+Merges: ``beta`` weighs cpt's change D = target - base, so a merge is ``B + beta * D +
+alpha * R`` (``plain`` at beta 1: ``target + alpha * R``); the two-vector methods
+``ties_dr``, ``dare_dr``, ``dare_ties_dr``, ``magmax`` and ``breadcrumbs_dr`` combine D
+and R (they need ``--base``); :mod:`.merges` reads the ``merges:`` grid of named settings.
+With ``--base`` the report has ``drift``: ``||T_l - B_l|| / ||B_l||`` per layer.
+
 Modules: :mod:`.config` (the params section), :mod:`.chunks` (the streaming loop both
 stages share), :mod:`.extract`, :mod:`.apply`, :mod:`.checks`, :mod:`.artifact` (manifest
 and tokenizer files), :mod:`.methods` (one module per merge method), :mod:`.modules` and
@@ -28,7 +34,9 @@ from .apply import apply, check_compatible
 from .artifact import FORMAT, MANIFEST, weights_hash
 from .config import ResidualConfig, ResidualError
 from .extract import extract
+from .merges import load_merges, overlay
 from .methods import METHODS, MergeMethod, get_method
 
 __all__ = ["FORMAT", "MANIFEST", "METHODS", "MergeMethod", "ResidualConfig", "ResidualError",
-           "apply", "check_compatible", "extract", "get_method", "weights_hash"]
+           "apply", "check_compatible", "extract", "get_method", "load_merges", "overlay",
+           "weights_hash"]

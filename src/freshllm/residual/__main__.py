@@ -16,6 +16,7 @@ from . import __doc__ as package_doc
 from .apply import apply
 from .config import ResidualConfig, ResidualError
 from .extract import extract
+from .merges import get_merge
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,19 @@ def main(argv: list[str] | None = None) -> None:
                      help="the residual's base model, for the target-vs-base cosine report and "
                           "residual.layer_scale: cpt_change")
     apx.add_argument("--metrics", type=Path, default=None)
+    apx.add_argument("--merge", default=None, metavar="NAME",
+                     help="apply the setting merges.NAME (overrides over the residual section)")
     for p in (ex, apx):
         p.add_argument("--params", dest="params_sub", default=None)
     args = ap.parse_args(argv)
     setup_logging()
     set_offline()
     try:  # a user error (its message names the file, tensor or path): that line, no traceback
-        cfg = load_section(ResidualConfig, "residual", args.params_sub or args.params)
+        params = args.params_sub or args.params
+        if args.cmd == "apply" and args.merge is not None:
+            cfg = get_merge(params, args.merge)
+        else:
+            cfg = load_section(ResidualConfig, "residual", params)
         start = time.perf_counter()
         if args.cmd == "extract":
             stats = extract(args.base, args.instruct, args.out, cfg)
@@ -54,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     stats["seconds"] = round(time.perf_counter() - start, 3)  # the work, without start-up and imports
     stats["config"] = asdict(cfg)
+    if getattr(args, "merge", None) is not None:
+        stats["merge"] = args.merge
     if args.metrics:
         write_json(args.metrics, stats)
     log.info("%s done: %s", args.cmd, {k: v for k, v in stats.items() if k != "config"})

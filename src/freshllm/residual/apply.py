@@ -1,8 +1,10 @@
 """``apply``: merge a residual into a target with a registered merge method (``plain``:
-``target + alpha * R``), with the instruct tokenizer."""
+``target + alpha * R``; with ``beta`` and the methods that need ``--base``:
+``B + beta * (target - B) + alpha * R``), with the instruct tokenizer."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,6 +46,11 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
     streamed pre-pass over target and ``base_dir`` first sets each layer's alpha
     (:mod:`.layer_scale`)."""
     method = get_method(cfg.method)
+    needs_base = method.needs_base(cfg)
+    if needs_base and base_dir is None:
+        key = "beta" if cfg.method == "plain" else "method"
+        raise ResidualError(f"residual.{key}: {getattr(cfg, key)} needs --base (the residual's base model): "
+                            f"the merge B + beta * (target - B) + alpha * R reads B")
     if cfg.layer_scale == "cpt_change" and base_dir is None:
         raise ResidualError("residual.layer_scale: cpt_change needs --base (the residual's base model) "
                             "to measure how much cpt changed each layer of the target")
@@ -58,11 +65,23 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
     if cfg.layer_scale == "cpt_change" and not base_matches:
         raise ResidualError(f"residual.layer_scale: cpt_change measures cpt's change against the residual's "
                             f"base, and --base {base_dir} is not it (residual.base_mismatch: warn)")
+    if needs_base and not base_matches:
+        raise ResidualError(f"residual.method: {cfg.method} (beta {cfg.beta}) merges onto the residual's base, "
+                            f"and --base {base_dir} is not it (residual.base_mismatch: warn)")
     specs = list(target.specs.values())
     has_r = {s.name: s.name in residual.specs and s.dtype.is_floating_point for s in specs}
     use_r = {n: has_r[n] and n in selected for n in has_r}  # the tensors the residual is added to
     with_base = {s.name: (has_r[s.name] and base is not None and s.name in base.specs
                           and base.specs[s.name].shape == s.shape) for s in specs}
+    if needs_base:  # every tensor that gets the residual needs B of the target's shape
+        lacking = [n for n in use_r if use_r[n] and not with_base[n]]
+        if lacking:
+            n = lacking[0]
+            got = tuple(base.specs[n].shape) if n in base.specs else "no such tensor"
+            raise ResidualError(f"--base {base_dir}: tensor {n} ({got}) does not match the target's "
+                                f"{tuple(target.specs[n].shape)}, and residual.method: {cfg.method} "
+                                f"(beta {cfg.beta}) computes B + beta * (target - B) on it"
+                                + (f" (and {len(lacking) - 1} more)" if len(lacking) > 1 else ""))
     tensor_cfg: dict[str, ResidualConfig] = {}  # cpt_change: each tensor's cfg, alpha = its group's scale
     scaling = None
     if cfg.layer_scale == "cpt_change":
@@ -86,6 +105,7 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
         return (target, name, i, j), r_req, (base, name, i, j) if with_base[name] else None
 
     cosines: dict[str, list[float]] = {}
+    drift: dict[str, list[float]] = {}  # layer -> [||T_l - B_l||^2, ||B_l||^2]
     with atomic_dir(out) as tmp:
         writer = ShardedWriter(tmp, specs, cfg.shard_bytes)
         scratch = Scratch()
@@ -94,18 +114,24 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
             for chunk, (t, r, b) in steps:
                 name, spec = chunk.name, target.specs[chunk.name]
                 if chunk.first:
-                    dot = nt = nb = 0.0
+                    dot = nt = nb = nd = 0.0
                     tcfg = tensor_cfg.get(name, cfg)
                 if with_base[name]:
                     tf, bf = t.float(), b.float()
                     dot += float((tf * bf).sum())
                     nt += float(tf.square().sum())
                     nb += float(bf.square().sum())
+                    nd += float((tf - bf).square().sum())
                     del tf, bf
-                if r is not None:
+                if r is not None or (use_r[name] and needs_base):
+                    if r is None:  # rows past the residual's (shared) vocabulary: B + beta * D
+                        r = t[:0]
                     if method.mode == "tensors" and cfg.check_finite:  # a top-k or a drop mask
                         check_finite(name, r, residual_dir)  # would hide a NaN (or make one drop all)
-                    new = method.merge(t, r, name, tcfg, scratch)
+                        if needs_base:  # D = T - B is trimmed or dropped too
+                            check_finite(name, t, target_dir)
+                            check_finite(name, b, base_dir)
+                    new = method.merge(t, r, name, tcfg, scratch, b if needs_base else None)
                 elif use_r[name]:  # rows past the residual's (shared) vocabulary
                     new = scratch.get("new", torch.float32, t.shape).copy_(t)
                 else:
@@ -118,19 +144,24 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
                     check_finite(name, t, target_dir)
                     if r_req is not None:  # re-read: the fast path summed into r's buffer
                         check_finite(name, residual.read(*r_req[1:]), residual_dir)
+                    if needs_base and chunk.requests[2] is not None:  # re-read: a method may reuse b
+                        check_finite(name, base.read(*chunk.requests[2][1:]), base_dir)
                     if not all_finite(out_t):
-                        raise ResidualError(f"tensor {name}: target + alpha * residual overflows "
+                        raise ResidualError(f"tensor {name}: the merge ({cfg.method}) overflows "
                                             f"{spec.dtype}")
                 writer.write_part(out_t)
                 del t, r, b, new, out_t
                 if chunk.last and with_base[name]:
                     d = (nt ** 0.5) * (nb ** 0.5)
                     cosines.setdefault(layer_of(name), []).append(dot / d if d > 0 else 1.0)
+                    acc = drift.setdefault(layer_of(name), [0.0, 0.0])
+                    acc[0] += nd
+                    acc[1] += nb
         writer.close()
         tokenizer = write_config_and_tokenizer(tmp, target_dir, residual_dir, manifest)
     for reader in readers:
         reader.close()
-    report = {"alpha": cfg.alpha, "method": cfg.method, "density": cfg.density,
+    report = {"alpha": cfg.alpha, "beta": cfg.beta, "method": cfg.method, "density": cfg.density,
               "tensors": len(specs), "residual_dtype": manifest["dtype"],
               "target_dtype": dtypes(specs), "output_dtype": dtypes(s for shard in writer.shards for s in shard),
               "residual_base_sha256": manifest["base"]["weights_sha256"],
@@ -147,4 +178,8 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
         report["target_vs_base_cosine"] = {"min": min(per_layer.values()),
                                            "mean": sum(per_layer.values()) / len(per_layer),
                                            "per_layer": per_layer}
+    if drift:  # how far cpt moved each layer: ||T_l - B_l|| / ||B_l|| (inf where ||B_l|| = 0 < ||T_l - B_l||)
+        rel = {k: (math.sqrt(dd) / math.sqrt(bb) if bb > 0 else 0.0 if dd == 0 else math.inf)
+               for k, (dd, bb) in drift.items()}
+        report["drift"] = {"mean": sum(rel.values()) / len(rel), "max": max(rel.values()), "per_layer": rel}
     return report

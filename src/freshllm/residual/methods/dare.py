@@ -11,8 +11,9 @@ import torch
 from .base import add_scaled, register
 
 
-@register("dare", mode="tensors")
-def merge(target: torch.Tensor, residual: torch.Tensor, name: str, cfg, scratch) -> torch.Tensor:
+@register("dare", mode="tensors", uses=("density", "seed"))
+def merge(target: torch.Tensor, residual: torch.Tensor, name: str, cfg, scratch,
+          base: torch.Tensor | None = None) -> torch.Tensor:
     r = residual.float()
     if cfg.density < 1.0 and r.numel():
         seed = int.from_bytes(hashlib.sha256(f"{cfg.seed}:{name}".encode()).digest()[:8], "little") >> 1

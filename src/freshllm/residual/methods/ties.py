@@ -9,8 +9,9 @@ import torch
 from .base import add_scaled, register
 
 
-@register("ties", mode="tensors")
-def merge(target: torch.Tensor, residual: torch.Tensor, name: str, cfg, scratch) -> torch.Tensor:
+@register("ties", mode="tensors", uses=("density",))
+def merge(target: torch.Tensor, residual: torch.Tensor, name: str, cfg, scratch,
+          base: torch.Tensor | None = None) -> torch.Tensor:
     r = residual.float()
     if cfg.density < 1.0 and r.numel():
         k = max(1, int(round(cfg.density * r.numel())))
