@@ -191,9 +191,11 @@ def test_window_stage_chains_seen_history_heldout_and_replay(tmp_path, tokenizer
     assert len(history) == len({r["url"] for r in history}) == 70 - sum(
         is_heldout(f"https://x/{i}", text(i), 0.2) for i in range(70))
     assert not any(is_heldout(r["url"], r["text"], 0.2) for r in history)  # replay never trains on held-out news
-    held = load_windows(tmp_path / "w2/heldout.jsonl", text_cfg)
-    assert {w for _, w in held} == {"w1", "w2"} and len(held) == sum(
+    held = load_windows(tmp_path / "w2/heldout.jsonl", text_cfg)  # the eval's (test) half
+    val = load_windows(tmp_path / "w2/heldout.jsonl", text_cfg, split="validation")  # the gate's
+    assert {w for _, w in held} == {w for _, w in val} == {"w1", "w2"} and len(held) + len(val) == sum(
         is_heldout(f"https://x/{i}", text(i), 0.2) for i in range(70))
+    assert not {t for t, _ in held} & {t for t, _ in val}
     seen = json.loads((tmp_path / "w2/dedup/seen.json").read_text())
     assert len(seen["urls"]) == 70
 

@@ -66,11 +66,14 @@ def main(argv: list[str] | None = None) -> None:
     for a in ("--articles", "--prev-dedup", "--prev-heldout", "--tokenizer", "--dedup-out", "--heldout-out",
               "--packed-out", "--replay-out", "--metrics"):
         win.add_argument(a, required=True, type=Path)
-    gate = sub.add_parser("gate", help="promote the window's merged model or keep the incumbent")
+    gate = sub.add_parser("gate", help="promote the window's merged model (or its best passing retry) or "
+                                       "keep the incumbent, scored on the validation split")
     gate.add_argument("--window", required=True)
-    for a in ("--candidate", "--incumbent", "--candidate-eval", "--incumbent-eval", "--prev-record", "--out",
+    for a in ("--candidate", "--incumbent", "--cpt-base", "--residual", "--heldout", "--prev-record", "--out",
               "--record"):
         gate.add_argument(a, required=True, type=Path)
+    gate.add_argument("--residual-base", type=Path, default=None,
+                      help="the residual's base model (as u-merge's apply --base)")
     prom = sub.add_parser("promote", help="models/current: the model current after the last window")
     for a in ("--records", "--models", "--out", "--decision"):
         prom.add_argument(a, required=True, type=Path)
@@ -113,10 +116,16 @@ def main(argv: list[str] | None = None) -> None:
                           args.replay_out)
             write_json(args.metrics, metrics)
         elif args.cmd == "gate":
+            from ..eval import EvalConfig, EvalError
+            from ..residual.config import ResidualConfig, ResidualError
             from .gate import gate
 
-            gate(load_section(PromoteConfig, "promote", params), chain, args.window, args.candidate,
-                 args.incumbent, args.candidate_eval, args.incumbent_eval, args.prev_record, args.out, args.record)
+            with user_errors("updates", EvalError, ResidualError):
+                gate(load_section(PromoteConfig, "promote", params), chain, args.window, args.candidate,
+                     args.incumbent, args.prev_record, args.out, args.record,
+                     eval_cfg=load_section(EvalConfig, "eval", params),
+                     residual_cfg=load_section(ResidualConfig, "residual", params), heldout=args.heldout,
+                     cpt_base=args.cpt_base, residual=args.residual, residual_base=args.residual_base)
         elif args.cmd == "promote":
             from .gate import promote
 

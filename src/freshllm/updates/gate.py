@@ -1,22 +1,38 @@
 """The promotion gate (stage ``gate@<window>``) and the promoted model (stage ``promote@<chain>``).
 
-``gate@<window>`` compares the update's merged model (the candidate, ``cpt-base + residual``)
-with the model promoted before it (the incumbent), both scored by the eval stage on the same
-items: the suite and the held-out news of every window so far. The candidate is promoted when
-every check of ``promote`` passes:
+``gate@<window>`` compares the update's merged model (the candidate, ``cpt-base + residual``,
+the ``residual`` section's setting, made by ``u-merge``) with the model promoted before it (the
+incumbent). It scores both ITSELF, in-process with :func:`freshllm.eval.run`, on the
+VALIDATION split, never on the eval stages' test items: the toy IFEval validation prompts
+(``promote.val_ifeval_prompts``, the next prompts of the eval's generator, disjoint from its
+``eval.toy_ifeval_prompts``) and the validation half of every window's held-out news so far
+(:func:`freshllm.updates.window.is_validation`). A try passes when every check passes:
 
 * instruction following (``promote.instruction``, the report's score: the mean of the IFEval
   metrics) not lower than the incumbent's by more than ``max_instruction_drop_se`` combined
   standard errors;
-* bits per byte on the fresh news (``fresh: new``: the update's own window's held-out articles;
-  ``all``: the mean over every window so far) lower than the incumbent's by more than
+* optionally (``min_instruction_kept``), instruction following not below that fraction of the
+  ancestor instruct model's (less ``max_instruction_drop_se`` combined standard errors): an
+  absolute floor, so a chain cannot ratchet down by just under the incumbent check every month.
+  The first gate scores the ancestor instruct model (its incumbent) and every record carries
+  the number on (``ancestor_validation``);
+* bits per byte on the fresh news (``fresh: new``: the update's own window's validation
+  articles; ``all``: the mean over every window so far) lower than the incumbent's by more than
   ``min_fresh_bpb_gain``;
 * optionally (``max_forget_se``), every earlier window's bits per byte not higher than the
   incumbent's by more than that many combined standard errors.
 
-It writes ``models/updates/<window>/current`` (the candidate if promoted, else the incumbent
-again: a failing gate keeps the previous model) and a record with every check, its numbers
-and the reasons. ``promote@<chain>`` copies the last window's current model to
+When the candidate fails, each entry of ``promote.retry`` (a partial ``residual`` section, e.g.
+``{alpha: 0.75}``) is applied in turn to the window's cpt-base (``freshllm.residual.apply``,
+with ``--base``, as ``u-merge`` does; into a temporary directory next to ``--out``) and scored
+the same way. The BEST passing try is promoted: the lowest validation fresh bits per byte (the
+number the fresh check compares: the own window's, or the mean), ties broken by the higher
+instruction score, then by the order of the list. None passing: the incumbent is kept.
+
+It writes ``models/updates/<window>/current`` (the promoted try, its card naming the setting
+used, or the incumbent again: a failing gate keeps the previous model) and a record with every
+try (its setting, override, validation numbers, each check and the reason), the chosen one, and
+the ancestor's validation score. ``promote@<chain>`` copies the last window's current model to
 ``models/current``, the stable path a serving system points at, and writes
 ``metrics/promote.json``: what is current and every decision of the chain with its reasons.
 """
@@ -28,8 +44,8 @@ import logging
 import math
 from pathlib import Path
 
-from ..cards import read_lineage
-from ..common import dir_content_hash, write_json
+from ..cards import build_lineage, read_lineage
+from ..common import write_json
 from ..report import LAYOUTS, model_scores
 from ..residual.artifact import weights_hash
 from .config import ANCESTOR, Chain, ChainError, PromoteConfig
@@ -68,9 +84,13 @@ def _combined(*ses: float | None) -> float:
     return math.sqrt(sum((s or 0.0) ** 2 for s in ses))
 
 
-def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict, incumbent: dict) -> dict:
-    """``{promote, checks, reasons}``: the gate on two eval records (see the module doc);
-    ``windows``: every window so far, ``window`` last. A missing score fails its check."""
+def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict, incumbent: dict,
+           ancestor: dict | None = None) -> dict:
+    """``{promote, checks, reasons, instruction, fresh_bpb}``: the gate on two eval records
+    (see the module doc); ``windows``: every window so far, ``window`` last; ``ancestor``:
+    ``{instruction, instruction_se}`` of the ancestor instruct model (``min_instruction_kept``).
+    A missing score fails its check. ``instruction`` / ``fresh_bpb``: the candidate's numbers
+    the checks compared (None where missing), by which :func:`best_try` ranks passing tries."""
     checks = []
 
     def check(name: str, passed: bool | None, reason: str, **numbers) -> None:
@@ -86,10 +106,23 @@ def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict,
               f"{'not ' if c >= floor else ''}below the floor {floor:.2f} "
               f"({cfg.max_instruction_drop_se:g} combined standard errors)",
               candidate=c, incumbent=i, floor=floor)
+    if cfg.min_instruction_kept is not None:
+        a, a_se = (ancestor or {}).get("instruction"), (ancestor or {}).get("instruction_se")
+        if c is None or a is None:
+            check("ancestor_floor", False, f"instruction following ({cfg.instruction}) of the candidate or of "
+                  "the ancestor instruct model missing")
+        else:
+            k = cfg.min_instruction_kept
+            floor = k * a - cfg.max_instruction_drop_se * _combined(c_se, k * (a_se or 0.0))
+            check("ancestor_floor", c >= floor,
+                  f"instruction following {c:.2f} ± {c_se or 0:.2f} vs {k:g} x the ancestor instruct's "
+                  f"{a:.2f} ± {a_se or 0:.2f}: {'not ' if c >= floor else ''}below the absolute floor {floor:.2f}",
+                  candidate=c, ancestor=a, kept=k, floor=floor)
     fresh = [window] if cfg.fresh == "new" else list(windows)
     cb = [window_bpb(candidate, w)[0] for w in fresh]
     ib = [window_bpb(incumbent, w)[0] for w in fresh]
     what = f"window {window}" if cfg.fresh == "new" else f"the mean of windows {', '.join(fresh)}"
+    cm = None
     if None in cb or None in ib:
         check("fresh_bpb", False, f"fresh-news bits per byte on {what} missing from an eval record")
     else:
@@ -113,33 +146,185 @@ def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict,
     failed = [ch["reason"] for ch in checks if not ch["passed"]]
     reasons = ([f"promoted: every check passed ({len(checks)})"] + [ch["reason"] for ch in checks] if promote
                else [f"kept the incumbent: {len(failed)} of {len(checks)} checks failed"] + failed)
-    return {"promote": promote, "checks": checks, "reasons": reasons}
+    return {"promote": promote, "checks": checks, "reasons": reasons, "instruction": c, "fresh_bpb": cm}
 
 
-def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbent: Path,
-         candidate_eval: Path, incumbent_eval: Path, prev_record: Path, out: Path, record: Path) -> dict:
+def best_try(tries: list[dict]) -> int | None:
+    """The index of the best passing try (lowest ``fresh_bpb``, then highest ``instruction``,
+    then the earliest), or None when none passed."""
+    passing = [i for i, t in enumerate(tries) if t["passed"]]
+    if not passing:
+        return None
+    inf = float("inf")
+
+    def key(i: int):
+        t = tries[i]
+        return (t["fresh_bpb"] if t["fresh_bpb"] is not None else inf,
+                -(t["instruction"] if t["instruction"] is not None else -inf), i)
+    return min(passing, key=key)
+
+
+# settings that do not change the merged weights: left out of a try's recorded setting
+_IO_KEYS = ("dtype", "shard_size", "check_finite", "base_mismatch")
+
+
+def setting_of(residual_cfg) -> dict:
+    """The residual setting of a try, as recorded (every key that changes the merge)."""
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(residual_cfg).items() if k not in _IO_KEYS}
+
+
+def validation_file(heldout: Path, text_cfg, out: Path) -> dict:
+    """Write the validation half of ``heldout`` (every window so far) to ``out`` as a plain
+    text set (lines ``{text, window}``) the eval scores per window; returns the counts."""
+    from ..tasks.text import load_windows, write_jsonl
+
+    rows = load_windows(heldout, text_cfg, split="validation")
+    write_jsonl(out, [{"text": t, "window": w} for t, w in rows])
+    counts: dict[str, int] = {}
+    for _, w in rows:
+        counts[w] = counts.get(w, 0) + 1
+    return {"source": str(heldout), "documents": counts}
+
+
+class Scorer:
+    """Scores models on the validation split with :func:`freshllm.eval.run` (the instruction
+    tasks of ``eval.tasks`` on the validation prompts, ``fresh_bpb`` on the validation news)."""
+
+    def __init__(self, eval_cfg, cfg: PromoteConfig, heldout: Path, workdir: Path):
+        from dataclasses import replace
+
+        from ..eval import EvalError
+        from ..tasks import ALL_BENCHMARKS
+
+        tasks = [t for t in eval_cfg.tasks if ALL_BENCHMARKS[t].ifeval_scoring]
+        if not tasks:
+            raise EvalError(f"promote.instruction: eval.tasks {eval_cfg.tasks} has no instruction-following "
+                            "task to score on the validation prompts")
+        self.eval_cfg = replace(eval_cfg, tasks=tasks)
+        self.prompts = cfg.val_ifeval_prompts
+        self.workdir = Path(workdir)
+        self.texts = self.workdir / "validation-news.jsonl"
+        self.news = validation_file(heldout, eval_cfg.text, self.texts)
+
+    def __call__(self, model: Path, name: str, label: str) -> dict:
+        from ..eval import run
+
+        return run(self.eval_cfg, model, name, self.workdir / f"{label}.json", self.workdir / f"{label}.jsonl",
+                   texts={"fresh_bpb": self.texts}, validation_prompts=self.prompts)
+
+
+def _scores(rec: dict, cfg: PromoteConfig, windows: list[str]) -> dict:
+    value, se = instruction_score(rec, cfg.instruction)
+    return {"instruction": value, "instruction_se": se,
+            "fresh_bpb": {w: dict(zip(("bits_per_byte", "stderr"), window_bpb(rec, w))) for w in windows},
+            "model_hash": rec.get("model_hash")}
+
+
+def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbent: Path, prev_record: Path,
+         out: Path, record: Path, *, eval_cfg, residual_cfg, heldout: Path, cpt_base: Path, residual: Path,
+         residual_base: Path | None = None) -> dict:
+    """The gate of ``window`` (see the module doc): ``candidate`` is the u-merge output
+    (``residual_cfg``'s setting), ``cpt_base`` / ``residual`` / ``residual_base`` what the
+    retries apply, ``heldout`` the window's held-out news (both halves)."""
+    import shutil
+    import tempfile
+    from dataclasses import asdict
+
+    from .config import retry_configs
+
     update = chain.get(window)
+    retries = retry_configs(residual_cfg, cfg.retry)  # every bad entry named before any work
     prev = read_json(prev_record, "the previous promotion record")
     if prev.get("window") != update.prev:
         raise GateError(f"{prev_record}: is the record of {prev.get('window')!r}, not of {window}'s parent {update.prev!r}")
     if weights_hash(incumbent) != prev["current"]["weights_sha256"]:
         raise GateError(f"{incumbent}: is not the model {prev_record} says is current (weights hash)")
-    evals = {}
-    for name, model, path in (("candidate", candidate, candidate_eval), ("incumbent", incumbent, incumbent_eval)):
-        rec = read_json(path, f"the {name}'s eval")
-        if rec.get("model_hash") != dir_content_hash(model):
-            raise GateError(f"{path}: scores another model than {model} (model_hash differs)")
-        evals[name] = rec
-    decision = decide(cfg, window, chain.earlier(window), evals["candidate"], evals["incumbent"])
-    copy_model(candidate if decision["promote"] else incumbent, out)
-    rec = record_of(window, out, read_lineage(out), decision["promote"], decision["reasons"],
-                    checks=decision["checks"], previous=prev["current"],
-                    candidate={"path": str(candidate), "weights_sha256": weights_hash(candidate),
-                               "eval": evals["candidate"].get("model")},
-                    incumbent={"path": str(incumbent), "weights_sha256": weights_hash(incumbent),
-                               "eval": evals["incumbent"].get("model")})
+    cand_lineage = read_lineage(candidate)
+    if cand_lineage is None:
+        raise GateError(f"{candidate}: has no model card (the u-merge stage writes one)")
+    ancestor = prev.get("ancestor_validation")
+    if update.prev != ANCESTOR and cfg.min_instruction_kept is not None:
+        if ancestor is None:
+            raise GateError(f"{prev_record}: has no ancestor_validation (the first gate records the ancestor "
+                            "instruct model's validation score; re-run the chain's gates)")
+        if ancestor.get("val_ifeval_prompts") != cfg.val_ifeval_prompts:
+            raise GateError(f"{prev_record}: its ancestor_validation was scored on {ancestor.get('val_ifeval_prompts')} "
+                            f"validation prompts, promote.val_ifeval_prompts is {cfg.val_ifeval_prompts}")
+    windows = chain.earlier(window)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.gate-", dir=Path(out).parent))
+    try:
+        score = Scorer(eval_cfg, cfg, heldout, work)
+        inc_rec = score(incumbent, f"cpt-base-res+incumbent@{window}", "incumbent")
+        inc_scores = _scores(inc_rec, cfg, windows)
+        if update.prev == ANCESTOR:  # the incumbent IS the ancestor instruct model: its number, once
+            ancestor = {"instruction": inc_scores["instruction"], "instruction_se": inc_scores["instruction_se"],
+                        "val_ifeval_prompts": cfg.val_ifeval_prompts, "weights_sha256": weights_hash(incumbent),
+                        "scored_by": window}
+        tries: list[dict] = []
+        dirs: list[Path | None] = []
+        settings = [(residual_cfg, {}, candidate), *[(r, entry, None) for r, entry in zip(retries, cfg.retry)]]
+        best = None
+        for i, (rcfg, entry, model) in enumerate(settings):
+            name = "candidate" if i == 0 else f"retry[{i - 1}]"
+            if i > 0:
+                if best is not None:
+                    break  # the candidate passed: no retry runs
+                from ..residual.apply import apply
+
+                model = work / f"try-{i}"
+                apply(Path(residual), Path(cpt_base), model, rcfg, base_dir=residual_base)
+            rec = score(model, f"cpt-base-res+gate@{window}", f"try-{i}")
+            d = decide(cfg, window, windows, rec, inc_rec, ancestor)
+            tries.append({"try": name, "override": dict(entry), "setting": setting_of(rcfg),
+                          "weights_sha256": weights_hash(model), "validation": _scores(rec, cfg, windows),
+                          "passed": d["promote"], "checks": d["checks"], "reasons": d["reasons"],
+                          "instruction": d["instruction"], "fresh_bpb": d["fresh_bpb"]})
+            dirs.append(model)
+            log.info("gate %s, %s %s: %s", window, name, setting_of(rcfg), "; ".join(d["reasons"]))
+            best = best_try(tries)
+            for j, path in enumerate(dirs):  # only the best passing retry stays on disk
+                if j and j != best and path is not None and path.exists():
+                    shutil.rmtree(path)
+                    dirs[j] = None
+        chosen = tries[best] if best is not None else None
+        if chosen is not None:
+            model = dirs[best]
+            if best == 0:
+                lineage = dict(cand_lineage)
+            else:
+                lineage = build_lineage(model, "cpt-base-res", window, parent=cpt_base, residual=residual,
+                                        params={"residual": asdict(settings[best][0])})
+            lineage["gate"] = {"try": chosen["try"], "override": chosen["override"], "setting": chosen["setting"]}
+            copy_model(model, out, lineage)
+        else:
+            copy_model(incumbent, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    promoted = chosen is not None
+    n_failed = len(tries) - sum(t["passed"] for t in tries)
+    if promoted:
+        reasons = [f"promoted {chosen['try']} ({', '.join(f'{k}: {v}' for k, v in chosen['override'].items()) or 'the residual section'}): "
+                   f"every check passed on the validation split"
+                   + (f"; best of {sum(t['passed'] for t in tries)} passing of {len(tries)} tries" if len(tries) > 1 else ""),
+                   *chosen["reasons"][1:]]
+    else:
+        reasons = [f"kept the incumbent: none of {len(tries)} tries passed on the validation split"]
+        reasons += [f"{t['try']}: {r}" for t in tries for r in t["reasons"][1:]]
+    checks = (chosen or tries[0])["checks"]
+    rec = record_of(window, out, read_lineage(out), promoted, reasons,
+                    checks=checks, tries=tries, chosen=chosen["try"] if chosen else None,
+                    setting=chosen["setting"] if chosen else None, failed_tries=n_failed,
+                    validation={"split": "validation", "val_ifeval_prompts": cfg.val_ifeval_prompts,
+                                "news": score.news,
+                                "incumbent": {k: v for k, v in inc_scores.items()}},
+                    ancestor_validation=ancestor, previous=prev["current"],
+                    candidate={"path": str(candidate), "weights_sha256": weights_hash(candidate)},
+                    incumbent={"path": str(incumbent), "weights_sha256": weights_hash(incumbent)})
     write_json(record, rec)
-    log.info("gate %s: %s", window, "; ".join(decision["reasons"]))
+    log.info("gate %s: %s", window, "; ".join(reasons))
     return rec
 
 
@@ -157,7 +342,8 @@ def promote(chain: Chain, records_dir: Path, models_dir: Path, out: Path, decisi
         raise GateError(f"{src}: is not the model the record of {last} says is current (weights hash)")
     copy_model(src, out)
     result = {"current": {**decisions[-1]["current"], "path": str(out), "decided_by": last},
-              "decisions": [{k: d.get(k) for k in ("window", "promoted", "reasons", "current", "checks")}
+              "decisions": [{k: d.get(k) for k in ("window", "promoted", "reasons", "current", "checks", "chosen",
+                                                    "setting")}
                             for d in decisions]}
     write_json(decision_path, result)
     log.info("current model: %s (%s @ %s)", out, result["current"]["role"], result["current"]["window"])
