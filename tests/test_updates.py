@@ -362,61 +362,7 @@ def test_gate_forgetting_check_and_the_mean_over_windows():
                                cand, inc)["promote"]
 
 
-def _gate_case(tmp, rec, tiny_pair, cand_if: float):
-    """Run the gate stage on a candidate (a copy of the base with a card) against the ancestor."""
-    from freshllm.cards import build_lineage, write_card
-    from freshllm.common import dir_content_hash, write_json
-    from freshllm.updates.config import Chain, Update
-
-    base, _ = tiny_pair
-    anc = tmp / "models" / ANCESTOR
-    cand = tmp / "models/w1/cpt-base-res"
-    shutil.copytree(base, cand)
-    write_card(cand, build_lineage(cand, "cpt-base-res", "w1", parent=anc / "cpt-base"))
-    write_json(tmp / "cand.json", _eval(cand_if, 0.02, {"w1": 0.5}, dir_content_hash(cand)))
-    write_json(tmp / "inc.json", _eval(0.50, 0.02, {"w1": 0.9}, dir_content_hash(anc / "current")))
-    chain = Chain([Update("w1", "2024-01-01", "2024-01-31", ANCESTOR)], ["main"])
-    out = gate_mod.gate(CFG, chain, "w1", cand, anc / "current", tmp / "cand.json", tmp / "inc.json",
-                        tmp / "metrics/ancestor/promote.json", tmp / "models/w1/current",
-                        tmp / "metrics/w1/promote.json")
-    return chain, cand, out
-
-
-def test_a_failing_gate_keeps_the_previous_model(chain_models, tiny_pair):
-    from freshllm.residual.artifact import weights_hash
-
-    tmp, rec = chain_models
-    chain, cand, out = _gate_case(tmp, rec, tiny_pair, cand_if=0.10)  # instruction following collapsed
-    assert not out["promoted"]
-    current = tmp / "models/w1/current"
-    assert weights_hash(current) == weights_hash(tmp / "models" / ANCESTOR / "current") != weights_hash(cand)
-    assert out["current"]["window"] == ANCESTOR
-    result = gate_mod.promote(chain, tmp / "metrics", tmp / "models", tmp / "serve/current", tmp / "promote.json")
-    assert weights_hash(tmp / "serve/current") == weights_hash(tmp / "models" / ANCESTOR / "current")
-    assert result["current"]["window"] == ANCESTOR and not result["decisions"][-1]["promoted"]
-    assert any("instruction following 10.00" in r for r in result["decisions"][-1]["reasons"])
-
-
-def test_a_passing_gate_promotes_the_candidate(chain_models, tiny_pair):
-    from freshllm.cards import read_lineage
-    from freshllm.residual.artifact import weights_hash
-
-    tmp, rec = chain_models
-    chain, cand, out = _gate_case(tmp, rec, tiny_pair, cand_if=0.50)
-    assert out["promoted"] and weights_hash(tmp / "models/w1/current") == weights_hash(cand)
-    gate_mod.promote(chain, tmp / "metrics", tmp / "models", tmp / "serve/current", tmp / "promote.json")
-    assert read_lineage(tmp / "serve/current")["window"] == "w1"  # the served model says what it is
-
-
-def test_gate_refuses_an_eval_of_another_model(chain_models, tiny_pair):
-    from freshllm.common import write_json
-
-    tmp, rec = chain_models
-    chain, cand, out = _gate_case(tmp, rec, tiny_pair, cand_if=0.50)
-    write_json(tmp / "cand.json", _eval(0.5, 0.02, {"w1": 0.5}, "not-its-hash"))
-    with pytest.raises(gate_mod.GateError, match="scores another model"):
-        gate_mod.gate(CFG, chain, "w1", cand, tmp / "models" / ANCESTOR / "current", tmp / "cand.json",
-                      tmp / "inc.json", tmp / "metrics/ancestor/promote.json", tmp / "x", tmp / "y.json")
+# the gate stage itself (validation split, ancestor floor, retries, what it writes): tests/test_gate.py
 
 
 # --- a shrunken chain through the real stages (dvc repro) -----------------------------------------------

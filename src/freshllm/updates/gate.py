@@ -270,7 +270,7 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
         for i, (rcfg, entry, model) in enumerate(settings):
             name = "candidate" if i == 0 else f"retry[{i - 1}]"
             if i > 0:
-                if best is not None:
+                if tries[0]["passed"]:
                     break  # the candidate passed: no retry runs
                 from ..residual.apply import apply
 
