@@ -367,3 +367,57 @@ def test_a_failing_gate_keeps_the_previous_model_and_promote_serves_it(tmp_path,
     assert weights_hash(tmp_path / "serve/current") == weights_hash(case["anc"] / "current")
     assert result["current"]["window"] == ANCESTOR and not result["decisions"][-1]["promoted"]
     assert any("not lower by more than 100" in r for r in result["decisions"][-1]["reasons"])
+
+
+# --- the chain report: what is served ------------------------------------------------------------------
+
+def test_chain_report_shows_the_served_model_its_setting_tries_and_test_scores(tmp_path):
+    from freshllm.common import write_json
+    from freshllm.updates.report import render_served, served
+
+    chain = Chain([Update("w1", "2024-01-01", "2024-01-31", ANCESTOR),
+                   Update("w2", "2024-02-01", "2024-02-29", "w1")], ["main"])
+    recs = {"w1": {"window": "w1", "promoted": True, "chosen": "retry[0]", "setting": {"alpha": 0.5, "method": "plain"},
+                   "tries": [{}, {}], "current": {"window": "w1", "role": "cpt-base-res", "weights_sha256": "h1"}},
+            "w2": {"window": "w2", "promoted": False, "chosen": None, "setting": None, "tries": [{}, {}, {}],
+                   "current": {"window": "w1", "role": "cpt-base-res", "weights_sha256": "h1"}}}
+    for w, rec in recs.items():
+        write_json(tmp_path / w / "promote.json", rec)
+        ev = _val(0.40, 0.02, 0.5)
+        ev["config"].pop("split")
+        ev["windows"]["fresh_bpb"] = {"w1": {"bits_per_byte": 0.5, "stderr": 0.01},
+                                      "w2": {"bits_per_byte": 0.7, "stderr": 0.01}}
+        write_json(tmp_path / w / "eval" / "current.json", ev)
+    rows = served(chain, tmp_path)
+    assert [(r["window"], r["served"], r["tries"], r["chosen"]) for r in rows] == [
+        ("w1", "w1", 2, "retry[0]"), ("w2", "w1", 3, None)]
+    assert rows[1]["setting"] == {"alpha": 0.5, "method": "plain"}  # w1's model, still served after w2
+    assert rows[1]["bpb_own"] == 0.7 and rows[1]["bpb_mean"] == pytest.approx(0.6)
+    assert rows[0]["ifeval"] == pytest.approx(40.0)
+    text = render_served(rows)
+    assert "| w2 | cpt-base-res @ w1 | alpha 0.5, method plain | 3 | none: incumbent kept | 40.00 ± 1.00 |" in text
+
+
+# --- the plan sizes the gate -------------------------------------------------------------------------
+
+def test_plan_sizes_the_gate_by_its_tries_and_the_served_eval(tmp_path):
+    import yaml
+
+    from freshllm.plan.stages import make_plan
+
+    root = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((root / "profiles" / "updates-toyworld.yaml").read_text())
+    rows = {}
+    for n in (0, 3):
+        params["promote"]["retry"] = [{"alpha": 0.5}] * n
+        (tmp_path / f"p{n}.yaml").write_text(yaml.safe_dump(params))
+        rows[n] = make_plan(tmp_path / f"p{n}.yaml", root / "dvc.yaml")
+    g0, g3 = rows[0]["gate@2024-01"], rows[3]["gate@2024-01"]
+    assert g0["device"] != "?" and g0["eval_tokens"]["evals"] == 2 and g3["eval_tokens"]["evals"] == 5
+    assert g3["tokens"] == pytest.approx(g0["tokens"] * 5 / 2) and g0["io"]["applies"] == 0 and g3["io"]["applies"] == 3
+    assert g3["bytes_moved"] == 3 * sum(g3["io"]["per_apply"].values()) and g0["bytes_moved"] == 0
+    per_eval = g0["eval_tokens"]["per_eval"]["per_task"]
+    assert list(per_eval) == ["toy_ifeval"] and per_eval["toy_ifeval"]["docs"] == params["promote"]["val_ifeval_prompts"]
+    cur = rows[0]["u-eval-current@2024-01"]
+    assert cur["kind"] == "eval" and cur["tokens"] > 0 and "data/updates/2024-01/eval_samples/current.jsonl" in cur["disk"]["outputs"]
+    assert cur["disk"]["outputs"]["data/updates/2024-01/eval_samples/current.jsonl"]["bytes"] > 0
