@@ -14,6 +14,7 @@ import pytest
 
 from freshllm.config import ConfigError, build_config
 from freshllm.updates import gate as gate_mod
+from freshllm.updates import gating
 from freshllm.updates.config import ANCESTOR, Chain, PromoteConfig, Update, retry_configs
 
 pytestmark = pytest.mark.usefixtures("private_nltk_data")
@@ -133,7 +134,7 @@ def _chain_case(tmp: Path, world: dict, which: str, alpha: float) -> dict:
 
 def _run_gate(case: dict, world: dict, cfg: PromoteConfig) -> dict:
     t = case["tmp"]
-    return gate_mod.gate(cfg, case["chain"], "w1", case["cand"], case["anc"] / "current",
+    return gating.gate(cfg, case["chain"], "w1", case["cand"], case["anc"] / "current",
                          t / "metrics" / ANCESTOR / "promote.json", t / "models/w1/current",
                          t / "metrics/w1/promote.json", eval_cfg=_eval_cfg(), residual_cfg=case["rcfg"],
                          heldout=case["heldout"], cpt_base=case["cpt"], residual=case["residual"],
@@ -214,7 +215,7 @@ def test_retry_entries_are_checked_by_name_before_any_work():
 
 
 def test_gate_stage_names_a_bad_retry_entry(tmp_path):
-    from freshllm.updates.__main__ import main
+    from freshllm.updates.gating import main
 
     p = tmp_path / "params.yaml"
     p.write_text("chains: [main]\nupdates:\n  w1: {published_from: '2024-01-01', published_to: '2024-01-31', "
@@ -223,7 +224,7 @@ def test_gate_stage_names_a_bad_retry_entry(tmp_path):
     args = [f"--{a}={tmp_path / a}" for a in ("candidate", "incumbent", "cpt-base", "residual", "heldout",
                                              "prev-record", "out", "record")]
     with pytest.raises(SystemExit) as exc:
-        main(["--params", str(p), "gate", "--window", "w1", *args])
+        main(["--params", str(p), "--window", "w1", *args])
     assert str(exc.value).startswith("updates: ") and "promote.retry[1].alphaa: unknown key" in str(exc.value)
 
 
@@ -347,7 +348,7 @@ def test_a_later_gate_needs_the_ancestor_score_in_its_parents_record(tmp_path, w
     chain = Chain([Update("w1", "2024-01-01", "2024-01-31", ANCESTOR),
                    Update("w2", "2024-02-01", "2024-02-29", "w1")], ["main"])
     with pytest.raises(gate_mod.GateError, match="has no ancestor_validation"):
-        gate_mod.gate(PromoteConfig(min_instruction_kept=0.9), chain, "w2", case["cand"], case["anc"] / "current",
+        gating.gate(PromoteConfig(min_instruction_kept=0.9), chain, "w2", case["cand"], case["anc"] / "current",
                       tmp_path / "w1.json", tmp_path / "out", tmp_path / "rec.json", eval_cfg=_eval_cfg(),
                       residual_cfg=ResidualConfig(), heldout=case["heldout"], cpt_base=case["cpt"],
                       residual=case["residual"])

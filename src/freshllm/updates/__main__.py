@@ -1,5 +1,6 @@
-"""``python -m freshllm.updates {root,window,gate,promote,report,add}``: the chain's stages
-(see :mod:`freshllm.updates`) and ``add``, which appends the next month to ``updates``."""
+"""``python -m freshllm.updates {root,window,promote,report,add}``: the chain's stages
+(see :mod:`freshllm.updates`; the gate: ``python -m freshllm.updates.gating``) and ``add``,
+which appends the next month to ``updates``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from ..common import set_offline, setup_logging, user_errors, write_json
 from ..config import ConfigError, load_section
-from .config import ANCESTOR, ChainConfig, ChainError, PromoteConfig, load_chain
+from .config import ANCESTOR, ChainConfig, ChainError, load_chain
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,6 @@ def main(argv: list[str] | None = None) -> None:
     for a in ("--articles", "--prev-dedup", "--prev-heldout", "--tokenizer", "--dedup-out", "--heldout-out",
               "--packed-out", "--replay-out", "--metrics"):
         win.add_argument(a, required=True, type=Path)
-    gate = sub.add_parser("gate", help="promote the window's merged model (or its best passing retry) or "
-                                       "keep the incumbent, scored on the validation split")
-    gate.add_argument("--window", required=True)
-    for a in ("--candidate", "--incumbent", "--cpt-base", "--residual", "--heldout", "--prev-record", "--out",
-              "--record"):
-        gate.add_argument(a, required=True, type=Path)
-    gate.add_argument("--residual-base", type=Path, default=None,
-                      help="the residual's base model (as u-merge's apply --base)")
     prom = sub.add_parser("promote", help="models/current: the model current after the last window")
     for a in ("--records", "--models", "--out", "--decision"):
         prom.add_argument(a, required=True, type=Path)
@@ -115,17 +108,6 @@ def main(argv: list[str] | None = None) -> None:
                           args.prev_heldout, args.tokenizer, args.dedup_out, args.heldout_out, args.packed_out,
                           args.replay_out)
             write_json(args.metrics, metrics)
-        elif args.cmd == "gate":
-            from ..eval import EvalConfig, EvalError
-            from ..residual.config import ResidualConfig, ResidualError
-            from .gate import gate
-
-            with user_errors("updates", EvalError, ResidualError):
-                gate(load_section(PromoteConfig, "promote", params), chain, args.window, args.candidate,
-                     args.incumbent, args.prev_record, args.out, args.record,
-                     eval_cfg=load_section(EvalConfig, "eval", params),
-                     residual_cfg=load_section(ResidualConfig, "residual", params), heldout=args.heldout,
-                     cpt_base=args.cpt_base, residual=args.residual, residual_base=args.residual_base)
         elif args.cmd == "promote":
             from .gate import promote
 
