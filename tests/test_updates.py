@@ -383,6 +383,7 @@ def shrunken_chain_params() -> dict:
     p["chain"]["cpt"]["train"].update(batch_size=4, save_every=0, warmup_steps=1, replay_fraction=0.25)
     p["eval"].update(toy_ifeval_prompts=6, toy_d1_items=8, max_gen_toks=16, batch_size=8)
     p["eval"]["text"].update(docs=4, max_chars=400)
+    p["promote"].update(val_ifeval_prompts=4, retry=[{"alpha": 0.5}])
     p["updates"] = {"2024-01": p["updates"]["2024-01"]}
     return p
 
@@ -439,6 +440,14 @@ def test_chain_runs_and_every_model_card_names_its_parents(shrunken_chain):
     assert set(ev["windows"]["fresh_bpb"]) == {"2024-01"} and ev["windows"]["toy_d2"]["slices"] == 3
     decision = json.loads((work / "metrics/promote.json").read_text())
     assert [d["window"] for d in decision["decisions"]] == ["ancestor", "2024-01"]
+    gate_rec = json.loads((work / "metrics/updates/2024-01/promote.json").read_text())
+    assert gate_rec["validation"]["val_ifeval_prompts"] == 4 and gate_rec["ancestor_validation"]["scored_by"] == "2024-01"
+    assert gate_rec["tries"][0]["try"] == "candidate" and len(gate_rec["tries"]) in (1, 2)
+    held = [json.loads(x) for x in (work / "data/updates/2024-01/heldout.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in held} == {"validation", "test"}
+    assert ev["config"]["texts"]["fresh_bpb"]["documents"] == sum(r["split"] == "test" for r in held)
+    assert (work / "metrics/updates/2024-01/eval/current.json").is_file()
+    assert "## What is served" in (work / "metrics/chain/report.md").read_text()
     assert weights_hash(work / "models/current") == decision["current"]["weights_sha256"]
     assert (work / "models/current/README.md").is_file()
     cpt = json.loads((work / "metrics/updates/2024-01/cpt-base.json").read_text())
