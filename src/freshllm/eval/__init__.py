@@ -26,6 +26,11 @@ Every model is also scored on two text sets (``--fresh-text``, ``--known-text``;
 news no model trained on (``fresh_bpb``: lower after cpt = learned the news) and on older text
 the ancestor knew (``known_bpb``: higher after cpt = forgot), ``eval.text`` documents each.
 
+Validation split (the promotion gate of chained updates, :mod:`freshllm.updates.gate`, calls
+:func:`run` in-process with ``validation_prompts``): the toy IFEval prompts are then the next
+``validation_prompts`` of the generator, disjoint from the eval's (``toy_ifeval_prompts``);
+the record says ``config.split: validation``. Only the toy world has validation prompts.
+
 Outputs: ``--out`` JSON ``{model, model_hash, chat_template, config, results}`` with
 ``results[task][metric]`` (see ``freshllm.tasks.SUITE`` for the keys) and ``--samples``
 per-sample logs (JSONL, one line per document and filter).
@@ -158,7 +163,8 @@ def build_lm(cfg: EvalConfig, model_dir: Path):
     return lm, {**args, **extra}
 
 
-def evaluate_suite(lm, cfg: EvalConfig, chat: bool, texts: dict[str, Path] | None = None) -> tuple[dict, dict]:
+def evaluate_suite(lm, cfg: EvalConfig, chat: bool, texts: dict[str, Path] | None = None,
+                   validation_prompts: int | None = None) -> tuple[dict, dict]:
     """Run the configured suite on an lm-eval ``LM``, plus the bits-per-byte tasks on ``texts``
     (``{fresh_bpb|known_bpb: JSONL}``); returns (lm-eval output, settings).
     IFEval tasks need :func:`prepare_ifeval_scoring` first (``run`` does it before loading
@@ -185,7 +191,10 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool, texts: dict[str, Path] | Non
         suite_cfg = lm_tasks.materialize(workdir, cfg.tasks, cfg.source, suite_name=cfg.suite,
                                          world_seed=cfg.world.seed,
                                          toy_sizes={"ifeval_prompts": cfg.toy_ifeval_prompts,
-                                                    "d1_items": cfg.toy_d1_items},
+                                                    "d1_items": cfg.toy_d1_items,
+                                                    **({"split": "validation",
+                                                        "val_ifeval_prompts": validation_prompts}
+                                                       if validation_prompts else {})},
                                          texts=texts, text_cfg=cfg.text)
         t0 = time.time()
         manager = TaskManager(include_path=[workdir], include_defaults=cfg.source == "hub")
@@ -197,6 +206,7 @@ def evaluate_suite(lm, cfg: EvalConfig, chat: bool, texts: dict[str, Path] | Non
     settings = {
         "lm_eval_version": lm_eval.__version__,
         "source": cfg.source,
+        **({"split": "validation", "validation_prompts": validation_prompts} if validation_prompts else {}),
         **({"suite_name": cfg.suite, "world_seed": cfg.world.seed} if cfg.suite != "paper" else {}),
         "suite": {k: v for k, v in suite_cfg.items() if k != "text_data"},
         **({"texts": {task: {**info, "scored": _effective(out, task)}
@@ -223,9 +233,17 @@ def write_samples(path: Path, samples: dict[str, list[dict]]) -> int:
 
 
 def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_path: Path,
-        chat_override: bool | None = None, texts: dict[str, Path] | None = None) -> dict:
+        chat_override: bool | None = None, texts: dict[str, Path] | None = None,
+        validation_prompts: int | None = None) -> dict:
     """Score ``model_dir`` on the suite and, given ``texts`` (``{fresh_bpb|known_bpb: JSONL}``,
-    as dvc.yaml always passes), on the bits-per-byte tasks; write ``out_path`` / ``samples_path``."""
+    as dvc.yaml always passes), on the bits-per-byte tasks; write ``out_path`` / ``samples_path``.
+    ``validation_prompts``: the toy IFEval validation split instead (see the module doc)."""
+    if validation_prompts is not None:
+        if cfg.suite != "toyworld":
+            raise EvalError(f"validation prompts: only the toy world's suite has a validation split "
+                            f"(this suite: {cfg.suite!r})")
+        if validation_prompts <= 0:
+            raise EvalError(f"validation prompts: must be > 0, got {validation_prompts}")
     chat = use_chat_template(cfg, name, chat_override)
     texts = {task: Path(path) for task, path in (texts or {}).items()}
     unknown = sorted(set(texts) - set(TEXT_TASKS))
@@ -247,7 +265,7 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
     lm, model_args = build_lm(cfg, model_dir)
     check_finite_weights(lm, name)
     t0 = time.time()
-    out, settings = evaluate_suite(lm, cfg, chat, texts)
+    out, settings = evaluate_suite(lm, cfg, chat, texts, validation_prompts)
     if out is None:
         log.info("%s: this process's share is done; rank 0 gathers and writes the results", name)
         return {}

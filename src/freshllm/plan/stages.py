@@ -277,6 +277,69 @@ def residual_apply_row(inp: Inputs, stage: Stage) -> dict:
                 outputs={f"models/merged/{src}-{budget}": out}, time=_io_time(sum(moved.values())), notes=notes)
 
 
+# --- chained updates (freshllm.updates): the evals of an update and its promotion gate ----------
+
+def chain_eval_row(inp: Inputs, stage: Stage) -> dict:
+    """``u-eval-<model>@<w>``: one eval of a model of the target's shape (cpt-instruct: the
+    instruct's), as the single update's eval rows."""
+    model = stage.base.removeprefix("u-eval-")
+    info = inp.families[inp.grid.target]["instruct" if model == "cpt-instruct" else "base"]
+    return _eval_row(inp, stage, info, _cpt_dtype(inp, info), f"data/updates/{stage.name.split('@', 1)[1]}"
+                     f"/eval_samples/{model}.jsonl")
+
+
+def _promote_section(inp: Inputs):
+    from ..config import build_config
+    from ..updates.config import PromoteConfig
+
+    return build_config(PromoteConfig, inp.params.get("promote") or {}, "promote")
+
+
+def gate_row(inp: Inputs, stage: Stage) -> dict:
+    """``gate@<w>``, the worst case: the incumbent and the candidate scored on the validation
+    split, then every ``promote.retry`` entry applied (as a residual-apply row) and scored:
+    ``2 + len(retry)`` validation evals and ``len(retry)`` applies; the validation eval is the
+    eval row with the instruction tasks only, on ``promote.val_ifeval_prompts`` prompts."""
+    from dataclasses import replace
+
+    from ..tasks import ALL_BENCHMARKS
+
+    cfg = _promote_section(inp)
+    retries = len(cfg.retry)
+    target = inp.families[inp.grid.target]["base"]
+    res_base = inp.families[inp.params.get("chain", {}).get("residual_source") or inp.grid.target]["base"]
+    tdtype = _cpt_dtype(inp, target)
+    val_eval = replace(inp.eval, tasks=[t for t in inp.eval.tasks if t in ALL_BENCHMARKS
+                                        and ALL_BENCHMARKS[t].ifeval_scoring] or inp.eval.tasks,
+                       toy_ifeval_prompts=cfg.val_ifeval_prompts)
+    one = eval_plan(replace(inp, eval=val_eval), target, tdtype)
+    n_evals = 2 + retries
+    merged = _weights(target, tdtype)
+    apply_io = {"read": _weights(res_base, inp.residual_dtype) + merged + _weights(res_base, res_base.dtype),
+                "written": merged}
+    apply_bytes = retries * sum(apply_io.values())
+    time = None
+    if one["time"] is not None:
+        sec = n_evals * one["time"]["seconds"] + _io_time(apply_bytes)["seconds"]
+        time = {"seconds": sec, "gpu_hours": sec / 3600,
+                "basis": f"{n_evals} validation evals ({one['time']['basis']}) + {retries} applies at "
+                         f"{ASSUMPTIONS['disk_bytes_per_s'] / 1e9:g} GB/s"}
+    memory = dict(one["memory"])
+    return _row(stage, "eval", one["device"], processes=1, model=_model(target, one["dtype"]),
+                tokens=n_evals * one["tokens"], estimate=True,
+                eval_tokens={"per_eval": one["eval_tokens"], "evals": n_evals},
+                flops={"forward_2N": n_evals * one["flops"]["forward_2N"], "elementwise": retries * 2 * target.params},
+                memory=memory, time=time, bytes_moved=apply_bytes, io={"per_apply": apply_io, "applies": retries},
+                outputs={f"models/updates/{stage.name.split('@', 1)[1]}/current": merged},
+                transient=(merged if retries else 0) + 2 * int(one["samples_bytes"]),
+                notes=[f"worst case: the candidate fails, so every one of the {retries} promote.retry entries is "
+                       f"applied and scored: {n_evals} validation evals (incumbent, candidate, each retry: "
+                       f"{', '.join(val_eval.tasks)} on {cfg.val_ifeval_prompts} validation prompts + the "
+                       f"validation news) and {retries} residual applies",
+                       "transient: the best passing retry's model (the others are deleted as scored) and the "
+                       "evals' sample logs, in a temporary directory next to the output"])
+
+
 def small_row(inp: Inputs, stage: Stage) -> dict:
     return _row(stage, stage.base, "cpu", outputs={}, notes=["JSON, markdown and plots: a few MB at most"])
 
@@ -286,6 +349,8 @@ BUILDERS: dict[str, Callable[[Inputs, Stage], dict]] = {
     "residual-extract": residual_extract_row, "residual-apply": residual_apply_row,
     "eval-orig": eval_orig_row, "eval-cpt": eval_cpt_row, "eval-res": eval_res_row,
     "report": small_row, "figures": small_row,
+    "gate": gate_row, **{f"u-eval-{m}": chain_eval_row
+                         for m in ("cpt-base-res", "cpt-instruct", "cpt-base", "incumbent", "current")},
 }
 
 

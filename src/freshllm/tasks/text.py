@@ -81,13 +81,21 @@ def prepare(texts, docs: int, max_chars: int) -> list[str]:
 
 
 WINDOW_FIELD = "window"  # a chained update's publishing window (freshllm.updates): scored per window too
+# a chained update's held-out news is split in two (freshllm.updates.window.is_validation): lines
+# marked ``"split": "validation"`` are the promotion gate's and no eval stage scores them; every
+# other line (``"split": "test"``, or no split: every other text set) is the eval's
+SPLIT_FIELD = "split"
+SPLITS = ("test", "validation")
 
 
-def read_rows(path: Path, field: str = TEXT_FIELD) -> list[tuple[str, str | None]]:
+def read_rows(path: Path, field: str = TEXT_FIELD, split: str = "test") -> list[tuple[str, str | None]]:
     """(text, window or None) of every line of a JSONL file (one object per line with a string
-    ``field`` and an optional string ``window``; blank lines skipped), every line validated;
-    errors name the file and line."""
+    ``field``, an optional string ``window`` and an optional ``split``; blank lines skipped)
+    that belongs to ``split`` (see ``SPLIT_FIELD``), every line validated; errors name the
+    file and line."""
     path = Path(path)
+    if split not in SPLITS:
+        raise ValueError(f"split: {split!r} is not one of {list(SPLITS)}")
     if not path.is_file():
         raise TextDataError(f"text file not found: {path}")
     rows = []
@@ -97,7 +105,12 @@ def read_rows(path: Path, field: str = TEXT_FIELD) -> list[tuple[str, str | None
         window = rec.get(WINDOW_FIELD)
         if window is not None and not isinstance(window, str):
             raise TextDataError(f"{path}, line {lineno}: {WINDOW_FIELD!r} is not a string")
-        rows.append((rec[field], window))
+        line_split = rec.get(SPLIT_FIELD, "test")
+        if line_split not in SPLITS:
+            raise TextDataError(f"{path}, line {lineno}: {SPLIT_FIELD!r} must be one of {list(SPLITS)}, "
+                                f"got {line_split!r}")
+        if line_split == split:
+            rows.append((rec[field], window))
     return rows
 
 
@@ -106,18 +119,18 @@ def read_texts(path: Path, field: str = TEXT_FIELD) -> list[str]:
     return [text for text, _ in read_rows(path, field)]
 
 
-def load_windows(path: Path, cfg: TextConfig) -> list[tuple[str, str | None]]:
+def load_windows(path: Path, cfg: TextConfig, split: str = "test") -> list[tuple[str, str | None]]:
     """The prepared documents of one set with their window: ``eval.text.docs`` documents of
     the set, or of each window where its lines name one (a chained update's held-out news of
-    every window so far, windows in the order they first appear)."""
-    rows = read_rows(path)
+    every window so far, windows in the order they first appear); the lines of ``split`` only."""
+    rows = read_rows(path, split=split)
     windows = list(dict.fromkeys(w for _, w in rows))
     out: list[tuple[str, str | None]] = []
     for window in windows:
         texts = prepare((t for t, w in rows if w == window), cfg.docs, cfg.max_chars)
         out += [(t, window) for t in texts]
     if not out:
-        raise TextDataError(f"{path}: no non-empty text to score")
+        raise TextDataError(f"{path}: no non-empty text to score" + (f" in its {split} split" if split != "test" else ""))
     return out
 
 

@@ -11,7 +11,8 @@ the eval of every model and of the incumbent, and the promotion gate (:mod:`.gat
 chain-level stages: the ancestor node (:mod:`.root`), the promoted model ``models/current``
 (:mod:`.gate`) and the report over update steps (:mod:`.report`).
 
-    python -m freshllm.updates {root,window,gate,promote,report,add} ...
+    python -m freshllm.updates {root,window,promote,report,add} ...
+    python -m freshllm.updates.gating ...   # the gate of one window
 
 ``add`` appends the next month to the params' ``updates`` (its dates, its parent).
 """

@@ -1,7 +1,8 @@
-"""``python -m freshllm.updates {root,window,gate,promote,report,add}``: the chain's stages
+"""``python -m freshllm.updates {root,window,promote,report,add}``: the chain's stages
 (see :mod:`freshllm.updates`) and ``add``, which appends the next month to ``updates``.
-``python -m freshllm.updates.start`` and ``python -m freshllm.updates.drift`` are separate
-commands, so the cpt stages that run them depend on those modules alone."""
+``python -m freshllm.updates.gating`` (the gate), ``python -m freshllm.updates.start`` and
+``python -m freshllm.updates.drift`` are separate commands, so the stages that run them depend
+on those modules alone."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from ..common import set_offline, setup_logging, user_errors, write_json
 from ..config import ConfigError, load_section
-from .config import ANCESTOR, ChainConfig, ChainError, PromoteConfig, load_chain
+from .config import ANCESTOR, ChainConfig, ChainError, load_chain
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,6 @@ def main(argv: list[str] | None = None) -> None:
         win.add_argument(a, required=True, type=Path)
     win.add_argument("--prev-packed", type=Path, default=None,
                      help="the parent's packed data (read with chain.cpt_from: ancestor)")
-    gate = sub.add_parser("gate", help="promote the window's merged model or keep the incumbent")
-    gate.add_argument("--window", required=True)
-    for a in ("--candidate", "--incumbent", "--candidate-eval", "--incumbent-eval", "--prev-record", "--out",
-              "--record"):
-        gate.add_argument(a, required=True, type=Path)
     prom = sub.add_parser("promote", help="models/current: the model current after the last window")
     for a in ("--records", "--models", "--out", "--decision"):
         prom.add_argument(a, required=True, type=Path)
@@ -120,11 +116,6 @@ def main(argv: list[str] | None = None) -> None:
                           args.prev_heldout, args.tokenizer, args.dedup_out, args.heldout_out, args.packed_out,
                           args.replay_out, args.prev_packed)
             write_json(args.metrics, metrics)
-        elif args.cmd == "gate":
-            from .gate import gate
-
-            gate(load_section(PromoteConfig, "promote", params), chain, args.window, args.candidate,
-                 args.incumbent, args.candidate_eval, args.incumbent_eval, args.prev_record, args.out, args.record)
         elif args.cmd == "promote":
             from .gate import promote
 

@@ -182,14 +182,22 @@ class ChainConfig:
 
 @dataclass(frozen=True)
 class PromoteConfig:
-    """``promote``: when an update's merged model replaces the promoted one (both scored on the
-    same items: the suite and the held-out news of every window so far)."""
+    """``promote``: when an update's merged model replaces the promoted one. The gate scores the
+    models itself on the VALIDATION split (the toy IFEval validation prompts and the validation
+    half of every window's held-out news so far, :mod:`.gate`), never on the eval's test items."""
 
     instruction: str = "ifeval"  # the instruction-following score (the report's: mean of the IFEval metrics)
     max_instruction_drop_se: float = 2.0  # may be lower by at most this many combined standard errors
     fresh: Literal["new", "all"] = "new"  # bits per byte on the update's own window | the mean over all so far
     min_fresh_bpb_gain: float = 0.0  # the candidate's must be lower than the incumbent's by more than this
     max_forget_se: float | None = None  # each earlier window's bpb may be higher by at most this many SEs (null: not checked)
+    val_ifeval_prompts: int = 60  # toy IFEval validation prompts: the next N of the eval's generator
+    # an absolute floor: instruction following >= this fraction of the ancestor instruct model's
+    # (validation, less max_instruction_drop_se combined SEs); null: off
+    min_instruction_kept: float | None = None
+    # residual overrides tried in order when the candidate fails (partial `residual` sections,
+    # e.g. {alpha: 0.75}); the best passing try is promoted (lowest validation fresh bpb)
+    retry: list[dict[str, Any]] = field(default_factory=list)
 
     def validate(self) -> list[str]:
         errs = []
@@ -197,4 +205,33 @@ class PromoteConfig:
             errs.append("max_instruction_drop_se: must be >= 0")
         if self.max_forget_se is not None and self.max_forget_se < 0:
             errs.append("max_forget_se: must be >= 0 or null")
+        if self.val_ifeval_prompts <= 0:
+            errs.append(f"val_ifeval_prompts: must be > 0, got {self.val_ifeval_prompts}")
+        if self.min_instruction_kept is not None and not 0 < self.min_instruction_kept <= 1.5:
+            errs.append(f"min_instruction_kept: must be in (0, 1.5] or null, got {self.min_instruction_kept}")
+        for i, entry in enumerate(self.retry):
+            if not entry:
+                errs.append(f"retry[{i}]: empty (a partial residual section, e.g. {{alpha: 0.75}})")
         return errs
+
+
+def retry_configs(residual_cfg: Any, retry: list[dict[str, Any]], where: str = "promote.retry") -> list[Any]:
+    """Each entry of ``promote.retry`` over the ``residual`` section (the merges grid's own
+    :func:`freshllm.residual.merges.overlay`); one ``ConfigError`` naming every bad
+    ``promote.retry[i].<key>``."""
+    from ..residual.merges import overlay
+
+    problems: list[str] = []
+    out = []
+    for i, entry in enumerate(retry):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, dict) or not entry:
+            problems.append(f"{at}: expected a non-empty mapping of residual keys")
+            continue
+        try:
+            out.append(overlay(residual_cfg, entry, at))
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(where, problems)
+    return out

@@ -1,22 +1,39 @@
-"""The promotion gate (stage ``gate@<window>``) and the promoted model (stage ``promote@<chain>``).
+"""The promotion gate's decision (stage ``gate@<window>``: :mod:`.gating` runs it) and the promoted
+model (stage ``promote@<chain>``).
 
-``gate@<window>`` compares the update's merged model (the candidate, ``cpt-base + residual``)
-with the model promoted before it (the incumbent), both scored by the eval stage on the same
-items: the suite and the held-out news of every window so far. The candidate is promoted when
-every check of ``promote`` passes:
+``gate@<window>`` compares the update's merged model (the candidate, ``cpt-base + residual``,
+the ``residual`` section's setting, made by ``u-merge``) with the model promoted before it (the
+incumbent). It scores both ITSELF, in-process with :func:`freshllm.eval.run`, on the
+VALIDATION split, never on the eval stages' test items: the toy IFEval validation prompts
+(``promote.val_ifeval_prompts``, the next prompts of the eval's generator, disjoint from its
+``eval.toy_ifeval_prompts``) and the validation half of every window's held-out news so far
+(:func:`freshllm.updates.window.is_validation`). A try passes when every check passes:
 
 * instruction following (``promote.instruction``, the report's score: the mean of the IFEval
   metrics) not lower than the incumbent's by more than ``max_instruction_drop_se`` combined
   standard errors;
-* bits per byte on the fresh news (``fresh: new``: the update's own window's held-out articles;
-  ``all``: the mean over every window so far) lower than the incumbent's by more than
+* optionally (``min_instruction_kept``), instruction following not below that fraction of the
+  ancestor instruct model's (less ``max_instruction_drop_se`` combined standard errors): an
+  absolute floor, so a chain cannot ratchet down by just under the incumbent check every month.
+  The first gate scores the ancestor instruct model (its incumbent) and every record carries
+  the number on (``ancestor_validation``);
+* bits per byte on the fresh news (``fresh: new``: the update's own window's validation
+  articles; ``all``: the mean over every window so far) lower than the incumbent's by more than
   ``min_fresh_bpb_gain``;
 * optionally (``max_forget_se``), every earlier window's bits per byte not higher than the
   incumbent's by more than that many combined standard errors.
 
-It writes ``models/updates/<window>/current`` (the candidate if promoted, else the incumbent
-again: a failing gate keeps the previous model) and a record with every check, its numbers
-and the reasons. ``promote@<chain>`` copies the last window's current model to
+When the candidate fails, each entry of ``promote.retry`` (a partial ``residual`` section, e.g.
+``{alpha: 0.75}``) is applied in turn to the window's cpt-base (``freshllm.residual.apply``,
+with ``--base``, as ``u-merge`` does; into a temporary directory next to ``--out``) and scored
+the same way. The BEST passing try is promoted: the lowest validation fresh bits per byte (the
+number the fresh check compares: the own window's, or the mean), ties broken by the higher
+instruction score, then by the order of the list. None passing: the incumbent is kept.
+
+It writes ``models/updates/<window>/current`` (the promoted try, its card naming the setting
+used, or the incumbent again: a failing gate keeps the previous model) and a record with every
+try (its setting, override, validation numbers, each check and the reason), the chosen one, and
+the ancestor's validation score. ``promote@<chain>`` copies the last window's current model to
 ``models/current``, the stable path a serving system points at, and writes
 ``metrics/promote.json``: what is current and every decision of the chain with its reasons.
 """
@@ -29,7 +46,7 @@ import math
 from pathlib import Path
 
 from ..cards import read_lineage
-from ..common import dir_content_hash, write_json
+from ..common import write_json
 from ..report import LAYOUTS, model_scores
 from ..residual.artifact import weights_hash
 from .config import ANCESTOR, Chain, ChainError, PromoteConfig
@@ -68,9 +85,13 @@ def _combined(*ses: float | None) -> float:
     return math.sqrt(sum((s or 0.0) ** 2 for s in ses))
 
 
-def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict, incumbent: dict) -> dict:
-    """``{promote, checks, reasons}``: the gate on two eval records (see the module doc);
-    ``windows``: every window so far, ``window`` last. A missing score fails its check."""
+def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict, incumbent: dict,
+           ancestor: dict | None = None) -> dict:
+    """``{promote, checks, reasons, instruction, fresh_bpb}``: the gate on two eval records
+    (see the module doc); ``windows``: every window so far, ``window`` last; ``ancestor``:
+    ``{instruction, instruction_se}`` of the ancestor instruct model (``min_instruction_kept``).
+    A missing score fails its check. ``instruction`` / ``fresh_bpb``: the candidate's numbers
+    the checks compared (None where missing), by which :func:`best_try` ranks passing tries."""
     checks = []
 
     def check(name: str, passed: bool | None, reason: str, **numbers) -> None:
@@ -86,10 +107,23 @@ def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict,
               f"{'not ' if c >= floor else ''}below the floor {floor:.2f} "
               f"({cfg.max_instruction_drop_se:g} combined standard errors)",
               candidate=c, incumbent=i, floor=floor)
+    if cfg.min_instruction_kept is not None:
+        a, a_se = (ancestor or {}).get("instruction"), (ancestor or {}).get("instruction_se")
+        if c is None or a is None:
+            check("ancestor_floor", False, f"instruction following ({cfg.instruction}) of the candidate or of "
+                  "the ancestor instruct model missing")
+        else:
+            k = cfg.min_instruction_kept
+            floor = k * a - cfg.max_instruction_drop_se * _combined(c_se, k * (a_se or 0.0))
+            check("ancestor_floor", c >= floor,
+                  f"instruction following {c:.2f} ± {c_se or 0:.2f} vs {k:g} x the ancestor instruct's "
+                  f"{a:.2f} ± {a_se or 0:.2f}: {'not ' if c >= floor else ''}below the absolute floor {floor:.2f}",
+                  candidate=c, ancestor=a, kept=k, floor=floor)
     fresh = [window] if cfg.fresh == "new" else list(windows)
     cb = [window_bpb(candidate, w)[0] for w in fresh]
     ib = [window_bpb(incumbent, w)[0] for w in fresh]
     what = f"window {window}" if cfg.fresh == "new" else f"the mean of windows {', '.join(fresh)}"
+    cm = None
     if None in cb or None in ib:
         check("fresh_bpb", False, f"fresh-news bits per byte on {what} missing from an eval record")
     else:
@@ -113,34 +147,33 @@ def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict,
     failed = [ch["reason"] for ch in checks if not ch["passed"]]
     reasons = ([f"promoted: every check passed ({len(checks)})"] + [ch["reason"] for ch in checks] if promote
                else [f"kept the incumbent: {len(failed)} of {len(checks)} checks failed"] + failed)
-    return {"promote": promote, "checks": checks, "reasons": reasons}
+    return {"promote": promote, "checks": checks, "reasons": reasons, "instruction": c, "fresh_bpb": cm}
 
 
-def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbent: Path,
-         candidate_eval: Path, incumbent_eval: Path, prev_record: Path, out: Path, record: Path) -> dict:
-    update = chain.get(window)
-    prev = read_json(prev_record, "the previous promotion record")
-    if prev.get("window") != update.prev:
-        raise GateError(f"{prev_record}: is the record of {prev.get('window')!r}, not of {window}'s parent {update.prev!r}")
-    if weights_hash(incumbent) != prev["current"]["weights_sha256"]:
-        raise GateError(f"{incumbent}: is not the model {prev_record} says is current (weights hash)")
-    evals = {}
-    for name, model, path in (("candidate", candidate, candidate_eval), ("incumbent", incumbent, incumbent_eval)):
-        rec = read_json(path, f"the {name}'s eval")
-        if rec.get("model_hash") != dir_content_hash(model):
-            raise GateError(f"{path}: scores another model than {model} (model_hash differs)")
-        evals[name] = rec
-    decision = decide(cfg, window, chain.earlier(window), evals["candidate"], evals["incumbent"])
-    copy_model(candidate if decision["promote"] else incumbent, out)
-    rec = record_of(window, out, read_lineage(out), decision["promote"], decision["reasons"],
-                    checks=decision["checks"], previous=prev["current"],
-                    candidate={"path": str(candidate), "weights_sha256": weights_hash(candidate),
-                               "eval": evals["candidate"].get("model")},
-                    incumbent={"path": str(incumbent), "weights_sha256": weights_hash(incumbent),
-                               "eval": evals["incumbent"].get("model")})
-    write_json(record, rec)
-    log.info("gate %s: %s", window, "; ".join(decision["reasons"]))
-    return rec
+def best_try(tries: list[dict]) -> int | None:
+    """The index of the best passing try (lowest ``fresh_bpb``, then highest ``instruction``,
+    then the earliest), or None when none passed."""
+    passing = [i for i, t in enumerate(tries) if t["passed"]]
+    if not passing:
+        return None
+    inf = float("inf")
+
+    def key(i: int):
+        t = tries[i]
+        return (t["fresh_bpb"] if t["fresh_bpb"] is not None else inf,
+                -(t["instruction"] if t["instruction"] is not None else -inf), i)
+    return min(passing, key=key)
+
+
+# settings that do not change the merged weights: left out of a try's recorded setting
+_IO_KEYS = ("dtype", "shard_size", "check_finite", "base_mismatch")
+
+
+def setting_of(residual_cfg) -> dict:
+    """The residual setting of a try, as recorded (every key that changes the merge)."""
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(residual_cfg).items() if k not in _IO_KEYS}
 
 
 def promote(chain: Chain, records_dir: Path, models_dir: Path, out: Path, decision_path: Path) -> dict:
@@ -157,7 +190,8 @@ def promote(chain: Chain, records_dir: Path, models_dir: Path, out: Path, decisi
         raise GateError(f"{src}: is not the model the record of {last} says is current (weights hash)")
     copy_model(src, out)
     result = {"current": {**decisions[-1]["current"], "path": str(out), "decided_by": last},
-              "decisions": [{k: d.get(k) for k in ("window", "promoted", "reasons", "current", "checks")}
+              "decisions": [{k: d.get(k) for k in ("window", "promoted", "reasons", "current", "checks", "chosen",
+                                                    "setting")}
                             for d in decisions]}
     write_json(decision_path, result)
     log.info("current model: %s (%s @ %s)", out, result["current"]["role"], result["current"]["window"])

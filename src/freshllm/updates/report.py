@@ -5,11 +5,16 @@ model (``cpt-base-res``, Setting 2 chain + residual), of the Setting 1 chain (``
 and of the incumbent it was gated against; the gate's decision; and, for every model, the bits
 per byte on the held-out news of each window so far and their mean (does January's news
 survive March's update? lower is better) and, in a toy world whose d2 events come in monthly
-slices, the d2 quiz accuracy on each window's events; and per update where its cpt started
+slices, the d2 quiz accuracy on each window's events; per update where its cpt started
 (``chain.cpt_from``: the previous update's models or the ancestor's, read from the cpt-base's
 lineage) and how far its models drifted from the ancestor (per-layer ``||B_t - B|| / ||B||``,
 mean and max over layers: the cpt-base's from ``merge.json``'s ``drift``, the cpt-instruct's
-from ``drift-cpt-instruct.json``; :func:`start_and_drift`). Outputs: ``report.md`` (tables),
+from ``drift-cpt-instruct.json``; :func:`start_and_drift`); and the served block
+(:func:`served`): per month, the model served after its gate (``current``: the window and role
+of the model, the residual setting it was made with, the number of tries the gate scored and
+which it chose) and its scores on the test items (stage ``u-eval-current``: instruction
+following, the own window's bits per byte and the mean over every window so far, the d2
+quiz). Outputs: ``report.md`` (tables),
 ``summary.json`` (every number), ``compare.json`` (the last step's scores and every
 decision, the DVC metrics ``dvc exp show`` compares chains by), ``steps.csv`` and
 ``steps.png`` (the same over update steps).
@@ -273,14 +278,67 @@ def write_steps(rows: list[dict], windows: list[str], csv_path: Path, png_path: 
     tmp.replace(png_path)
 
 
+def served(chain: Chain, records_dir: Path) -> list[dict]:
+    """Per window: what is served after its gate (see the module doc) and its test scores."""
+    out = []
+    settings: dict[str, dict | None] = {}  # weights hash -> the setting that made it (its gate's record)
+    for update in chain.updates:
+        base = Path(records_dir) / update.window
+        rec = read_json(base / "promote.json", f"the promotion record of {update.window}")
+        ev = read_json(base / "eval" / "current.json", f"the eval of the served model @ {update.window}")
+        if rec.get("promoted"):
+            settings[rec["current"]["weights_sha256"]] = rec.get("setting")
+        seen = chain.earlier(update.window)
+        ifv, ifse = instruction_score(ev, "ifeval")
+        bpb = {w: window_bpb(ev, w)[0] for w in seen}
+        quiz = [window_quiz(ev, chain.get(w))[0] for w in seen]
+        out.append({"window": update.window, "promoted": rec.get("promoted"),
+                    "served": rec.get("current", {}).get("window"), "role": rec.get("current", {}).get("role"),
+                    "chosen": rec.get("chosen"), "setting": settings.get(rec.get("current", {}).get("weights_sha256")),
+                    "tries": len(rec.get("tries") or []), "ifeval": ifv, "ifeval_se": ifse,
+                    "bpb_own": bpb.get(update.window), "bpb_own_se": window_bpb(ev, update.window)[1],
+                    "bpb_mean": sum(bpb.values()) / len(bpb) if None not in bpb.values() else None,
+                    "quiz_mean": sum(quiz) / len(quiz) if quiz and None not in quiz else None})
+    return out
+
+
+def _setting_text(setting: dict | None) -> str:
+    if not setting:
+        return "–"
+    keys = ("alpha", "beta", "method", "density")
+    return ", ".join(f"{k} {setting[k]}" for k in keys if k in setting)
+
+
+def render_served(rows: list[dict]) -> str:
+    lines = ["", "## What is served", "",
+             "After each month's gate: the model served (`models/updates/<w>/current`), the residual setting "
+             "it was made with, the tries the gate scored on the validation split (the candidate, then "
+             "`promote.retry` when it failed) and the one it chose, and the served model's scores on the "
+             "test items (stage `u-eval-current`).", "",
+             "| month | served | setting | tries | chosen | IFEval | bpb own window | bpb mean | d2 quiz mean x100 |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['window']} | {r['role']} @ {r['served']} | {_setting_text(r['setting'])} | {r['tries']} | "
+                     f"{r['chosen'] or 'none: incumbent kept'} | {_fmt(r['ifeval'], r['ifeval_se'])} | "
+                     f"{_fmt(r['bpb_own'], r['bpb_own_se'], digits=4)} | {_fmt(r['bpb_mean'], digits=4)} | "
+                     f"{_fmt(r['quiz_mean'], scale=100.0)} |")
+    return "\n".join(lines) + "\n"
+
+
 def run(chain: Chain, records_dir: Path, markdown: Path, summary_path: Path, compare_path: Path,
         csv_path: Path, png_path: Path) -> dict:
     rows = collect(chain, records_dir)
+    served_rows = served(chain, records_dir)
     with atomic_file(markdown, "w", encoding="utf-8") as fh:
         fh.write(render(chain, rows))
+        fh.write(render_served(served_rows))
     result = summary(rows)
+    result["served"] = served_rows
     write_json(summary_path, result)
-    write_json(compare_path, {k: result[k] for k in ("final", "step", "promoted")})
+    write_json(compare_path, {**{k: result[k] for k in ("final", "step", "promoted")},
+                              "served": {f"{r['window']}.{k}": r[k] for r in served_rows
+                                         for k in ("ifeval", "bpb_own", "bpb_mean", "quiz_mean", "tries")
+                                         if r[k] is not None}})
     write_steps(rows, chain.windows, csv_path, png_path)
     log.info("chain report: %d steps -> %s", len(rows), markdown)
     return result

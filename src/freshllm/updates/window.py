@@ -8,8 +8,11 @@
   window's articles that are not held out (the next window's replay pool).
 * ``--heldout-out``: the parent's held-out news plus this window's, each line tagged with its
   ``window``: THE held-out rule (:func:`freshllm.pack.is_heldout`, via
-  :func:`freshllm.tasks.heldout.fresh_rows`, ``eval.text.docs`` per window). Every model of
-  this update is scored on it, per window (``freshllm.eval.windows``).
+  :func:`freshllm.tasks.heldout.fresh_rows`), split in two by :func:`is_validation` (a salted
+  hash of the url, independent of the held-out rule's: stable, about half each), each line
+  tagged ``split: validation | test``, at most ``eval.text.docs`` per window and half. The eval
+  stages score every model on the test half, per window (``freshllm.eval.windows``); the
+  promotion gate (:mod:`.gate`) decides on the validation half.
 * ``--packed-out``: the window's corpus packed to ``chain.tokens`` (:func:`freshllm.pack.pack_corpus`;
   pack holds the same articles out); ``--replay-out``: the parent's history packed to
   ``chain.replay_tokens`` (as much as there is), the pool ``cpt --replay-data`` draws
@@ -38,7 +41,7 @@ from pathlib import Path
 from ..common import atomic_dir, atomic_file, jsonl_records, write_json
 from ..pack import CorpusError, PackConfig, is_heldout, pack_corpus, text_digest
 from ..tasks.heldout import fresh_rows
-from ..tasks.text import WINDOW_FIELD, TextConfig
+from ..tasks.text import SPLIT_FIELD, WINDOW_FIELD, TextConfig
 from .config import ChainConfig, ChainError, Update
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,40 @@ SEEN, CORPUS, HISTORY = "seen.json", "corpus.jsonl", "history.jsonl"
 
 def url_key(url: object) -> str | None:
     return text_digest("url:" + url.strip()).hex() if isinstance(url, str) and url.strip() else None
+
+
+VALIDATION_RULE = ("validation iff blake2b-64(url, or the text where there is no url; person "
+                   "freshllm-valsplt) / 2^64 < 0.5, among the held-out articles")
+
+
+def is_validation(url: object, text: str) -> bool:
+    """The held-out articles' split (see ``VALIDATION_RULE``): True for the promotion gate's
+    half, False for the eval's (test) half. Deterministic in the url (text) alone and
+    independent of :func:`freshllm.pack.heldout_key`, so the halves do not depend on
+    ``pack.val_fraction`` either."""
+    import hashlib
+
+    key = (b"url:" + url.strip().encode("utf-8") if isinstance(url, str) and url.strip()
+           else b"text:" + text.encode("utf-8"))
+    digest = hashlib.blake2b(key, digest_size=8, person=b"freshllm-valsplt").digest()
+    return int.from_bytes(digest, "big") / 2.0**64 < 0.5
+
+
+def split_heldout(rows: list[dict], docs: int, where: str) -> list[dict]:
+    """``rows`` (held-out articles, each with ``text`` and ``url``) tagged with their split,
+    at most ``docs`` of each half in their order; an error naming ``where`` when a half is
+    empty (the gate or the eval would have nothing to score)."""
+    halves: dict[str, list[dict]] = {"validation": [], "test": []}
+    for row in rows:
+        half = halves["validation" if is_validation(row.get("url"), row["text"]) else "test"]
+        if len(half) < docs:
+            half.append(row)
+    empty = [k for k, v in halves.items() if not v]
+    if empty:
+        raise CorpusError(f"{where}: none of its {len(rows)} held-out articles falls in the {empty[0]} half "
+                          "(by url hash); raise pack.val_fraction so that both halves get some")
+    return [{**row, SPLIT_FIELD: split} for row in rows for split in ("validation", "test")
+            if any(r is row for r in halves[split])]
 
 
 def read_seen(dedup_dir: Path) -> tuple[set[str], set[str]]:
@@ -167,7 +204,11 @@ def run(update: Update, chain_cfg: ChainConfig, pack_cfg: PackConfig, text_cfg: 
                 if not is_heldout(rec.get("url"), rec[pack_cfg.text_field], pack_cfg.val_fraction):
                     dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
                     new_train += 1
-        rows, held_stats = fresh_rows(tmp / CORPUS, pack_cfg, text_cfg)
+        rows, held_stats = fresh_rows(tmp / CORPUS, pack_cfg, replace(text_cfg, docs=1 << 62))
+        rows = split_heldout(rows, text_cfg.docs, f"window {update.window} ({articles})")
+        held_stats["validation"] = sum(r[SPLIT_FIELD] == "validation" for r in rows)
+        held_stats["test"] = sum(r[SPLIT_FIELD] == "test" for r in rows)
+        held_stats["split_rule"] = VALIDATION_RULE
         corpus = tmp / CORPUS
         with atomic_file(heldout_out, "w", encoding="utf-8") as fh:
             if Path(prev_heldout).is_file():

@@ -8,7 +8,9 @@ the task YAMLs of ``twins/`` there with absolute paths:
   generation, the IFEval instruction checkers and the 4 metrics are lm-eval's own; the
   prompts ask for facts about d1 entities under 1 or 2 verifiable instructions with real
   IFEval ids. Only prompts whose generated reference response passes lm-eval's strict
-  checker are kept (every prompt is achievable).
+  checker are kept (every prompt is achievable). ``split="validation"`` gives the promotion
+  gate's prompts instead (:func:`ifeval_split_rows`): the next ``val_ifeval_prompts`` of the same
+  generator, disjoint from the eval's (test) prompts.
 * ``toy_d2``: cloze multiple choice about the d2 events (the new knowledge);
 * ``toy_d1``: cloze multiple choice about d1 facts (retention).
 """
@@ -32,18 +34,40 @@ def ifeval_reference_check(row: dict, response: str) -> bool:
     return test_instruction_following_strict(inp, response).follow_all_instructions
 
 
-def task_rows(task: str, world_seed: int, ifeval_prompts: int = 120,
-              d1_items: int | None = 128) -> list[dict]:
-    """The documents of one toy task (deterministic in the arguments; ``toy_ifeval``
-    needs IFEval scoring ready, see :func:`freshllm.eval.prepare_ifeval_scoring`)."""
+SPLITS = ("test", "validation")
+
+
+def ifeval_split_rows(world_seed: int, ifeval_prompts: int, val_ifeval_prompts: int,
+                      split: str) -> list[dict]:
+    """The toy IFEval prompts of one split. ``test``: the eval's first ``ifeval_prompts`` of
+    the generator; ``validation``: the ``val_ifeval_prompts`` after them (the generator is
+    sequential and never repeats a prompt text, so the two share no prompt)."""
     from freshllm.synthetic import toyworld
 
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
+    import langdetect
+
+    langdetect.DetectorFactory.seed = 0  # the capital/lowercase checks detect the language
+    world = toyworld.make_world(world_seed)
+    if split == "test":
+        return toyworld.ifeval_prompts(world, ifeval_prompts, accept=ifeval_reference_check)
+    rows = toyworld.ifeval_prompts(world, ifeval_prompts + val_ifeval_prompts, accept=ifeval_reference_check)
+    return rows[ifeval_prompts:]
+
+
+def task_rows(task: str, world_seed: int, ifeval_prompts: int = 120,
+              d1_items: int | None = 128, split: str = "test", val_ifeval_prompts: int = 0) -> list[dict]:
+    """The documents of one toy task (deterministic in the arguments; ``toy_ifeval``
+    needs IFEval scoring ready, see :func:`freshllm.eval.prepare_ifeval_scoring`).
+    ``split: validation`` (``toy_ifeval`` only): the gate's prompts, see :func:`ifeval_split_rows`."""
+    from freshllm.synthetic import toyworld
+
+    if split != "test" and task != "toy_ifeval":
+        raise ValueError(f"toy task {task!r} has no {split!r} split (only toy_ifeval has validation prompts)")
     world = toyworld.make_world(world_seed)
     if task == "toy_ifeval":
-        import langdetect
-
-        langdetect.DetectorFactory.seed = 0  # the capital/lowercase checks detect the language
-        return toyworld.ifeval_prompts(world, ifeval_prompts, accept=ifeval_reference_check)
+        return ifeval_split_rows(world_seed, ifeval_prompts, val_ifeval_prompts, split)
     if task == "toy_d2":
         return toyworld.d2_quiz(world)
     if task == "toy_d1":
@@ -52,7 +76,7 @@ def task_rows(task: str, world_seed: int, ifeval_prompts: int = 120,
 
 
 def materialize(dest: str | Path, tasks: list[str], world_seed: int, ifeval_prompts: int = 120,
-                d1_items: int | None = 128) -> dict[str, Path]:
+                d1_items: int | None = 128, split: str = "test", val_ifeval_prompts: int = 0) -> dict[str, Path]:
     """Write the data and YAMLs of ``tasks`` under ``dest``; returns ``{task: data file}``."""
     from freshllm.tasks import lm_eval_tasks_dir
 
@@ -62,7 +86,7 @@ def materialize(dest: str | Path, tasks: list[str], world_seed: int, ifeval_prom
     values = {"lm_eval_tasks": str(lm_eval_tasks_dir()), "data": str(data_dir)}
     written = {}
     for task in tasks:
-        rows = task_rows(task, world_seed, ifeval_prompts, d1_items)
+        rows = task_rows(task, world_seed, ifeval_prompts, d1_items, split, val_ifeval_prompts)
         path = data_dir / f"{task}.jsonl"
         with open(path, "w", encoding="utf-8") as fh:
             for row in rows:
