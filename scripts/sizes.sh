@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The toy world at several model sizes and training seeds: one `dvc exp run` of the default
-# profile per (size, seed) in its own copy of this repository (this checkout stays untouched),
-# each left in place with its models, so that merge grids can be run on them afterwards.
+# The toy world at several model sizes and training seeds: one `dvc exp run` of
+# profiles/merges-toyworld.yaml (the default profile plus the merges grid) per (size, seed) in
+# its own copy of this repository (this checkout stays untouched), each left in place with its models and its method table (metrics/merges/table.md).
 #
 #   bash scripts/sizes.sh DIR SIZE "SEEDS" [WORLD_SEED]    # e.g. bash scripts/sizes.sh /tmp/sz 7M "0 1 2"
 #
@@ -11,6 +11,8 @@
 # thread per process (OMP_NUM_THREADS=1 unless set): the thread count changes float summation
 # order, so runs compare only at the same setting, and two scripts can share a 2-core machine.
 set -euo pipefail
+# the whole script is one function, read before it runs: editing this file mid-run is safe
+main() {
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/lib/sandbox.sh"
 [ -n "${FRESHLLM_NO_SETUP:-}" ] || bash "$ROOT/scripts/setup.sh"
@@ -30,7 +32,7 @@ mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
 for seed in $SEEDS; do
   run="$DIR/$SIZE-w$WORLD-s$seed"
-  ( sandbox "$ROOT" "$run" params.yaml "size-$SIZE"
+  ( sandbox "$ROOT" "$run" profiles/merges-toyworld.yaml "size-$SIZE"
     cd "$run"
     args=()
     for k in "${keys[@]}" "models.toy.seed=$seed" "cpt.train.seed=$seed" "world.seed=$WORLD"; do args+=(-S "$k"); done
@@ -38,3 +40,5 @@ for seed in $SEEDS; do
     dvc exp run "${args[@]}" > repro.log 2>&1
     echo "$SIZE world=$WORLD seed=$seed threads=$OMP_NUM_THREADS: $(( $(date +%s) - start )) s ($run)" | tee -a "$DIR/times.txt" )
 done
+}
+main "$@"
