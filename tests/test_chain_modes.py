@@ -322,7 +322,7 @@ def _records(tmp: Path, starts: dict[str, str | None], merge_drift: bool = True)
         (d / "eval").mkdir(parents=True)
         bpb = {x: 1.0 - 0.1 * i for x in seen}
         quiz = {k: 0.5 for k in range(len(seen))}
-        for m in ("cpt-base-res", "cpt-instruct", "cpt-base", "incumbent"):
+        for m in ("cpt-base-res", "cpt-instruct", "cpt-base", "incumbent", "current"):  # current: u-eval-current
             (d / "eval" / f"{m}.json").write_text(json.dumps(_eval(0.4, bpb, quiz)))
         (d / "promote.json").write_text(json.dumps({"window": w, "promoted": False, "reasons": ["kept"],
                                                     "current": {"window": ANCESTOR}}))
