@@ -208,3 +208,32 @@ def test_method_table_names_what_is_missing(tmp_path):
     other = _run(tmp_path / "other", 0.45, with_res=False)
     with pytest.raises(SystemExit, match=r"run 2 has rows .*: the runs must have the same merge settings"):
         main(argv[:2] + ["--run", str(other)] + argv[2:])
+
+
+# ----------------------------------------------------------------------- sizes
+
+def test_size_table_groups_runs_by_size_and_checks_the_goal_beyond_the_noise(tmp_path):
+    from freshllm.report.sizes import main
+
+    small = [_run(tmp_path / "1M-s0", 0.45), _run(tmp_path / "1M-s1", 0.39)]
+    big = _run(tmp_path / "7M-s0", 0.60)
+    (big / "metrics/models").mkdir(parents=True)
+    (big / "metrics/models/toy.json").write_text(json.dumps({"parameters": 6557952}))
+    out = tmp_path / "out"
+    main(["--group", "1M=" + ",".join(map(str, small)), "--group", f"7M={big}", "--settings", "residual,good",
+          "--if-goal", "0.9", "--knowledge-goal", "0.4",
+          "--markdown", str(out / "s.md"), "--json", str(out / "s.json"), "--figure", str(out / "s.png")])
+    rows = {(r["size"], r["setting"]): r for r in json.loads((out / "s.json").read_text())["rows"]}
+    assert set(rows) == {("1M", "residual"), ("1M", "good"), ("7M", "residual"), ("7M", "good")}
+    assert rows[("1M", "good")]["n_runs"] == 2 and rows[("1M", "good")]["if_kept"] == pytest.approx(0.70)
+    assert rows[("7M", "good")]["parameters"] == 6557952 and rows[("1M", "good")]["parameters"] is None
+    # 7M good: IF kept 60/60 = 1.0 (± 0.012), d2 kept 0.5 (± 0.08: 0.5 - 0.16 < 0.4), bpb kept 0.5 (± 0.02)
+    assert rows[("7M", "good")]["if_kept"] == pytest.approx(1.0)
+    assert rows[("7M", "good")]["goal"] == "not: d2"
+    assert rows[("1M", "good")]["goal"] == "not: if"  # d2 kept 0.5 in both runs: SE 0 over runs
+    md = (out / "s.md").read_text()
+    assert "| good | 7M | 6557952 | 1 | 60.00 ± 0.50 | 1.00 ± 0.01 |" in md
+    assert (out / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit):
+        main(["--group", f"7M={big}", "--settings", "nope", "--markdown", str(out / "x.md"),
+              "--json", str(out / "x.json"), "--figure", str(out / "x.png")])

@@ -101,21 +101,30 @@ def figure1(data: dict[Path, list[dict]], out: Path) -> None:
 def pareto(points: list[dict], out: Path, xlabel: str, ylabel: str, title: str = "") -> None:
     """One labelled point per entry (``label``, ``x``, ``y``, optional ``x_se`` / ``y_se``
     error bars, ``front``: drawn filled and joined when on the Pareto front, hollow
-    otherwise; ``anchor``: a reference model, drawn as a grey square)."""
+    otherwise; ``anchor``: a reference model, drawn as a grey square; ``group``: points of
+    one group share a colour, named in a legend, e.g. one group per model size)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
+    groups = list(dict.fromkeys(p["group"] for p in points if p.get("group") is not None))
+    for i, g in enumerate(groups):
+        ax.plot([], [], "o", color=f"C{i + 2}", label=g)
     for p in points:
-        color = "0.45" if p.get("anchor") else "C0" if p.get("front") else "C1"
+        color = ("0.45" if p.get("anchor") else f"C{groups.index(p['group']) + 2}" if p.get("group") in groups
+                 else "C0" if p.get("front") else "C1")
         ax.errorbar([p["x"]], [p["y"]], xerr=[p.get("x_se") or 0.0], yerr=[p.get("y_se") or 0.0],
                     fmt="s" if p.get("anchor") else "o", color=color, capsize=3,
                     mfc=color if p.get("front") or p.get("anchor") else "white")
         ax.annotate(p["label"], (p["x"], p["y"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    front = sorted((p for p in points if p.get("front")), key=lambda p: p["x"])
-    if len(front) > 1:
-        ax.plot([p["x"] for p in front], [p["y"] for p in front], color="C0", alpha=0.4, lw=1)
+    for i, g in enumerate(groups or [None]):
+        front = sorted((p for p in points if p.get("front") and p.get("group") == g), key=lambda p: p["x"])
+        if len(front) > 1:
+            ax.plot([p["x"] for p in front], [p["y"] for p in front], color=f"C{i + 2}" if groups else "C0",
+                    alpha=0.4, lw=1)
+    if groups:
+        ax.legend(fontsize=8, loc="best")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
