@@ -10,6 +10,8 @@
 # to DIR/<SIZE>-w<WORLD_SEED>-s<SEED>; its wall time is appended to DIR/times.txt. Runs use one
 # thread per process (OMP_NUM_THREADS=1 unless set): the thread count changes float summation
 # order, so runs compare only at the same setting, and two scripts can share a 2-core machine.
+# MERGES="b050 magmax" keeps only those settings of the grid (e.g. to confirm winners on another
+# world seed for less).
 set -euo pipefail
 # the whole script is one function, read before it runs: editing this file mid-run is safe
 main() {
@@ -34,6 +36,20 @@ for seed in $SEEDS; do
   run="$DIR/$SIZE-w$WORLD-s$seed"
   ( sandbox "$ROOT" "$run" profiles/merges-toyworld.yaml "size-$SIZE"
     cd "$run"
+    if [ -n "${MERGES:-}" ]; then
+      python - "$MERGES" <<'PY'
+import sys
+from pathlib import Path
+from ruamel.yaml import YAML
+rt = YAML()
+params = rt.load(Path("params.yaml"))
+keep = sys.argv[1].split()
+for name in [k for k in params["merges"] if k not in keep]:
+    del params["merges"][name]
+rt.dump(params, Path("params.yaml"))
+PY
+      git commit -qam "merges: $MERGES"
+    fi
     args=()
     for k in "${keys[@]}" "models.toy.seed=$seed" "cpt.train.seed=$seed" "world.seed=$WORLD"; do args+=(-S "$k"); done
     start=$(date +%s)
