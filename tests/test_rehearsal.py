@@ -24,6 +24,7 @@ FAMILIES = ["llama3", "qwen2"]
 ALLOWED = {
     "accelerate_config": "no GPU here: one CPU process (configs/accelerate/cpu.yaml) instead of 8 GPUs",
     "budgets": "sizes: token budgets a 2-core CPU trains in minutes instead of 100M/500M/1B",
+    "merge_budget": "sizes: the merges grid starts from the largest budget, which is one of the small budgets",
     "models.<family>.hub_base": "paths: the stand-in snapshot of the same hub model (no hub here)",
     "models.<family>.hub_instruct": "paths: the stand-in snapshot of the same hub model (no hub here)",
     "crawl.server_address": "no internet: the seeded CC-NEWS archive on loopback, read by fundus",
