@@ -420,7 +420,7 @@ def test_rehearsal_chain_of_one_update(rehearsal):
     p["pack"].update(val_fraction=0.2, allow_short=True)
     p["chains"] = ["main"]
     p["updates"] = {"2024-02": {"published_from": "2024-02-01", "published_to": "2024-02-29", "prev": "ancestor"}}
-    p["chain"] = {"residual_source": target, "tokens": p["budgets"][0], "replay_tokens": None,
+    p["chain"] = {"residual_source": target, "tokens": p["budgets"][0], "replay_tokens": None, "cpt_from": "previous",
                   "cpt": {"lr": p["cpt"]["lr"], "train": {**p["cpt"]["train"], "replay_fraction": 0.0}}}
     p["promote"] = {"instruction": "ifeval", "max_instruction_drop_se": 2.0, "fresh": "new",
                     "min_fresh_bpb_gain": 0.0, "max_forget_se": None}
@@ -440,3 +440,5 @@ def test_rehearsal_chain_of_one_update(rehearsal):
     assert "2024-02" in ev["windows"]["fresh_bpb"]
     decision = json.loads((work / "metrics/promote.json").read_text())
     assert weights_hash(work / "models/current") == decision["current"]["weights_sha256"]
+    gate = json.loads((work / "metrics/updates/2024-02/promote.json").read_text())
+    assert gate["validation"]["instruction_prompts"] == "the suite's own (no split)"  # the paper suite

@@ -50,7 +50,13 @@ class Scorer:
             raise EvalError(f"promote.instruction: eval.tasks {eval_cfg.tasks} has no instruction-following "
                             "task to score on the validation prompts")
         self.eval_cfg = replace(eval_cfg, tasks=tasks)
-        self.prompts = cfg.val_ifeval_prompts
+        # only the toy world's suite has instruction prompts apart from the eval's: elsewhere
+        # (the paper's IFEval) the gate scores the suite's own prompts, and says so in the record
+        self.prompts = cfg.val_ifeval_prompts if eval_cfg.suite == "toyworld" else None
+        if self.prompts is None:
+            log.warning("eval suite %r has no validation instruction prompts: the gate scores instruction "
+                        "following on the suite's own prompts (the news is still its validation half)",
+                        eval_cfg.suite)
         self.workdir = Path(workdir)
         self.texts = self.workdir / "validation-news.jsonl"
         self.news = validation_file(heldout, eval_cfg.text, self.texts)
@@ -164,7 +170,8 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
     rec = record_of(window, out, read_lineage(out), promoted, reasons,
                     checks=checks, tries=tries, chosen=chosen["try"] if chosen else None,
                     setting=chosen["setting"] if chosen else None, failed_tries=n_failed,
-                    validation={"split": "validation", "val_ifeval_prompts": cfg.val_ifeval_prompts,
+                    validation={"split": "validation", "val_ifeval_prompts": score.prompts,
+                                "instruction_prompts": "validation" if score.prompts else "the suite's own (no split)",
                                 "news": score.news,
                                 "incumbent": {k: v for k, v in inc_scores.items()}},
                     ancestor_validation=ancestor, previous=prev["current"],
