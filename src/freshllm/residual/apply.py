@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from .artifact import dtypes, read_manifest, write_config_and_tokenizer
 from .checks import check_base, check_compatible, check_out_path, check_tokenizers, vocab_rows
 from .chunks import Scratch, all_finite, check_finite, finite_sum, stream
 from .config import ResidualConfig, ResidualError
-from .layer_scale import layer_of, relative_changes, report as scale_report, scales
+from .layer_scale import layer_of, relative_changes, relative_norm, report as scale_report, scales
 from .methods import get_method
 from .modules import GROUPS, is_all, select
 
@@ -179,7 +178,6 @@ def apply(residual_dir: Path, target_dir: Path, out: Path, cfg: ResidualConfig,
                                            "mean": sum(per_layer.values()) / len(per_layer),
                                            "per_layer": per_layer}
     if drift:  # how far cpt moved each layer: ||T_l - B_l|| / ||B_l|| (inf where ||B_l|| = 0 < ||T_l - B_l||)
-        rel = {k: (math.sqrt(dd) / math.sqrt(bb) if bb > 0 else 0.0 if dd == 0 else math.inf)
-               for k, (dd, bb) in drift.items()}
+        rel = {k: relative_norm(dd, bb) for k, (dd, bb) in drift.items()}
         report["drift"] = {"mean": sum(rel.values()) / len(rel), "max": max(rel.values()), "per_layer": rel}
     return report

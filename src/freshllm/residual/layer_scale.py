@@ -94,8 +94,12 @@ def relative_changes(target: ShardedReader, base: ShardedReader, names: list[str
                 dd, bb = float(d.double().square().sum()), float(bf.double().square().sum())
             diff[g] = diff.get(g, 0.0) + dd
             ref[g] = ref.get(g, 0.0) + bb
-    return {g: (math.sqrt(diff[g]) / math.sqrt(ref[g]) if ref[g] > 0 else 0.0 if diff[g] == 0 else math.inf)
-            for g in diff}
+    return {g: relative_norm(diff[g], ref[g]) for g in diff}
+
+
+def relative_norm(diff_sq: float, ref_sq: float) -> float:
+    """``sqrt(diff_sq) / sqrt(ref_sq)``: 0 where both are 0, ``inf`` where only ``ref_sq`` is."""
+    return math.sqrt(diff_sq) / math.sqrt(ref_sq) if ref_sq > 0 else 0.0 if diff_sq == 0 else math.inf
 
 
 def scales(changes: dict[str, float], alpha: float, strength: float) -> tuple[dict[str, float], float | None]:
