@@ -236,7 +236,7 @@ def test_http_guard_sets_timeouts_and_keeps_local_on_loopback():
             began = time.monotonic()
             with pytest.raises(requests.ReadTimeout):  # as fundus calls it: no timeout argument
                 requests.Session().get(f"http://127.0.0.1:{listener.getsockname()[1]}/x")
-            assert time.monotonic() - began < 5
+            assert time.monotonic() - began < 30  # a hang guard: without the timeout it waits forever
             with pytest.raises(requests.ConnectionError, match="allows only 127.0.0.1"):
                 requests.get("https://data.commoncrawl.org/crawl-data/CC-NEWS/2024/01/warc.paths.gz")
     finally:
@@ -331,7 +331,7 @@ def test_publishing_dates_are_normalised_to_utc():
 def test_local_default_profile_end_to_end(tmp_path):
     began = time.monotonic()
     rc, out, metrics_path = run_stage(tmp_path, write_params(tmp_path))
-    assert rc == 0 and time.monotonic() - began < 40
+    assert rc == 0 and time.monotonic() - began < 300  # a hang guard, not a timing
     records = read_jsonl(out)
     metrics = json.loads(metrics_path.read_text())
     assert LEAD_SECTION["min_articles"] <= len(records) == metrics["articles"] <= 400

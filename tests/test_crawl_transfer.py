@@ -60,7 +60,7 @@ def test_a_listing_sent_byte_by_byte_fails_within_the_limits(tmp_path, archive, 
         # 1 byte/s never trips the 3 s read timeout: only the new limits stop it
         rc, out, _ = run_stage(tmp_path, write_params(tmp_path, **fake_section(url, timeout_s=3, **limits)))
         elapsed = time.monotonic() - began
-    assert rc == 1 and not out.exists() and elapsed < 8
+    assert rc == 1 and not out.exists() and elapsed < 60  # a hang guard (the old code hung > 3 min), not a timing
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and url.rstrip("/") + listing in errors[0] and reason in errors[0], errors
     assert "\n" not in errors[0] and "Traceback" not in caplog.text
@@ -76,7 +76,7 @@ def test_a_warc_file_sent_byte_by_byte_is_a_failed_file(tmp_path, archive, caplo
         elapsed = time.monotonic() - began
         rc_strict, out_strict, _ = run_stage(tmp_path, write_params(tmp_path, **fake_section(
             url, timeout_s=3, min_bytes_per_s=1000, max_failed_files=1)), "strict")
-    assert rc == 0 and elapsed < 15
+    assert rc == 0 and elapsed < 120  # a hang guard, not a timing
     metrics = json.loads(metrics.read_text())
     assert metrics["failed_files"] == 2 and metrics["warc"]["failed"] == 2
     lost = set(warc_uris(archive.root / slow))

