@@ -25,13 +25,12 @@ import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .common import atomic_dir, set_offline, setup_logging, write_json
+from .common import set_offline, setup_logging, write_json
 from .config import load_section
 from .train import TrainConfig
 
 log = logging.getLogger(__name__)
 
-WEIGHT_FILES = ("*.safetensors", "*.safetensors.index.json", "config.json")
 
 
 @dataclass(frozen=True)
@@ -98,45 +97,6 @@ def source_dtype(model_dir: Path) -> str:
     return "float32"
 
 
-def cast_floats(state: dict, dtype) -> dict:
-    """``state`` with its floating tensors cast to ``dtype``, in place (each source tensor is
-    freed as soon as it is cast). Tensors that share storage (tied embeddings) still share
-    it afterwards, so ``save_pretrained`` drops the tied copy as before."""
-    import torch
-
-    cast: dict[tuple, torch.Tensor] = {}
-    for name, t in state.items():
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != dtype:
-            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride())
-            if key not in cast:
-                cast[key] = t.to(dtype)
-            state[name] = cast[key]
-    return state
-
-
-def save_final(accelerator, model, src_dir: Path, out: Path, dtype: str) -> None:
-    """HF directory: weights (safetensors, floating tensors in ``dtype``, which config.json
-    states) + every non-weight file of the source model (tokenizer, chat template,
-    generation config) copied unchanged."""
-    import torch
-
-    state = accelerator.get_state_dict(model)
-    if not accelerator.is_main_process:
-        return
-    state = cast_floats(state, getattr(torch, dtype))
-    unwrapped = accelerator.unwrap_model(model)
-    unwrapped.config.use_cache = True
-    with atomic_dir(out) as tmp:
-        unwrapped.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
-        # save_pretrained writes the dtype of the model's (float32 master) parameters into
-        # config.json; state the dtype the weights were saved in instead
-        unwrapped.config.dtype = getattr(torch, dtype)
-        unwrapped.config.save_pretrained(str(tmp))
-        for f in src_dir.iterdir():
-            if f.is_file() and not any(f.match(p) for p in WEIGHT_FILES):
-                shutil.copy2(f, tmp / f.name)
-
-
 def check_launch(accelerator) -> None:
     """Refuse a launch that silently runs another kind of parallelism than the accelerate
     config asks for. accelerate (1.15) applies FSDP only on accelerators: with FSDP in the
@@ -174,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from .io.hf import check_model_dir, load_causal_lm
+    from .io.hf import check_model_dir, load_causal_lm, save_final
     from .io.packed import PackedData
     from .train import train
 

@@ -2,6 +2,11 @@
 
 * ``source: hub`` (paper profile): snapshot both models by id from the Hugging Face hub
   (or copy them from local directories), safetensors only.
+* ``source: real``: real trained weights offline (``real_model``, see
+  :mod:`freshllm.standins.real`): ``base`` is that model as converted, ``instruct`` is it after
+  a short real SFT on the local recipe's chats (the same chats as the local pair's), with the
+  model's own chat template. The residual is then this SFT's delta, not the vendor's
+  post-training.
 * ``source: local`` (default): build a tiny Llama-architecture pair locally and
   deterministically from a seed: a byte-level BPE tokenizer trained on generated text,
   a ``base`` model pre-trained briefly on that text (d1), and an ``instruct`` model made
@@ -24,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from .common import set_offline, setup_logging, user_errors, write_json
+from .common import atomic_dir, set_offline, setup_logging, user_errors, write_json
 from .config import WorldConfig, load_section
 
 log = logging.getLogger(__name__)
@@ -40,7 +45,9 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class ModelsConfig:
-    source: Literal["local", "hub"] = "local"
+    source: Literal["local", "hub", "real"] = "local"
+    real_model: str = "smollm2-135m-instruct"  # source real: freshllm.standins.real
+    mixed_precision: Literal["no", "bf16"] = "no"  # source real: the SFT's compute dtype
     seed: int = 0
     vocab_size: int = 1024
     hidden_size: int = 64
@@ -81,6 +88,11 @@ class ModelsConfig:
             errs.append("hidden_size: must be divisible by num_heads")
         if self.num_kv_heads > 0 and self.num_heads % self.num_kv_heads:
             errs.append("num_heads: must be divisible by num_kv_heads")
+        if self.source == "real":
+            from .standins.real import REAL_MODELS
+
+            if self.real_model not in REAL_MODELS:
+                errs.append(f"real_model: unknown {self.real_model!r}; known: {sorted(REAL_MODELS)}")
         if self.vocab_size < 300:
             errs.append("vocab_size: must be >= 300 (256 byte symbols + special tokens)")
         return errs
@@ -211,6 +223,42 @@ def build_local(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
     }
 
 
+def build_real(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
+    """``base``: the real model as converted; ``instruct``: base + SFT on the local chats."""
+    import torch
+    from accelerate import Accelerator
+
+    from .io.hf import load_causal_lm, load_tokenizer, save_final
+    from .io.packed import pack_in_memory
+    from .standins.real import real_model_dir
+    from .train import train
+
+    src, figures = real_model_dir(cfg.real_model)
+    with atomic_dir(base_out) as tmp:
+        for f in src.iterdir():
+            if f.is_file() and f.name != "checked.json":
+                shutil.copy2(f, tmp / f.name)
+    tok = load_tokenizer(base_out)
+    _, chats = local_texts(cfg)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    with tempfile.TemporaryDirectory() as tmp:
+        sft = pack_in_memory(sft_documents(tok, chats), cfg.seq_len, Path(tmp) / "sft", pad_id=pad)
+    model = load_causal_lm(base_out, dtype=torch.float32)  # float32 masters; saved in bf16 again
+    accelerator = Accelerator(cpu=True, mixed_precision=cfg.mixed_precision)
+    sft_stats = train(model, sft, _loop(cfg, cfg.sft_lr, cfg.sft_steps), accelerator, progress_desc="sft instruct")
+    save_final(accelerator, model, base_out, instruct_out, str(figures["dtype"]))
+    card = instruct_out / "README.md"
+    card.write_text(card.read_text(encoding="utf-8") + (
+        f"\n## This directory: after a short SFT\n\nThe weights above after {cfg.sft_steps} steps of "
+        f"SFT (lr {cfg.sft_lr}, batch {cfg.batch_size} x {cfg.seq_len} tokens) on {len(chats)} chats of the "
+        f"`{cfg.world.kind}` world (seed {cfg.world.seed}) with IFEval-verifiable instructions, made by "
+        "freshllm.models (source: real). The residual instruct - base is this SFT's delta, not the "
+        "vendor's post-training.\n"), encoding="utf-8")
+    return {"real_model": cfg.real_model, "checked": figures, "parameters": figures["parameters"],
+            "world": cfg.world.kind, "sft_chats": len(chats), "sft_sequences": len(sft),
+            "sft": {k: v for k, v in sft_stats.items() if k != "losses"}}
+
+
 def fetch_hub(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
     from .io.hf import check_model_dir, hub_snapshot
 
@@ -240,9 +288,11 @@ def main(argv: list[str] | None = None) -> None:
 
     with user_errors("models", OfflineError):
         cfg = load_section(ModelsConfig, f"models.{args.family}", args.params)
-        set_offline(cfg.source == "local")
+        set_offline(cfg.source != "hub")
         if cfg.source == "local":
             stats = build_local(cfg, args.base_out, args.instruct_out)
+        elif cfg.source == "real":
+            stats = build_real(cfg, args.base_out, args.instruct_out)
         else:
             stats = fetch_hub(cfg, args.base_out, args.instruct_out)
     write_json(args.metrics, {"family": args.family, "source": cfg.source, "config": asdict(cfg), **stats})

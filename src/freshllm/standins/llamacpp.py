@@ -58,21 +58,28 @@ def _vocab_dir() -> Path:
     return cache_root() / "llama.cpp-vocab" / f"llama-cpp-python-{LLAMA_CPP_PYTHON_VERSION}"
 
 
-def _download_sdist(dest: Path) -> Path:
-    spec = f"{LLAMA_CPP_PYTHON}=={LLAMA_CPP_PYTHON_VERSION}"
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+def pip_download(spec: str, dest: Path, glob: str, what: str, sdist: bool = False) -> Path:
+    """One distribution (``spec``, no dependencies) from the package index into ``dest`` with pip,
+    as any dependency is fetched: the file matching ``glob``. ``what`` says why, in the log."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *(["--no-binary", ":all:"] if sdist else []),
            "--disable-pip-version-check", spec, "-d", str(dest)]
-    log.info("downloading the %s sdist (~77 MB, for llama.cpp's vocab files)", spec)
+    kind = "sdist" if sdist else "wheel"
+    log.info("downloading the %s %s (%s)", spec, kind, what)
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise RuntimeError(f"cannot download {spec} with pip: {e}") from None
-    tars = sorted(dest.glob("llama_cpp_python-*.tar.gz"))
-    if res.returncode != 0 or not tars:
+    found = sorted(dest.glob(glob))
+    if res.returncode != 0 or not found:
         lines = [ln.strip() for ln in (res.stderr + res.stdout).splitlines() if ln.strip()]
-        errs = [ln for ln in lines if "error" in ln.lower()] or lines or ["no sdist written"]
-        raise RuntimeError(f"cannot download {spec} (sdist) with pip: {errs[-1]}")
-    return tars[0]
+        errs = [ln for ln in lines if "error" in ln.lower()] or lines or [f"no {kind} written"]
+        raise RuntimeError(f"cannot download {spec} ({kind}) with pip: {errs[-1]}")
+    return found[0]
+
+
+def _download_sdist(dest: Path) -> Path:
+    return pip_download(f"{LLAMA_CPP_PYTHON}=={LLAMA_CPP_PYTHON_VERSION}", dest, "llama_cpp_python-*.tar.gz",
+                        "~77 MB, for llama.cpp's vocab files", sdist=True)
 
 
 def _extract(sdist: Path, dest: Path) -> None:

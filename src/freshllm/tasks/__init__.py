@@ -106,7 +106,11 @@ TOY_SUITE: tuple[Benchmark, ...] = (
         Metric("acc", "acc,none", "acc"),
     )),
 )
-SUITES: dict[str, tuple[Benchmark, ...]] = {"paper": SUITE, "toyworld": TOY_SUITE}
+# The toy world's suite also takes the paper suite's local twins (items about the real world):
+# for a real trained model on the toy world (profiles/real-smollm2.yaml) they measure what it
+# keeps of what it knew. The toy report's table lays out the toy tasks; the twins' scores are in
+# each eval JSON (freshllm.report.real tabulates them).
+SUITES: dict[str, tuple[Benchmark, ...]] = {"paper": SUITE, "toyworld": TOY_SUITE + SUITE}
 # the suite each kind of the top-level `world` is scored on
 SUITE_OF_WORLD: dict[str, str] = {"news": "paper", "toyworld": "toyworld"}
 
@@ -169,6 +173,27 @@ def check_local_data(tasks: list[str]) -> None:
         raise FileNotFoundError("eval data file(s) not found: " + ", ".join(missing))
 
 
+def _write_twins(dest: Path, tasks: list[str]) -> None:
+    """The local-data twins of ``tasks`` (paper suite) under ``dest / "twins"``."""
+    if not tasks:
+        return
+    stock = lm_eval_tasks_dir()
+    check_local_data(tasks)
+    values = {"lm_eval_tasks": str(stock), "data": str(DATA_DIR)}
+    for task in tasks:
+        for template in sorted((TWINS_DIR / task).glob("*.yaml")):
+            text = string.Template(template.read_text(encoding="utf-8")).substitute(values)
+            include = yaml.safe_load(text).get("include")
+            if include and not Path(include).is_file():
+                raise FileNotFoundError(
+                    f"stock lm-eval task YAML not found: {include} "
+                    f"(twin {template.name}; lm-eval version mismatch?)"
+                )
+            out = dest / "twins" / task / template.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+
+
 def materialize(dest: str | Path, tasks: list[str], source: str = "local", suite_name: str = "paper",
                 world_seed: int = 0, toy_sizes: dict | None = None, texts: dict[str, Path] | None = None,
                 text_cfg=None) -> dict:
@@ -191,23 +216,11 @@ def materialize(dest: str | Path, tasks: list[str], source: str = "local", suite
             raise ValueError("the toyworld suite is generated locally: use source 'local'")
         from .toy import materialize as materialize_toy
 
-        materialize_toy(dest, tasks, world_seed, **(toy_sizes or {}))
+        toy = {b.task for b in TOY_SUITE}
+        materialize_toy(dest, [t for t in tasks if t in toy], world_seed, **(toy_sizes or {}))
+        _write_twins(dest, [t for t in tasks if t not in toy])
     elif source == "local":
-        stock = lm_eval_tasks_dir()
-        check_local_data(tasks)
-        values = {"lm_eval_tasks": str(stock), "data": str(DATA_DIR)}
-        for task in tasks:
-            for template in sorted((TWINS_DIR / task).glob("*.yaml")):
-                text = string.Template(template.read_text(encoding="utf-8")).substitute(values)
-                include = yaml.safe_load(text).get("include")
-                if include and not Path(include).is_file():
-                    raise FileNotFoundError(
-                        f"stock lm-eval task YAML not found: {include} "
-                        f"(twin {template.name}; lm-eval version mismatch?)"
-                    )
-                out = dest / "twins" / task / template.name
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(text, encoding="utf-8")
+        _write_twins(dest, tasks)
     elif source != "hub":
         raise ValueError(f"source must be 'local' or 'hub', got {source!r}")
     text_info = {}
