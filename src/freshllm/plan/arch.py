@@ -11,7 +11,8 @@
    ``huggingface_hub`` -- optional, never required; offline it is an error naming the model.
 
 ``source: local`` builds a tiny Llama from the section's own sizes (``freshllm.models``), saved
-in float32.
+in float32. ``source: real`` is the architecture recorded with the real model
+(:data:`freshllm.standins.real.REAL_MODELS`), saved in bf16: no download, no conversion.
 """
 
 from __future__ import annotations
@@ -114,6 +115,12 @@ def family_models(params_path: str | Path, family: str) -> dict[str, ModelInfo]:
     cfg = load_section(ModelsConfig, f"models.{family}", params_path)
     if cfg.source == "local":
         info = local_model(params_path, family, cfg)
+        return {"base": info, "instruct": info}
+    if cfg.source == "real":
+        from ..standins.real import get_real
+
+        config = get_real(cfg.real_model).config
+        info = ModelInfo(f"real ({cfg.real_model})", "real", config["dtype"], Shape.from_config(config), config)
         return {"base": info, "instruct": info}
     out, problems = {}, []
     for variant, ref in (("base", cfg.hub_base), ("instruct", cfg.hub_instruct)):

@@ -78,10 +78,13 @@ def models_row(inp: Inputs, stage: Stage) -> dict:
         return _row(stage, "models", "network", model=_model(infos["base"]),
                     bytes_moved=sum(outputs.values()), outputs=outputs,
                     notes=["downloads both models (weights only; tokenizer and config files are MBs)"])
-    tokens = (cfg.pretrain_steps + cfg.sft_steps) * cfg.batch_size * cfg.seq_len
-    return _row(stage, "models", "cpu", model=_model(infos["base"]), tokens=tokens,
-                flops={"train_6ND": F.train_flops(infos["base"].params, tokens)}, outputs=outputs,
-                notes=["builds the tiny local pair: pre-training + SFT on the CPU"])
+    real = cfg.source == "real"
+    tokens = ((0 if real else cfg.pretrain_steps) + cfg.sft_steps) * cfg.batch_size * cfg.seq_len
+    flops = F.train_flops(infos["base"].params, tokens)
+    note = (f"converts the real model {cfg.real_model} (once per machine, cached), then SFT on the CPU"
+            if real else "builds the tiny local pair: pre-training + SFT on the CPU")
+    return _row(stage, "models", "cpu", model=_model(infos["base"]), tokens=tokens, flops={"train_6ND": flops},
+                outputs=outputs, time=_time(inp, flops, tokens, 1), notes=[note])
 
 
 def crawl_row(inp: Inputs, stage: Stage) -> dict:

