@@ -218,6 +218,9 @@ def test_real_report_means_and_standard_errors_over_runs(tmp_path):
     assert v == pytest.approx(31.0) and se == pytest.approx(0.5773502, rel=1e-6)  # 30, 31, 32
     assert table["base"]["fresh_bpb"][0] == pytest.approx(1.11)
     assert "toy_ifeval" not in table["base"]  # not evaluated: left out, not zero
+    # d2 10 -> 30 (cpt-base) -> 50 (merged): twice cpt-base's gain; bpb likewise; no toy IFEval, no IF kept
+    assert table["kept@40K"]["d2_kept"][0] == pytest.approx(2.0)
+    assert table["kept@40K"]["bpb_kept"][0] == pytest.approx(2.0) and "if_kept" not in table["kept@40K"]
     one, _ = combine(runs[:1])
     assert one["base"]["d2"] == pytest.approx((10.0, 5.0))  # one run: lm-eval's standard error
     text = render(table, meta)

@@ -70,6 +70,31 @@ def figures(rec: dict) -> dict[str, tuple[float, float | None]]:
     return out
 
 
+KEPT = {"if_kept": "IF kept (toy IFEval / instruct's)", "d2_kept": "d2 kept (of cpt-base's gain)",
+        "bpb_kept": "bpb kept (of cpt-base's gain)"}
+
+
+def kept(tables: dict, budget: str) -> dict[str, tuple[float, None]]:
+    """The size-curve point of one run at ``budget``, as report.methods defines it: IF kept =
+    merged / instruct (toy IFEval); d2 kept and bpb kept = the share of cpt-base's gain over the
+    base that cpt-base + residual keeps."""
+    base, inst = tables["base"], tables["instruct"]
+    cpt, res = tables[f"cpt-base@{budget}"], tables[f"cpt-base-res@{budget}"]
+    out = {}
+
+    def has(col, *ms):
+        return all(col in m for m in ms)
+
+    if has("toy_ifeval", inst, res) and inst["toy_ifeval"][0]:
+        out["if_kept"] = (res["toy_ifeval"][0] / inst["toy_ifeval"][0], None)
+    if has("d2", base, cpt, res) and cpt["d2"][0] != base["d2"][0]:
+        out["d2_kept"] = ((res["d2"][0] - base["d2"][0]) / (cpt["d2"][0] - base["d2"][0]), None)
+    if has("fresh_bpb", base, cpt, res) and cpt["fresh_bpb"][0] != base["fresh_bpb"][0]:
+        out["bpb_kept"] = ((base["fresh_bpb"][0] - res["fresh_bpb"][0])
+                           / (base["fresh_bpb"][0] - cpt["fresh_bpb"][0]), None)
+    return out
+
+
 def run_tables(run: Path) -> tuple[dict, dict]:
     """``({model: figures}, {"cpt_seconds": {...}, ...})`` of one run directory."""
     params = read_params(run / "params.yaml")
@@ -84,6 +109,8 @@ def run_tables(run: Path) -> tuple[dict, dict]:
     if missing:
         raise ReportError(f"{run}: no eval results for {missing}")
     tables = {key: figures(evals[name]) for key, name in names.items()}
+    for b in budgets:
+        tables[f"kept@{b}"] = kept(tables, b)
     times = {}
     for f in sorted((run / "metrics" / "cpt").glob("*.json")):
         times[f"cpt {f.stem}"] = json.loads(f.read_text()).get("train_seconds")
@@ -99,7 +126,7 @@ def combine(runs: list[tuple[dict, dict]]) -> tuple[dict, dict]:
     out = {}
     for model in tables[0]:
         out[model] = {}
-        for col in COLUMNS:
+        for col in (*COLUMNS, *KEPT):
             vals = [t[model][col] for t in tables if col in t.get(model, {})]
             if len(vals) != len(tables):
                 continue
@@ -147,6 +174,12 @@ def render(table: dict, meta: dict) -> str:
              "(a) Setting 1 on the released instruct model", "", *_table(a, table), "",
              "(b) The residual method at real geometry (the residual is the toy SFT's delta)", "",
              *_table(b_rows, table), ""]
+    lines += ["Retention at this size (the size curve's point; mean ± SE over runs where there are several)", "",
+              "| budget | " + " | ".join(KEPT.values()) + " |", "|---|" + "---:|" * len(KEPT)]
+    for b in budgets:
+        figs = table.get(f"kept@{b}", {})
+        lines.append(f"| {b} | " + " | ".join(_cell(figs.get(k), True) for k in KEPT) + " |")
+    lines.append("")
     if meta["seconds"]:
         lines += ["Wall times (seconds, mean over runs): " + ", ".join(
             f"{k} {v:,.0f}" for k, v in sorted(meta["seconds"].items())), ""]
