@@ -102,6 +102,8 @@ def test_add_appends_the_next_month_keeping_comments(tmp_path):
         add_month(p, "2024-02")
     with pytest.raises(ConfigError, match="does not start after"):  # a month before the last
         add_month(p, "2023-12")
+    with pytest.raises(ConfigError, match="2024-05 does not follow the last month 2024-03: the next one is 2024-04"):
+        add_month(p, "2024-05")  # a gap
     assert load_chain(p).windows == ["2024-01", "2024-02", "2024-03"]  # unchanged by the refusal
 
 

@@ -32,6 +32,14 @@ def add_month(params_path: Path, month: str) -> dict:
     if month in chain.windows:
         raise ConfigError(str(params_path), [f"updates.{month}: already in updates"])
     year, mon = int(month[:4]), int(month[5:])
+    last = chain.windows[-1] if chain.windows else None
+    if last and re.fullmatch(r"\d{4}-\d{2}", last):
+        ly, lm = int(last[:4]), int(last[5:])
+        following = f"{ly + lm // 12:04d}-{lm % 12 + 1:02d}"
+        if month > last and month != following:
+            raise ConfigError(str(params_path), [
+                f"add: {month} does not follow the last month {last}: the next one is {following} "
+                "(a chain has no gaps; add the months in between first)"])
     entry = {"published_from": f"{month}-01",
              "published_to": f"{month}-{calendar.monthrange(year, mon)[1]:02d}",
              "prev": chain.windows[-1] if chain.windows else ANCESTOR}
