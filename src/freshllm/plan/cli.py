@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m freshllm.plan",
         description="Plan a run: per DVC stage, parameters, tokens, FLOPs, disk, peak GPU memory per "
-                    "process and time, from the params and the accelerate config alone (offline, seconds).")
+                    "process and time (offline, seconds). It reads the params file, dvc.yaml (the stages "
+                    "and their outputs), the accelerate config the params name, .dvc/config (the cache's "
+                    "link type) and, for models given as local directories, their config.json; no "
+                    "weights, no data.")
     ap.add_argument("--params", default="params.yaml", help="params file (a profile, as params.yaml would be)")
     ap.add_argument("--dvc-yaml", default="dvc.yaml", help="the pipeline whose stages are planned")
     ap.add_argument("--json", action="store_true", help="one JSON object keyed by stage name (plus 'total')")
