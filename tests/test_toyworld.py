@@ -141,7 +141,12 @@ def test_toy_eval_data_keeps_only_achievable_prompts(tmp_path):
     data = Path(twin["dataset_kwargs"]["data_files"]["train"])
     assert data.is_absolute() and len(data.read_text().splitlines()) == 20
     with pytest.raises(ValueError, match="unknown eval task"):
-        lm_tasks.materialize(tmp_path, ["ifeval"], "local", suite_name="toyworld")
+        lm_tasks.materialize(tmp_path, ["toy_nope"], "local", suite_name="toyworld")
+    # the paper suite's local twins (real-world items) run beside the toy tasks (real-weights profile)
+    group = lm_tasks.materialize(tmp_path / "mixed", ["toy_d2", "arc_easy"], "local", suite_name="toyworld")
+    assert [t["task"] for t in group["task"]] == ["toy_d2", "arc_easy"]
+    assert (tmp_path / "mixed/twins/arc_easy/arc_easy.yaml").is_file()
+    assert (tmp_path / "mixed/twins/toy/toy_d2.yaml").is_file()
 
 
 # --- structure -----------------------------------------------------------------------------------
