@@ -287,3 +287,25 @@ def test_toy_report_opens_with_the_result_and_says_what_is_within_the_noise(tmp_
     assert "against Setting 1: 50.00 ± 2.00 (outside the noise of 7.40)" in text
     assert "cpt-base-res: 30.00 ± 5.00 (within the noise of 21.00)" in text  # d2: not learned
     assert finding_lines({"base+toy": scores["base+toy"]}, ["base+toy"], LAYOUTS["toyworld"]) == []
+
+
+def test_rows_of_tasks_no_eval_ran_are_left_out(tmp_path):
+    """A toy-world profile without toy_d1 (the real-weights profile): no d1 row of "–" voiding
+    every average; a task the suite ran but a model lacks stays "–"."""
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    ran = ["toy_ifeval", "toy_d2", "fresh_bpb"]
+    for name, d2 in (("base+toy", 0.25), ("cpt-base@30K", None)):
+        results = {"toy_ifeval": dict.fromkeys(("inst_level_loose_acc", "inst_level_strict_acc",
+                                                "prompt_level_loose_acc", "prompt_level_strict_acc"), 0.5),
+                   "fresh_bpb": {"bits_per_byte": 1.0}, **({"toy_d2": {"acc": d2}} if d2 is not None else {})}
+        (eval_dir / f"{name}.json").write_text(json.dumps({
+            "model": name, "config": {"suite": {"task": [{"task": t} for t in ran]}}, "results": results}))
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"report": {}, "world": {"kind": "toyworld", "seed": 0}}))
+    main(["--params", str(params), "--eval-dir", str(eval_dir), "--summary", str(tmp_path / "s.json"),
+          "--markdown", str(tmp_path / "r.md")])
+    summary, md = json.loads((tmp_path / "s.json").read_text()), (tmp_path / "r.md").read_text()
+    assert "| d1 facts" not in md and "| d2 news (new) | acc | 25.00 | – |" in md
+    assert summary["avg"] == {"base+toy": pct((0.5 * 4 + 0.25) / 5)}  # cpt-base lacks d2: no average
+    assert "d1" not in summary or not summary["d1"]

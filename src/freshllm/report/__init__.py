@@ -277,7 +277,7 @@ def run(cfg: ReportConfig, eval_dir: Path, summary_path: Path, markdown_path: Pa
     if missing:
         log.warning("no eval results for %s in %s", missing, eval_dir)
     models = order_models(list(evals), cfg.models)
-    layout = LAYOUTS[cfg.suite]
+    layout = LAYOUTS[cfg.suite].evaluated(evals)
     scores = {m: model_scores(evals[m]["results"], layout, evals[m].get("stderr")) for m in models}
     summary = build_summary(scores, models, layout)
     write_json(summary_path, summary)

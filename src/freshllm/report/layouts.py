@@ -3,7 +3,7 @@ a Sub-Average, the score names of the summary and plots, the bits-per-byte block
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..tasks import SUITE, TEXT_SUITE, TOY_SUITE
 
@@ -53,6 +53,27 @@ class Layout:
     @property
     def text_scores(self) -> tuple[str, ...]:
         return tuple(r.task for r in self.text_rows)
+
+    def evaluated(self, evals: dict[str, dict]) -> Layout:
+        """This layout without the rows of tasks that no model's eval suite ran (each eval JSON
+        lists its suite's tasks in ``config.suite``), e.g. a toy-world profile whose ``eval.tasks``
+        leaves out ``toy_d1``: those rows would only show "–" and void every average. A task the
+        suite ran but a model has no value for stays (shown "–", its averages left out). Evals
+        that do not record their suite keep the whole layout."""
+        ran: set[str] = set()
+        for rec in evals.values():
+            suite = (rec.get("config") or {}).get("suite")
+            if not isinstance(suite, dict) or not isinstance(suite.get("task"), list):
+                return self
+            ran |= {t.get("task") or t.get("group") for t in suite["task"] if isinstance(t, dict)}
+        rows = tuple(r for r in self.rows if r.task in ran)
+        if not rows or len(rows) == len(self.rows):
+            return self
+        # the first row of a benchmark carries its label
+        labelled = tuple(Row(next(b.benchmark for b in self.rows if b.task == r.task and b.benchmark)
+                             if i == 0 or rows[i - 1].task != r.task else "", r.metric, r.task, r.key, r.section)
+                         for i, r in enumerate(rows))
+        return replace(self, rows=labelled)  # singles of a task left out score None
 
     @property
     def plot_scores(self) -> tuple[str, ...]:
