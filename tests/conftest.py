@@ -44,6 +44,18 @@ def copy_project(dst: Path) -> None:
             shutil.copy2(src, dst / rel)
 
 
+def safetensors_dtypes(model_dir: Path) -> dict[str, str]:
+    """``{tensor name: safetensors dtype ("BF16", ...)}`` over a model directory's shards, read
+    with the project's strict header parser; fails when the directory holds no weights."""
+    from freshllm.io.st_format import DTYPE_TO_ST, parse_header
+
+    out: dict[str, str] = {}
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        out.update({name: DTYPE_TO_ST[e.spec.dtype] for name, e in parse_header(f)[1].items()})
+    assert out, f"no safetensors weights in {model_dir}"
+    return out
+
+
 def sh(cmd, cwd, env, timeout=900):
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
                          shell=isinstance(cmd, str))

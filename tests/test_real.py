@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT, copy_project, hermetic_env, sh
+from conftest import ROOT, copy_project, hermetic_env, safetensors_dtypes, sh
 
 pytestmark = pytest.mark.usefixtures("private_nltk_data")
 
@@ -27,24 +27,14 @@ def converted():
     return real_model_dir(NAME)
 
 
-def _safetensors_header(model_dir) -> dict:
-    header = {}
-    for f in sorted(model_dir.glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header.update({k: v for k, v in json.loads(fh.read(n)).items() if k != "__metadata__"})
-    assert header, f"no safetensors weights in {model_dir}"
-    return header
-
-
 def test_the_real_model_is_converted_and_checked(converted):
     d, figures = converted
     assert figures["parameters"] == 134_515_008 and figures["tied_embeddings"] is True
     assert figures["dtype"] == "bfloat16" and figures["vocab"] == 49_152
     assert "Paris" in figures["greedy"]["reply"]
-    header = _safetensors_header(d)
-    assert {v["dtype"] for v in header.values()} == {"BF16"}
-    assert "lm_head.weight" not in header  # tied: one copy on disk
+    dtypes = safetensors_dtypes(d)
+    assert set(dtypes.values()) == {"BF16"}
+    assert "lm_head.weight" not in dtypes  # tied: one copy on disk
     assert (d / "chat_template.jinja").read_text().count("<|im_start|>") >= 1
     assert json.loads((d / "generation_config.json").read_text())["eos_token_id"] == 2
     card = (d / "README.md").read_text()
@@ -154,9 +144,9 @@ def test_every_stage_runs_on_the_real_model(real_run):
 def test_bf16_and_tied_embeddings_are_kept_through_every_stage(real_run):
     work, _, _ = real_run
     for d in _model_dirs(work):
-        header = _safetensors_header(d)
-        assert {v["dtype"] for v in header.values()} == {"BF16"}, d
-        assert "lm_head.weight" not in header, d
+        dtypes = safetensors_dtypes(d)
+        assert set(dtypes.values()) == {"BF16"}, d
+        assert "lm_head.weight" not in dtypes, d
         config = json.loads((d / "config.json").read_text())
         assert config["tie_word_embeddings"] is True and config["dtype"] == "bfloat16", d
     from safetensors.torch import load_file

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, hermetic_env
+from conftest import ROOT, hermetic_env, safetensors_dtypes
 
 FAMILIES = ["llama3", "qwen2"]
 
@@ -233,14 +233,7 @@ def _params(work: Path) -> dict:
 
 
 def _safetensors_dtypes(model_dir: Path) -> set[str]:
-    dtypes = set()
-    for f in sorted(model_dir.glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(n))
-        dtypes |= {v["dtype"] for k, v in header.items() if k != "__metadata__"}
-    assert dtypes, f"no safetensors weights in {model_dir}"
-    return dtypes
+    return set(safetensors_dtypes(model_dir).values())
 
 
 def _chat_template(model_dir: Path) -> str | None:

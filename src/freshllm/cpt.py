@@ -32,7 +32,6 @@ from .train import TrainConfig
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class CptLr:
     """Peak learning rate per variant (the paper continues both base and instruct)."""
