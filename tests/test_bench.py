@@ -216,6 +216,9 @@ def test_pack_bench_smoke(capsys):
     assert "Qwen/Qwen2.5-0.5B's real tokenizer" in out and "ratio pack/raw" in out
     assert res["pack_encoded_tokens"] == res["raw_tokens"]  # the same texts, the same encoding
     assert res["raw_tokens_per_s"] > 0 and res["pack_tokens_per_s"] > 0
+    assert set(res["by_workers"]) == {1, res["cores"]} and "1 tokenizer thread(s)" in out
+    for row in res["by_workers"].values():
+        assert row["pack_encoded_tokens"] == row["raw_tokens"] and row["raw_fast_tokens_per_s"] > 0
     assert 0.5 < res["rss_ratio"] < 2.0
 
 

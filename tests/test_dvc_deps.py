@@ -216,3 +216,16 @@ def test_bytecode_next_to_the_sources_is_not_part_of_a_code_dep(tmp_path):
     (work / "pkg/hf.py").write_text((work / "pkg/hf.py").read_text() + "\n# edited\n")
     with Repo(str(work)) as repo:
         assert any(k.split(":")[-1] == "s" for k in repo.status())  # and a real edit still does
+
+
+def test_stages_that_set_torch_threads_depend_on_the_runtime_params():
+    """A stage whose module calls ``use_runtime`` (the thread count changes its results in the
+    last bits) lists ``runtime`` in its params, so changing it reruns the stage; no other does."""
+    raw = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    call = re.compile(r"(?<!def )\buse_runtime\(")
+    for name, st in raw.items():
+        body = st.get("do", st)
+        params = [p for p in body.get("params", []) if isinstance(p, str)]
+        uses = any(call.search(module_path(m).read_text(encoding="utf-8")) for m in stage_modules(body["cmd"]))
+        assert uses == ("runtime" in params), (
+            f"stage {name}: {'calls use_runtime but does not list' if uses else 'lists'} `runtime` in its params")

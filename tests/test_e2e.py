@@ -58,6 +58,11 @@ def test_repro_builds_every_output(repo):
         m = json.loads((work / f"metrics/cpt/{variant}-40K.json").read_text())
         assert math.isfinite(m["final_loss"]) and math.isfinite(m["first_loss"])
         assert m["final_loss"] < m["first_loss"]
+    # every torch stage records the threads it ran with (runtime.threads: auto)
+    for rel in ("metrics/models/tiny.json", "metrics/cpt/base-40K.json", "metrics/residual/apply-tiny-40K.json",
+                "metrics/residual/extract-tiny.json", "metrics/eval/res-tiny-40K.json"):
+        rt = json.loads((work / rel).read_text())["runtime"]
+        assert rt["threads_setting"] == "auto" and rt["threads"] >= 1 and rt["omp_wait"], rel
     for _, metrics_file, name in MODELS:
         ev = json.loads((work / metrics_file).read_text())
         assert ev["model"] == name

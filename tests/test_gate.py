@@ -291,8 +291,42 @@ def test_heldout_halves_are_disjoint_stable_and_about_half():
     capped = split_heldout(rows, 10, "w")
     assert sum(r[SPLIT_FIELD] == "validation" for r in capped) == 10 == sum(r[SPLIT_FIELD] == "test" for r in capped)
     one_half = [r for r, f in zip(rows, flags) if f][:3]
-    with pytest.raises(Exception, match="none of its 3 held-out articles falls in the test half"):
-        split_heldout(one_half, 10, "window w")
+    tagged = split_heldout(one_half, 10, "window w")  # no test article: no error, the window's test bpb is left out
+    assert [r[SPLIT_FIELD] for r in tagged] == ["validation"] * 3
+    assert split_heldout([], 10, "window w") == []
+
+
+def test_a_window_with_no_validation_article_leaves_its_bpb_out_and_the_gate_decides_on_the_rest():
+    """The own window has no held-out validation article: the fresh check is skipped, named in
+    the reasons, and the instruction check alone decides (pass and fail); with fresh: all, the
+    mean is over the windows that have some; a missing score of a window that HAS articles
+    still fails."""
+    cand, inc = _val(0.50, 0.02, 0.5), _val(0.50, 0.02, 0.9)
+    for c in (cand, inc):
+        c["windows"]["fresh_bpb"] = {"w2": {"bits_per_byte": c["windows"]["fresh_bpb"]["w3"]["bits_per_byte"],
+                                            "stderr": 0.01}}  # w3 has no validation article
+    news = {"w2": 12}
+    d = gate_mod.decide(PromoteConfig(), "w3", ["w2", "w3"], cand, inc, news=news)
+    fresh = {c["check"]: c for c in d["checks"]}["fresh_bpb"]
+    assert d["promote"] and fresh["skipped"] and fresh["passed"]
+    assert any("window w3 has no held-out validation article" in r for r in d["reasons"])
+    worse = _val(0.30, 0.02, 0.5)
+    worse["windows"] = cand["windows"]
+    d = gate_mod.decide(PromoteConfig(), "w3", ["w2", "w3"], worse, inc, news=news)
+    assert not d["promote"] and any("left out" in r for r in d["reasons"])  # decided on the rest, and says why
+    d = gate_mod.decide(PromoteConfig(fresh="all", max_forget_se=2.0), "w3", ["w2", "w3"], cand, inc, news=news)
+    checks = {c["check"]: c for c in d["checks"]}
+    assert d["promote"] and checks["fresh_bpb"]["candidate"] == 0.5 and "left out: w3" in checks["fresh_bpb"]["reason"]
+    # without the counts a missing window score is a failure, as before
+    assert not gate_mod.decide(PromoteConfig(), "w3", ["w2", "w3"], cand, inc)["promote"]
+
+
+def test_validation_file_of_a_chain_with_no_validation_article_yet(tmp_path):
+    from freshllm.tasks.text import TextConfig
+
+    p = tmp_path / "h.jsonl"
+    p.write_text(json.dumps({"text": "only a test article", "window": "w1", "split": "test"}) + "\n")
+    assert gating.validation_file(p, TextConfig(docs=10, max_chars=400), tmp_path / "v.jsonl")["documents"] == {}
 
 
 def test_text_sets_read_their_split_only(tmp_path):

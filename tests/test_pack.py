@@ -310,3 +310,50 @@ def test_budget_error_says_rows_are_whole(tmp_path, tokenizers_pair):
     corpus = _corpus(tmp_path / "a.jsonl", _texts(3))
     with pytest.raises(CorpusError, match=r"rounded up to whole rows: [\d,]+ sequences of 64 = [\d,]+ tokens"):
         pack_corpus(corpus, tok, _cfg(tokens="100K"), tmp_path / "o")
+
+
+def _tree_bytes(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+ODD_TEXTS = ["  leading spaces and trailing  ", "unicode: café – naïve 東京 🚀 ok",
+             "breaking <|end_of_text|> news <|begin_of_text|> here <|eot_id|> end",
+             "tabs\tand\nnew lines\r\n and numbers 1234567890 3.14159"]
+
+
+def pack_is_the_same_on_every_path(tok, tmp_path, monkeypatch):
+    """Pack with the tokenizer's own batch call on 1 and 2 threads and with the transformers
+    call (the path before it): every output file byte for byte, metrics but the thread count."""
+    import freshllm.pack as P
+
+    corpus = _corpus(tmp_path / "a.jsonl", ODD_TEXTS + _texts(200) + ODD_TEXTS[::-1])
+    probe = [json.loads(line)["text"] for line in corpus.read_text().splitlines()[:7]]
+    assert P.fast_encoder(tok, probe) is not None  # the fast path is the one taken
+    kw = dict(tokens="4K", seq_len=64, batch_articles=7, val_fraction=0.1)
+    m1 = pack_corpus(corpus, tok, _cfg(workers=1, **kw), tmp_path / "w1")
+    m2 = pack_corpus(corpus, tok, _cfg(workers=2, **kw), tmp_path / "w2")
+    with monkeypatch.context() as mp:
+        mp.setattr(P, "fast_encoder", lambda tokenizer, probe: None)
+        m0 = pack_corpus(corpus, tok, _cfg(workers=1, **kw), tmp_path / "hf")
+    assert (m1["workers"], m2["workers"]) == (1, 2)
+    ref = _tree_bytes(tmp_path / "hf")
+    assert any(k.startswith("val/") for k in ref) and len(ref) > 8
+    for out, m in (("w1", m1), ("w2", m2)):
+        assert _tree_bytes(tmp_path / out) == ref, out
+        assert {k: v for k, v in m.items() if k != "workers"} == {k: v for k, v in m0.items() if k != "workers"}
+
+
+def test_pack_output_is_byte_identical_whatever_the_encoding_path(tmp_path, tokenizers_pair, monkeypatch):
+    pack_is_the_same_on_every_path(tokenizers_pair[0], tmp_path, monkeypatch)
+
+
+def test_fast_encoder_is_not_used_where_it_would_differ(tokenizers_pair):
+    import freshllm.pack as P
+
+    tok = copy.deepcopy(tokenizers_pair[0])
+    tok._tokenizer.enable_truncation(8)  # the transformers call resets it, the raw call would not
+    assert P.fast_encoder(tok, ["some text"]) is None
+    tok._tokenizer.no_truncation()
+    assert P.fast_encoder(tok, ["some text"]) is not None
+    with pytest.raises(ConfigError, match="pack.workers: must be auto or a positive integer, got 0"):
+        _cfg(workers=0)

@@ -53,6 +53,15 @@ def tok(tokenizers_cache):
 
 # --- tokenizers ----------------------------------------------------------------------------
 
+@pytest.mark.parametrize("model_id", [QWEN25, LLAMA31])
+def test_pack_is_byte_identical_with_the_real_tokenizers_own_batch_call(tok, model_id, tmp_path, monkeypatch):
+    """pack's fast path (the Rust batch call, 1 and 2 threads) writes what the transformers
+    call writes, with the real Qwen2.5 and LLaMA 3.1 tokenizers (BOS added for LLaMA only)."""
+    from test_pack import pack_is_the_same_on_every_path
+
+    pack_is_the_same_on_every_path(tok(model_id), tmp_path, monkeypatch)
+
+
 @pytest.mark.parametrize("family,model_id", [("qwen2", QWEN2), ("llama3", LLAMA3)])
 def test_llamacpp_expected_ids(tok, family, model_id):
     matched, total, bad = T.check_against_llamacpp(family, tok(model_id))

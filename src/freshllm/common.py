@@ -177,3 +177,50 @@ def jsonl_records(path: str | Path, error: type[Exception] = ValueError) -> Iter
             except json.JSONDecodeError as exc:
                 raise error(f"{path}, line {lineno}: not a JSON object ({exc.msg})") from exc
             yield lineno, start, rec
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota
+    (``cpu.max``, e.g. a container limited to 2 CPUs on a 64-core host)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def use_runtime(params_path: str | Path = "params.yaml") -> dict:
+    """Set torch's threads from the params' ``runtime`` section and return what was used, for
+    the stage's metrics. Call it in a stage's ``main`` before the work starts.
+
+    The OpenMP wait policy is chosen when the package is imported, before torch loads its
+    OpenMP runtime (``freshllm/__init__.py``); the record says which was chosen and why."""
+    import torch
+
+    from . import OMP_WAIT
+    from .config import load_runtime
+
+    cfg = load_runtime(params_path)
+    cores = usable_cores()
+    if cfg.threads != "auto":
+        threads, why = int(cfg.threads), "runtime.threads"
+    elif os.environ.get("OMP_NUM_THREADS", "").strip().isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        threads, why = int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
+    else:
+        local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+        procs = int(local) if local.isdigit() and int(local) > 0 else 1
+        threads, why = max(1, cores // procs), f"{cores} usable cores / {procs} local processes"
+    torch.set_num_threads(threads)
+    record = {"threads": threads, "threads_setting": cfg.threads, "threads_from": why,
+              "usable_cores": cores, "interop_threads": torch.get_num_interop_threads(),
+              "omp_wait": OMP_WAIT, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+              "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "unset"),
+              "torch": torch.__version__}
+    log.info("runtime: %d torch threads (%s), OpenMP wait: %s", threads, why, OMP_WAIT)
+    return record

@@ -250,3 +250,33 @@ def load_section(cls: type[T], section: str, params_path: str | Path = "params.y
     if problems:
         raise ConfigError(section, problems)
     return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """Top-level ``runtime``: how every torch stage uses the CPU (:func:`freshllm.common.use_runtime`).
+
+    ``threads``: torch's intra-op threads. ``auto``: ``OMP_NUM_THREADS`` when it is set (the
+    choice of a launcher, or of a script that runs jobs side by side), else the cores this
+    process may use (CPU affinity and the cgroup's CPU quota) shared among the launcher's
+    processes on this node (``LOCAL_WORLD_SIZE``). A number: that many, whatever the machine.
+    The thread count changes float summation order and so the trained weights in the last
+    bits: the count used goes into every torch stage's metrics (``runtime``)."""
+
+    threads: int | str = "auto"
+
+    def validate(self) -> list[str]:
+        if isinstance(self.threads, str) and self.threads != "auto":
+            return [f"threads: must be auto or a positive integer, got {self.threads!r}"]
+        if isinstance(self.threads, int) and self.threads < 1:
+            return [f"threads: must be auto or a positive integer, got {self.threads}"]
+        return []
+
+
+def load_runtime(params_path: str | Path = "params.yaml") -> RuntimeConfig:
+    """The top-level ``runtime`` section (absent: the defaults)."""
+    data = read_params(params_path)
+    values = data.get("runtime")
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(str(params_path), [f"runtime: expected a mapping, got {type(values).__name__}"])
+    return build_config(RuntimeConfig, values or {}, "runtime")

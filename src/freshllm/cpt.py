@@ -25,7 +25,7 @@ import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .common import set_offline, setup_logging, write_json
+from .common import set_offline, setup_logging, use_runtime, write_json
 from .config import load_section
 from .train import TrainConfig
 
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     set_offline()
     cfg = load_section(CptConfig, args.section, args.params).train_config(args.variant)
+    runtime = use_runtime(args.params)
 
     import torch
     from accelerate import Accelerator
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
             "parameters": n_params, "non_embedding_parameters": n_params - n_embed,
             "flops": 6 * n_params * tokens, "new_tokens_seen": cfg.steps * new_per_step * data.seq_len,
             "loss_decreased": bool(losses[-1] < losses[0]),
-            **stats,
+            **stats, "runtime": runtime,
         })
         shutil.rmtree(args.ckpt_dir, ignore_errors=True)
 

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from .common import atomic_dir, set_offline, setup_logging, user_errors, write_json
+from .common import atomic_dir, set_offline, setup_logging, use_runtime, user_errors, write_json
 from .config import WorldConfig, load_section
 
 log = logging.getLogger(__name__)
@@ -288,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with user_errors("models", OfflineError):
         cfg = load_section(ModelsConfig, f"models.{args.family}", args.params)
+        runtime = use_runtime(args.params)
         set_offline(cfg.source != "hub")
         if cfg.source == "local":
             stats = build_local(cfg, args.base_out, args.instruct_out)
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
             stats = build_real(cfg, args.base_out, args.instruct_out)
         else:
             stats = fetch_hub(cfg, args.base_out, args.instruct_out)
-    write_json(args.metrics, {"family": args.family, "source": cfg.source, "config": asdict(cfg), **stats})
+    write_json(args.metrics, {"family": args.family, "source": cfg.source, "config": asdict(cfg), **stats, "runtime": runtime})
 
 
 if __name__ == "__main__":

@@ -20,10 +20,12 @@ not on ``pack.seed``; no model trains on it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -46,6 +48,9 @@ class PackConfig:
     val_fraction: float = 0.0
     batch_articles: int = 512
     text_field: str = "text"
+    # tokenizer threads (the Rust tokenizer's batch call): auto = the cores this process may
+    # use; 1 = this thread only. The packed bytes are the same whatever the count.
+    workers: int | str = "auto"
 
     @property
     def token_budget(self) -> int:
@@ -64,7 +69,14 @@ class PackConfig:
             errs.append(f"val_fraction: must be in [0, 1), got {self.val_fraction}")
         if self.batch_articles <= 0:
             errs.append("batch_articles: must be > 0")
+        if not (self.workers == "auto" or (isinstance(self.workers, int) and self.workers >= 1)):
+            errs.append(f"workers: must be auto or a positive integer, got {self.workers!r}")
         return errs
+
+    def worker_count(self) -> int:
+        from .common import usable_cores
+
+        return usable_cores() if self.workers == "auto" else int(self.workers)
 
 
 class CorpusError(ValueError):
@@ -201,27 +213,74 @@ class Framing:
                 "eos_added": True, "eos_token": self.eos_token, "eos_id": self.eos_id}
 
 
+def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
+    """THE encoding of article texts: plain text (``split_special_tokens``: a literal
+    ``<|endoftext|>`` in an article stays text, never a real special token mid-article), no
+    special tokens added (the framing adds BOS / EOS by id)."""
+    return tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
+def fast_encoder(tokenizer, probe: list[str]):
+    """The Rust tokenizer's own batch call (``encode_batch_fast``: no offsets, no Python
+    objects per token; parallel over the batch when ``TOKENIZERS_PARALLELISM`` allows), where
+    it gives exactly :func:`encode_texts`'s ids: a fast tokenizer with no truncation or padding
+    set, checked on ``probe`` (the first batch). Else None (pack then makes the transformers call)."""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return None
+    if backend.truncation is not None or backend.padding is not None:
+        return None
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        backend.encode_special_tokens = True  # what split_special_tokens=True sets
+        return [enc.ids for enc in backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+    if probe and encode(probe) != encode_texts(tokenizer, probe):
+        log.warning("the tokenizer's batch call gives other ids than the transformers call on the first "
+                    "batch: packing with the transformers call")
+        return None
+    return encode
+
+
 def encode_documents(tokenizer, texts: Iterator[str], batch: int,
                      framing: Framing | None = None) -> Iterator[list[int]]:
-    """Batched fast-tokenizer encoding: ``[BOS?] + text + [EOS]`` per article. Text is
-    encoded as plain text (``split_special_tokens``): a literal ``<|endoftext|>`` in an
-    article stays text, it never becomes a real special token mid-article."""
+    """Batched fast-tokenizer encoding (:func:`encode_texts`): ``[BOS?] + text + [EOS]`` per
+    article, in order. The next batch is read and encoded in a second thread while this one's
+    ids are consumed (the Rust tokenizer runs without the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     framing = framing or Framing.of(tokenizer)
     head = [framing.bos_id] if framing.bos_id is not None else []
     tail = [framing.eos_id]
+    batches = _batches(texts, batch)
+    first = next(batches, None)
+    if first is None:
+        return
+    encode = fast_encoder(tokenizer, first) or (lambda b: encode_texts(tokenizer, b))
 
-    def flush(buf):
-        for ids in tokenizer(buf, add_special_tokens=False, split_special_tokens=True)["input_ids"]:
-            yield head + ids + tail
+    def read_and_encode(b):
+        return encode(b) if b is not None else None
 
+    with ThreadPoolExecutor(1, thread_name_prefix="pack-encode") as pool:
+        pending = pool.submit(read_and_encode, first)
+        while True:
+            ids_batch = pending.result()
+            if ids_batch is None:
+                return
+            pending = pool.submit(lambda: read_and_encode(next(batches, None)))
+            for ids in ids_batch:
+                yield head + ids + tail
+
+
+def _batches(texts: Iterator[str], batch: int) -> Iterator[list[str]]:
     buf: list[str] = []
     for text in texts:
         buf.append(text)
         if len(buf) >= batch:
-            yield from flush(buf)
+            yield buf
             buf = []
     if buf:
-        yield from flush(buf)
+        yield buf
 
 
 def pack_corpus(corpus: Path, tokenizer, cfg: PackConfig, out: Path) -> dict:
@@ -250,7 +309,8 @@ def pack_corpus(corpus: Path, tokenizer, cfg: PackConfig, out: Path) -> dict:
     max_pos = max_pos if isinstance(max_pos, int) and 0 < max_pos < 10**7 else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stats = {}
-    with atomic_dir(out) as tmp:
+    workers = cfg.worker_count()
+    with atomic_dir(out) as tmp, tokenizer_threads(workers):
         splits = [("val", val_idx, None), ("train", order, n_seq)] if n_val \
             else [("train", order, n_seq)]
         for name, idx, rows in splits:
@@ -286,12 +346,30 @@ def pack_corpus(corpus: Path, tokenizer, cfg: PackConfig, out: Path) -> dict:
             }
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         heldout = {"rule": HELDOUT_RULE, "val_fraction": cfg.val_fraction, "articles": int(n_val)}
-        info = {"seq_len": cfg.seq_len, "token_budget": budget, "config": asdict(cfg),
+        # the packed bytes do not depend on the tokenizer threads: info.json leaves them out
+        config = {k: v for k, v in asdict(cfg).items() if k != "workers"}
+        info = {"seq_len": cfg.seq_len, "token_budget": budget, "config": config,
                 "corpus_articles": int(len(articles)), "skipped": skipped, "heldout": heldout,
                 **framing.metrics(), **stats}
         (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
     return {"token_budget": budget, "seq_len": cfg.seq_len, "corpus_articles": int(len(articles)),
-            "skipped": skipped, "heldout": heldout, **framing.metrics(), **stats}
+            "skipped": skipped, "heldout": heldout, **framing.metrics(), **stats, "workers": workers}
+
+
+@contextlib.contextmanager
+def tokenizer_threads(workers: int) -> Iterator[None]:
+    """Let the Rust tokenizer's batch call run on ``workers`` threads (its pool's size is fixed by
+    ``RAYON_NUM_THREADS`` when the process first uses it: :func:`main` sets it), or on this thread
+    alone for 1; the variable it reads at each call is restored after."""
+    old = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if workers > 1 else "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = old
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -313,6 +391,7 @@ def main(argv: list[str] | None = None) -> None:
                                             "from `budgets`, or set pack.tokens)"])
         from .io.hf import load_tokenizer
 
+        os.environ.setdefault("RAYON_NUM_THREADS", str(cfg.worker_count()))  # before the pool exists
         tokenizer = load_tokenizer(args.tokenizer)
         metrics = pack_corpus(args.corpus, tokenizer, cfg, args.out)
     write_json(args.metrics, metrics)

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import tasks as lm_tasks
-from ..common import atomic_file, dir_content_hash, set_offline, setup_logging, user_errors, write_json
+from ..common import atomic_file, dir_content_hash, set_offline, setup_logging, use_runtime, user_errors, write_json
 from ..config import WorldConfig, load_section
 from ..io.hf import ModelDirError, check_model_dir
 from ..names import KINDS, model_kind, model_name
@@ -234,7 +234,7 @@ def write_samples(path: Path, samples: dict[str, list[dict]]) -> int:
 
 def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_path: Path,
         chat_override: bool | None = None, texts: dict[str, Path] | None = None,
-        validation_prompts: int | None = None) -> dict:
+        validation_prompts: int | None = None, runtime: dict | None = None) -> dict:
     """Score ``model_dir`` on the suite and, given ``texts`` (``{fresh_bpb|known_bpb: JSONL}``,
     as dvc.yaml always passes), on the bits-per-byte tasks; write ``out_path`` / ``samples_path``.
     ``validation_prompts``: the toy IFEval validation split instead (see the module doc)."""
@@ -281,6 +281,8 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
         "results": extract_results(out, scored),
         "stderr": extract_stderrs(out, scored, cfg.bootstrap_iters, cfg.seed),
     }
+    if runtime is not None:
+        report["runtime"] = runtime
     windows = window_scores(out, cfg, texts)
     if windows:
         report["windows"] = windows
@@ -334,5 +336,6 @@ def main(argv: list[str] | None = None) -> None:
                  if path is not None}
         if not texts:
             log.warning("no --fresh-text / --known-text: the bits-per-byte tasks are not scored")
-        run(cfg, args.model, name, args.out, args.samples, args.chat, texts)
+        runtime = use_runtime(args.params)
+        run(cfg, args.model, name, args.out, args.samples, args.chat, texts, runtime=runtime)
 

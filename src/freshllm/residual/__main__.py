@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..common import set_offline, setup_logging, write_json
+from ..common import set_offline, setup_logging, use_runtime, write_json
 from ..config import ConfigError, load_section
 from ..io.st_stream import SafetensorsFormatError
 from . import __doc__ as package_doc
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
             cfg = get_merge(params, args.merge)
         else:
             cfg = load_section(ResidualConfig, "residual", params)
+        runtime = use_runtime(params)
         start = time.perf_counter()
         if args.cmd == "extract":
             stats = extract(args.base, args.instruct, args.out, cfg)
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     stats["seconds"] = round(time.perf_counter() - start, 3)  # the work, without start-up and imports
     stats["config"] = asdict(cfg)
+    stats["runtime"] = runtime
     if getattr(args, "merge", None) is not None:
         stats["merge"] = args.merge
     if args.metrics:

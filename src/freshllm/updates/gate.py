@@ -86,16 +86,25 @@ def _combined(*ses: float | None) -> float:
 
 
 def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict, incumbent: dict,
-           ancestor: dict | None = None) -> dict:
+           ancestor: dict | None = None, news: dict[str, int] | None = None) -> dict:
     """``{promote, checks, reasons, instruction, fresh_bpb}``: the gate on two eval records
     (see the module doc); ``windows``: every window so far, ``window`` last; ``ancestor``:
     ``{instruction, instruction_se}`` of the ancestor instruct model (``min_instruction_kept``).
-    A missing score fails its check. ``instruction`` / ``fresh_bpb``: the candidate's numbers
-    the checks compared (None where missing), by which :func:`best_try` ranks passing tries."""
+    A missing score fails its check. ``news``: the validation articles per window (None: every
+    window has some); a window with none has no bits per byte to compare, so the checks on it
+    are left out (recorded as ``skipped``, with the reason) and the gate decides on the rest.
+    ``instruction`` / ``fresh_bpb``: the candidate's numbers the checks compared (None where
+    missing), by which :func:`best_try` ranks passing tries."""
     checks = []
 
     def check(name: str, passed: bool | None, reason: str, **numbers) -> None:
         checks.append({"check": name, "passed": bool(passed), "reason": reason, **numbers})
+
+    def has_news(w: str) -> bool:
+        return news is None or news.get(w, 0) > 0
+
+    def skip(name: str, reason: str) -> None:
+        checks.append({"check": name, "passed": True, "skipped": True, "reason": reason})
 
     (c, c_se), (i, i_se) = instruction_score(candidate, cfg.instruction), instruction_score(incumbent, cfg.instruction)
     if c is None or i is None:
@@ -120,11 +129,19 @@ def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict,
                   f"{a:.2f} ± {a_se or 0:.2f}: {'not ' if c >= floor else ''}below the absolute floor {floor:.2f}",
                   candidate=c, ancestor=a, kept=k, floor=floor)
     fresh = [window] if cfg.fresh == "new" else list(windows)
+    none = [w for w in fresh if not has_news(w)]
+    fresh = [w for w in fresh if has_news(w)]
     cb = [window_bpb(candidate, w)[0] for w in fresh]
     ib = [window_bpb(incumbent, w)[0] for w in fresh]
     what = f"window {window}" if cfg.fresh == "new" else f"the mean of windows {', '.join(fresh)}"
+    if none and fresh:
+        what += f" (left out: {', '.join(none)}, no held-out validation article)"
     cm = None
-    if None in cb or None in ib:
+    if not fresh:
+        skip("fresh_bpb", f"fresh-news bits per byte left out: window{'s' if len(none) > 1 else ''} "
+             f"{', '.join(none)} ha{'ve' if len(none) > 1 else 's'} no held-out validation article; "
+             "the gate decides on the other checks")
+    elif None in cb or None in ib:
         check("fresh_bpb", False, f"fresh-news bits per byte on {what} missing from an eval record")
     else:
         cm, im = sum(cb) / len(cb), sum(ib) / len(ib)
@@ -136,6 +153,9 @@ def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict,
         for w in windows:
             if w == window:
                 continue
+            if not has_news(w):
+                skip(f"kept_{w}", f"window {w} kept: left out, it has no held-out validation article")
+                continue
             (cv, cs), (iv, is_) = window_bpb(candidate, w), window_bpb(incumbent, w)
             if cv is None or iv is None:
                 check(f"kept_{w}", False, f"bits per byte on window {w} missing from an eval record")
@@ -144,7 +164,7 @@ def decide(cfg: PromoteConfig, window: str, windows: list[str], candidate: dict,
             check(f"kept_{w}", cv <= ceiling, f"window {w} kept: bits per byte {cv:.4f} vs the incumbent's "
                   f"{iv:.4f}, ceiling {ceiling:.4f}", candidate=cv, incumbent=iv, ceiling=ceiling)
     promote = all(ch["passed"] for ch in checks)
-    failed = [ch["reason"] for ch in checks if not ch["passed"]]
+    failed = [ch["reason"] for ch in checks if not ch["passed"]] + [ch["reason"] for ch in checks if ch.get("skipped")]
     reasons = ([f"promoted: every check passed ({len(checks)})"] + [ch["reason"] for ch in checks] if promote
                else [f"kept the incumbent: {len(failed)} of {len(checks)} checks failed"] + failed)
     return {"promote": promote, "checks": checks, "reasons": reasons, "instruction": c, "fresh_bpb": cm}

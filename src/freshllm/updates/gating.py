@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..cards import build_lineage, read_lineage
-from ..common import set_offline, setup_logging, user_errors, write_json
+from ..common import set_offline, setup_logging, use_runtime, user_errors, write_json
 from ..residual.artifact import weights_hash
 from .config import ANCESTOR, Chain, PromoteConfig
 from .gate import GateError, best_try, decide, instruction_score, read_json, setting_of, window_bpb
@@ -25,9 +25,14 @@ log = logging.getLogger(__name__)
 def validation_file(heldout: Path, text_cfg, out: Path) -> dict:
     """Write the validation half of ``heldout`` (every window so far) to ``out`` as a plain
     text set (lines ``{text, window}``) the eval scores per window; returns the counts."""
-    from ..tasks.text import load_windows, write_jsonl
+    from ..tasks.text import TextDataError, load_windows, read_rows, write_jsonl
 
-    rows = load_windows(heldout, text_cfg, split="validation")
+    try:
+        rows = load_windows(heldout, text_cfg, split="validation")
+    except TextDataError:
+        if any(t.strip() for t, _ in read_rows(heldout, split="validation")):
+            raise
+        rows = []  # no window has a validation article yet: the fresh-news checks are left out
     write_jsonl(out, [{"text": t, "window": w} for t, w in rows])
     counts: dict[str, int] = {}
     for _, w in rows:
@@ -64,8 +69,9 @@ class Scorer:
     def __call__(self, model: Path, name: str, label: str) -> dict:
         from ..eval import run
 
+        texts = {"fresh_bpb": self.texts} if self.news["documents"] else {}  # no window has any yet
         return run(self.eval_cfg, model, name, self.workdir / f"{label}.json", self.workdir / f"{label}.jsonl",
-                   texts={"fresh_bpb": self.texts}, validation_prompts=self.prompts)
+                   texts=texts, validation_prompts=self.prompts)
 
 
 def _scores(rec: dict, cfg: PromoteConfig, windows: list[str]) -> dict:
@@ -77,7 +83,7 @@ def _scores(rec: dict, cfg: PromoteConfig, windows: list[str]) -> dict:
 
 def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbent: Path, prev_record: Path,
          out: Path, record: Path, *, eval_cfg, residual_cfg, heldout: Path, cpt_base: Path, residual: Path,
-         residual_base: Path | None = None) -> dict:
+         residual_base: Path | None = None, runtime: dict | None = None) -> dict:
     """The gate of ``window`` (see the module doc): ``candidate`` is the u-merge output
     (``residual_cfg``'s setting), ``cpt_base`` / ``residual`` / ``residual_base`` what the
     retries apply, ``heldout`` the window's held-out news (both halves)."""
@@ -130,7 +136,7 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
                 model = work / f"try-{i}"
                 apply(Path(residual), Path(cpt_base), model, rcfg, base_dir=residual_base)
             rec = score(model, f"cpt-base-res+gate@{window}", f"try-{i}")
-            d = decide(cfg, window, windows, rec, inc_rec, ancestor)
+            d = decide(cfg, window, windows, rec, inc_rec, ancestor, news=score.news["documents"])
             tries.append({"try": name, "override": dict(entry), "setting": setting_of(rcfg),
                           "weights_sha256": weights_hash(model), "validation": _scores(rec, cfg, windows),
                           "passed": d["promote"], "checks": d["checks"], "reasons": d["reasons"],
@@ -176,7 +182,8 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
                                 "incumbent": {k: v for k, v in inc_scores.items()}},
                     ancestor_validation=ancestor, previous=prev["current"],
                     candidate={"path": str(candidate), "weights_sha256": weights_hash(candidate)},
-                    incumbent={"path": str(incumbent), "weights_sha256": weights_hash(incumbent)})
+                    incumbent={"path": str(incumbent), "weights_sha256": weights_hash(incumbent)},
+                    **({"runtime": runtime} if runtime is not None else {}))
     write_json(record, rec)
     log.info("gate %s: %s", window, "; ".join(reasons))
     return rec
@@ -203,11 +210,12 @@ def main(argv: list[str] | None = None) -> None:
 
     with user_errors("updates", GateError, CardError, EvalError, ResidualError, TextDataError):
         params = Path(args.params)
+        runtime = use_runtime(params)
         gate(load_section(PromoteConfig, "promote", params), load_chain(params), args.window, args.candidate,
              args.incumbent, args.prev_record, args.out, args.record,
              eval_cfg=load_section(EvalConfig, "eval", params),
              residual_cfg=load_section(ResidualConfig, "residual", params), heldout=args.heldout,
-             cpt_base=args.cpt_base, residual=args.residual, residual_base=args.residual_base)
+             cpt_base=args.cpt_base, residual=args.residual, residual_base=args.residual_base, runtime=runtime)
 
 
 if __name__ == "__main__":

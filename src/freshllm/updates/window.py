@@ -72,8 +72,9 @@ def is_validation(url: object, text: str) -> bool:
 
 def split_heldout(rows: list[dict], docs: int, where: str) -> list[dict]:
     """``rows`` (held-out articles, each with ``text`` and ``url``) tagged with their split,
-    at most ``docs`` of each half in their order; an error naming ``where`` when a half is
-    empty (the gate or the eval would have nothing to score)."""
+    at most ``docs`` of each half in their order. A half may be empty (a window with few
+    articles): that window's bits per byte is then left out of the gate's checks (validation)
+    or of the eval's per-window scores (test), and the window's metrics say so."""
     halves: dict[str, list[dict]] = {"validation": [], "test": []}
     for row in rows:
         half = halves["validation" if is_validation(row.get("url"), row["text"]) else "test"]
@@ -81,8 +82,9 @@ def split_heldout(rows: list[dict], docs: int, where: str) -> list[dict]:
             half.append(row)
     empty = [k for k, v in halves.items() if not v]
     if empty:
-        raise CorpusError(f"{where}: none of its {len(rows)} held-out articles falls in the {empty[0]} half "
-                          "(by url hash); raise pack.val_fraction so that both halves get some")
+        log.warning("%s: none of its %d held-out articles falls in the %s half (by url hash): its bits per "
+                    "byte there is left out (a larger pack.val_fraction holds out more)", where, len(rows),
+                    " and the ".join(empty))
     return [{**row, SPLIT_FIELD: split} for row in rows for split in ("validation", "test")
             if any(r is row for r in halves[split])]
 
@@ -209,6 +211,7 @@ def run(update: Update, chain_cfg: ChainConfig, pack_cfg: PackConfig, text_cfg: 
         held_stats["validation"] = sum(r[SPLIT_FIELD] == "validation" for r in rows)
         held_stats["test"] = sum(r[SPLIT_FIELD] == "test" for r in rows)
         held_stats["split_rule"] = VALIDATION_RULE
+        held_stats["left_out"] = [h for h in ("validation", "test") if not held_stats[h]]
         corpus = tmp / CORPUS
         with atomic_file(heldout_out, "w", encoding="utf-8") as fh:
             if Path(prev_heldout).is_file():
