@@ -333,6 +333,38 @@ def test_stage_names_equal_dvc_stage_list(tmp_path, profile):
         assert not any("not in dvc.yaml" in n for n in row.get("notes", [])), (name, row["notes"])
 
 
+@pytest.mark.parametrize("profile", ["updates-toyworld.yaml", "merges-toyworld.yaml", "updates6-toyworld.yaml"])
+def test_every_stage_is_sized_chain_included(tmp_path, profile):
+    """No stage is left without a cost model ("?"); every sized output is one dvc.yaml lists;
+    each update's cpt trains chain.tokens (re-rooted: k x chain.tokens at the k-th window)."""
+    from freshllm.config import parse_count
+
+    path = ROOT / "profiles" / profile
+    params = yaml.safe_load(path.read_text())
+    plan = make_plan(path, ROOT / "dvc.yaml")
+    for name, row in plan.items():
+        if name == "total":
+            continue
+        assert row["device"] != "?", name
+        assert not any("not in dvc.yaml" in n for n in row.get("notes", [])), (name, row["notes"])
+    windows = list(params.get("updates") or {})
+    if not windows:
+        return
+    seq = params["pack"]["seq_len"]
+    own = parse_count(params["chain"]["tokens"])
+    for k, w in enumerate(windows, 1):
+        mult = k if params["chain"].get("cpt_from") == "ancestor" else 1
+        row = plan[f"u-cpt-base@{w}"]
+        assert row["new_tokens"] <= row["tokens"] and abs(row["new_tokens"] - mult * own) <= seq * 64, (w, row)
+        assert plan[f"u-window@{w}"]["disk"]["outputs"][f"data/updates/{w}/packed"]["bytes"] > 0
+        assert plan[f"u-merge@{w}"]["disk"]["outputs"][f"models/updates/{w}/cpt-base-res"]["bytes"] > 0
+    # re-rooted, the plan grows with the window
+    ancestor = tmp_path / "p.yaml"
+    ancestor.write_text(yaml.safe_dump({**params, "chain": {**params["chain"], "cpt_from": "ancestor"}}))
+    re = make_plan(ancestor, ROOT / "dvc.yaml")
+    assert re[f"u-cpt-base@{windows[-1]}"]["tokens"] > re[f"u-cpt-base@{windows[0]}"]["tokens"] * (len(windows) - 0.5)
+
+
 @pytest.mark.parametrize("profile", PAPER, ids=lambda p: p.name)
 def test_paper_profiles_plan_offline_in_seconds(profile):
     t = time.time()

@@ -243,6 +243,12 @@ def eval_res_row(inp: Inputs, stage: Stage) -> dict:
     return _eval_row(inp, stage, info, _cpt_dtype(inp, info), f"data/eval_samples/res-{src}-{budget}.jsonl")
 
 
+def eval_merge_row(inp: Inputs, stage: Stage) -> dict:
+    info = inp.families[inp.grid.target]["base"]
+    return _eval_row(inp, stage, info, _cpt_dtype(inp, info),
+                     f"data/eval_samples/merges/{stage.name.split('@', 1)[1]}.jsonl")
+
+
 def _io_time(nbytes: int) -> dict:
     sec = nbytes / ASSUMPTIONS["disk_bytes_per_s"]
     return {"seconds": sec, "gpu_hours": 0.0,
@@ -343,6 +349,124 @@ def gate_row(inp: Inputs, stage: Stage) -> dict:
                        "evals' sample logs, in a temporary directory next to the output"])
 
 
+def _chain(inp: Inputs):
+    from ..config import build_config
+    from ..updates.config import ChainConfig
+
+    return build_config(ChainConfig, inp.params.get("chain") or {}, "chain")
+
+
+def _window(stage: Stage) -> str:
+    return stage.name.split("@", 1)[1]
+
+
+def _windows_so_far(inp: Inputs, window: str) -> int:
+    """1 for the chain's first window, 2 for the second, ... (the order of ``updates``)."""
+    keys = list(inp.params.get("updates") or {})
+    return keys.index(window) + 1 if window in keys else 1
+
+
+def _pack_bytes(inp: Inputs, tokens: int) -> int:
+    return math.ceil(tokens / inp.pack.seq_len) * inp.pack.seq_len * F.PACKED_BYTES_PER_TOKEN
+
+
+def chain_root_row(inp: Inputs, stage: Stage) -> dict:
+    """``chain-root``: the ancestor node, copies of the target's base (as cpt-base) and instruct
+    (as cpt-instruct and current); empty dedup / held-out / packed data."""
+    fam = inp.families[inp.grid.target]
+    base, inst = _weights(fam["base"], fam["base"].dtype), _weights(fam["instruct"], fam["instruct"].dtype)
+    outs = {"models/updates/ancestor/cpt-base": base, "models/updates/ancestor/cpt-instruct": inst,
+            "models/updates/ancestor/current": inst}
+    moved = 2 * sum(outs.values())
+    return _row(stage, "chain-root", "cpu", bytes_moved=moved, outputs=outs, time=_io_time(moved),
+                notes=["copies: the ancestor models under the chain's names (read + written)"])
+
+
+def chain_crawl_row(inp: Inputs, stage: Stage) -> dict:
+    row = crawl_row(inp, stage)
+    row["outputs"] = {f"data/updates/{_window(stage)}/articles.jsonl": row["outputs"]["data/articles.jsonl"]}
+    row["notes"] = [n.replace("crawl.max_articles", "crawl.max_articles (per window)") for n in row["notes"]]
+    return row
+
+
+def chain_window_row(inp: Inputs, stage: Stage) -> dict:
+    """``u-window``: dedup, held-out split, the window packed to ``chain.tokens`` (re-rooted:
+    the union of every window so far) and the replay pool (``chain.replay_tokens``)."""
+    chain, w = _chain(inp), _window(stage)
+    k = _windows_so_far(inp, w) if chain.cpt_from == "ancestor" else 1
+    own, replay = parse_count(chain.tokens), parse_count(chain.replay_budget)
+    a = ASSUMPTIONS
+    corpus = int(inp.max_articles * (a["article_tokens"] * a["text_bytes_per_token"] + a["article_json_bytes"]))
+    outs = {f"data/updates/{w}/packed": _pack_bytes(inp, k * own),
+            f"data/updates/{w}/replay": _pack_bytes(inp, replay) if _windows_so_far(inp, w) > 1 else 0,
+            f"data/updates/{w}/dedup": corpus * _windows_so_far(inp, w)}
+    notes = [f"packed: chain.tokens {chain.tokens}" + (f" x {k} windows (cpt_from: ancestor: the union)" if k > 1 else ""),
+             f"replay pool: chain.replay_tokens {chain.replay_budget} (as much as the earlier windows hold; "
+             "none for the first)",
+             "dedup: this window's new articles plus every earlier window's history (estimate: crawl.max_articles "
+             "per window)"]
+    return _row(stage, "u-window", "cpu", tokens=k * own, estimate=True, outputs=outs, notes=notes)
+
+
+def chain_cpt_row(inp: Inputs, stage: Stage) -> dict:
+    """``u-cpt-base`` / ``u-cpt-instruct``: one cpt of the target's model on the window
+    (``chain.cpt``'s schedule; re-rooted: the union of every window so far)."""
+    from dataclasses import replace
+
+    from ..config import build_config
+    from ..cpt import CptConfig
+
+    chain, w = _chain(inp), _window(stage)
+    variant = "base" if stage.base == "u-cpt-base" else "instruct"
+    k = _windows_so_far(inp, w) if chain.cpt_from == "ancestor" else 1
+    budget = str(k * parse_count(chain.tokens))
+    ccpt = build_config(CptConfig, chain.cpt, "chain.cpt")
+    sub = replace(inp, cpt=ccpt)
+    info = inp.families[inp.grid.target][variant]
+    save = info.dtype if ccpt.train.save_dtype == "auto" else ccpt.train.save_dtype
+    p = cpt_plan(sub, info, budget)
+    notes = [f"window {w}: chain.tokens {chain.tokens}" + (f" x {k} windows (cpt_from: ancestor)" if k > 1 else "")
+             + f"; chain.cpt.train.replay_fraction {ccpt.train.replay_fraction} of each step from the replay pool"]
+    return _row(stage, "cpt", inp.launch.device, processes=inp.launch.processes, model=_model(info, save),
+                **p, outputs={f"models/updates/{w}/cpt-{variant}": _weights(info, save)},
+                transient=p["checkpoints"]["bytes"],
+                time=_time(sub, p["flops"]["train_6ND"], p["tokens"], inp.launch.processes), notes=notes)
+
+
+def _apply_row(inp: Inputs, stage: Stage, source: str, out_path: str, note: str) -> dict:
+    """A residual apply onto a cpt-base of the target's shape (``u-merge``, ``merge``)."""
+    target = inp.families[inp.grid.target]["base"]
+    res_base = inp.families[source]["base"] if source in inp.families else target
+    tdtype = _cpt_dtype(inp, target)
+    out = _weights(target, tdtype)
+    moved = {"read": _weights(res_base, inp.residual_dtype) + out + _weights(res_base, res_base.dtype), "written": out}
+    return _row(stage, "residual-apply", "cpu", model=_model(target, tdtype), flops={"elementwise": 2 * target.params},
+                bytes_moved=sum(moved.values()), io=moved, outputs={out_path: out},
+                time=_io_time(sum(moved.values())), notes=[note])
+
+
+def chain_merge_row(inp: Inputs, stage: Stage) -> dict:
+    """``u-merge``: the window's cpt-base + the residual of ``chain.residual_source``."""
+    chain, w = _chain(inp), _window(stage)
+    return _apply_row(inp, stage, chain.residual_source, f"models/updates/{w}/cpt-base-res",
+                      f"cpt-base@{w} + R({chain.residual_source}) (the residual section's setting)")
+
+
+def merge_row(inp: Inputs, stage: Stage) -> dict:
+    """``merge@<name>``: cpt-base at ``merge_budget`` merged with the target's residual by the
+    setting ``merges.<name>`` (TIES / DARE / MagMax: a few passes over the same bytes)."""
+    name = stage.name.split("@", 1)[1]
+    return _apply_row(inp, stage, inp.grid.target, f"models/merges/{name}",
+                      f"cpt-base@{inp.params.get('merge_budget')} merged by merges.{name} {stage.item}")
+
+
+def promote_row(inp: Inputs, stage: Stage) -> dict:
+    info = inp.families[inp.grid.target]["base"]
+    out = _weights(info, _cpt_dtype(inp, info))
+    return _row(stage, "promote", "cpu", bytes_moved=2 * out, outputs={"models/current": out},
+                time=_io_time(2 * out), notes=["a copy of the last window's current model"])
+
+
 def small_row(inp: Inputs, stage: Stage) -> dict:
     return _row(stage, stage.base, "cpu", outputs={}, notes=["JSON, markdown and plots: a few MB at most"])
 
@@ -351,7 +475,10 @@ BUILDERS: dict[str, Callable[[Inputs, Stage], dict]] = {
     "models": models_row, "crawl": crawl_row, "pack": pack_row, "cpt": cpt_row,
     "residual-extract": residual_extract_row, "residual-apply": residual_apply_row,
     "eval-orig": eval_orig_row, "eval-cpt": eval_cpt_row, "eval-res": eval_res_row,
-    "report": small_row, "figures": small_row,
+    "report": small_row, "figures": small_row, "eval-text": small_row, "chain-report": small_row,
+    "methods-report": small_row, "chain-root": chain_root_row, "u-crawl": chain_crawl_row,
+    "u-window": chain_window_row, "u-cpt-base": chain_cpt_row, "u-cpt-instruct": chain_cpt_row,
+    "u-merge": chain_merge_row, "promote": promote_row, "merge": merge_row, "eval-merge": eval_merge_row,
     "gate": gate_row, **{f"u-eval-{m}": chain_eval_row
                          for m in ("cpt-base-res", "cpt-instruct", "cpt-base", "incumbent", "current")},
 }
