@@ -411,3 +411,23 @@ def test_reads_the_archive_past_the_window_for_articles_archived_late(tmp_path):
     assert late.url in urls[7] and urls[7] == in_window
     assert late.url not in urls[0] and urls[0] == in_window - {late.url}
     assert json.loads(limited.read_text())["per_month"] == {"2024-02": 10, "2024-03": 10}
+
+
+def test_allow_empty_writes_an_empty_window_only_when_nothing_was_lost(tmp_path, archive):
+    """A chained update's month with no article (every file read, every record dropped: here as
+    too short): --allow-empty writes an empty corpus and says so in the metrics; without
+    it, the stage fails as before; and a crawl that lost a file is never taken for an empty month."""
+    local = write_params(tmp_path, min_chars=10**6, max_chars=10**6 + 1)  # the local archive, every article too short
+    out, metrics = tmp_path / "e" / "articles.jsonl", tmp_path / "e" / "crawl.json"
+    assert main(["--params", str(local), "--out", str(out), "--metrics", str(metrics), "--work-dir",
+                 str(tmp_path / "w1"), "--allow-empty"]) == 0
+    m = json.loads(metrics.read_text())
+    assert out.read_bytes() == b"" and m["empty"] and m["articles"] == 0 and m["drops"]["too_short"] > 0
+    assert m["failed_files"] == 0 and m["partial_files"] == 1  # a damaged record skipped: not a lost file
+    assert run_stage(tmp_path, local, "strict")[0] == 1  # without --allow-empty: an error
+    with serve_directory(archive.root) as url:  # this archive misses a file: not an empty month
+        lossy = write_params(tmp_path, **fake_section(url, languages=["xx"]))
+        out2 = tmp_path / "lossy" / "articles.jsonl"
+        assert main(["--params", str(lossy), "--out", str(out2), "--metrics", str(tmp_path / "lossy.json"),
+                     "--work-dir", str(tmp_path / "w2"), "--allow-empty"]) == 1
+    assert not out2.exists()

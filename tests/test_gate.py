@@ -132,13 +132,13 @@ def _chain_case(tmp: Path, world: dict, which: str, alpha: float) -> dict:
             "chain": Chain([Update("w1", "2024-01-01", "2024-01-31", ANCESTOR)], ["main"])}
 
 
-def _run_gate(case: dict, world: dict, cfg: PromoteConfig) -> dict:
+def _run_gate(case: dict, world: dict, cfg: PromoteConfig, **kw) -> dict:
     t = case["tmp"]
     return gating.gate(cfg, case["chain"], "w1", case["cand"], case["anc"] / "current",
                          t / "metrics" / ANCESTOR / "promote.json", t / "models/w1/current",
                          t / "metrics/w1/promote.json", eval_cfg=_eval_cfg(), residual_cfg=case["rcfg"],
                          heldout=case["heldout"], cpt_base=case["cpt"], residual=case["residual"],
-                         residual_base=world["base"])
+                         residual_base=world["base"], **kw)
 
 
 # instruction following of these random models is ~0 for all: the tests of the news checks
@@ -393,8 +393,19 @@ def test_a_later_gate_needs_the_ancestor_score_in_its_parents_record(tmp_path, w
 def test_a_failing_gate_keeps_the_previous_model_and_promote_serves_it(tmp_path, world):
     from freshllm.residual.artifact import weights_hash
 
+    from freshllm.updates.window import crawl_losses
+
     case = _chain_case(tmp_path, world, "small", alpha=0.1)
-    rec = _run_gate(case, world, PromoteConfig(**NEWS_ONLY, val_ifeval_prompts=4, min_fresh_bpb_gain=100.0))
+    crawl = tmp_path / "crawl.json"  # the window's crawl lost 2 files and had no listing for a month
+    crawl.write_text(json.dumps({"articles": 40, "failed_files": 2, "partial_files": 1,
+                                 "missing_listings": ["2024-02"], "drops": {"too_short": 4}}))
+    (tmp_path / "window.json").write_text(json.dumps({"crawl": crawl_losses(crawl)}))
+    rec = _run_gate(case, world, PromoteConfig(**NEWS_ONLY, val_ifeval_prompts=4, min_fresh_bpb_gain=100.0),
+                    window_metrics=tmp_path / "window.json")
+    assert rec["crawl"]["lost_files"] == 2 and rec["crawl"]["partial_files"] == 1
+    assert rec["crawl"]["drops"] == {"too_short": 4}
+    assert ("the crawl of window w1 lost 2 files (could not be read; no listing for 2024-02): the update saw "
+            "40 articles") in rec["reasons"]
     assert not rec["promoted"] and rec["current"]["window"] == ANCESTOR
     assert rec["reasons"][0].startswith("kept the incumbent: none of 1 tries")
     result = gate_mod.promote(case["chain"], tmp_path / "metrics", tmp_path / "models", tmp_path / "serve/current",
@@ -402,6 +413,24 @@ def test_a_failing_gate_keeps_the_previous_model_and_promote_serves_it(tmp_path,
     assert weights_hash(tmp_path / "serve/current") == weights_hash(case["anc"] / "current")
     assert result["current"]["window"] == ANCESTOR and not result["decisions"][-1]["promoted"]
     assert any("not lower by more than 100" in r for r in result["decisions"][-1]["reasons"])
+
+
+def test_a_window_with_no_article_keeps_the_incumbent_and_says_why(tmp_path, world):
+    from freshllm.residual.artifact import weights_hash
+
+    case = _chain_case(tmp_path, world, "small", alpha=0.1)
+    (tmp_path / "window.json").write_text(json.dumps({
+        "no_new_articles": True, "reason": "window w1: the crawl found no article (2024-01-01 .. 2024-01-31)"}))
+    rec = _run_gate(case, world, PromoteConfig(**NEWS_ONLY, val_ifeval_prompts=4),
+                    window_metrics=tmp_path / "window.json")
+    assert not rec["promoted"] and rec["no_new_articles"] and rec["tries"] == []
+    assert rec["reasons"] == ["kept the incumbent: window w1: the crawl found no article (2024-01-01 .. 2024-01-31); "
+                              "no update this window"]
+    assert weights_hash(tmp_path / "models/w1/current") == weights_hash(case["anc"] / "current")
+    assert rec["ancestor_validation"]["instruction"] is not None  # the next gate's floor still has its number
+    result = gate_mod.promote(case["chain"], tmp_path / "metrics", tmp_path / "models", tmp_path / "serve/current",
+                              tmp_path / "promote.json")
+    assert result["current"]["window"] == ANCESTOR
 
 
 # --- the chain report: what is served ------------------------------------------------------------------

@@ -202,6 +202,76 @@ def test_window_stage_chains_seen_history_heldout_and_replay(tmp_path, tokenizer
     assert len(seen["urls"]) == 70
 
 
+@pytest.mark.parametrize("cpt_from", ["previous", "ancestor"])
+def test_a_month_with_no_article_carries_the_parent_and_trains_nothing(tmp_path, tokenizers_pair, tiny_pair, cpt_from):
+    """w1 has articles, w2's crawl found none: w2's window carries w1's dedup index, history and
+    held-out news unchanged and marks its packed data (re-rooted: w1's union, kept for the next
+    window); its cpt starts from w1's model in either mode and cpt copies it (no training, the
+    reason in the metrics)."""
+    from freshllm import cpt as cpt_mod
+    from freshllm.config import build_config
+    from freshllm.io.packed import no_new_articles
+    from freshllm.pack import PackConfig
+    from freshllm.residual.artifact import weights_hash
+    from freshllm.tasks.text import TextConfig
+    from freshllm.updates.config import Chain, Update
+    from freshllm.updates.start import start_model
+    from freshllm.updates.window import run as window_run
+
+    base_tok, _ = tokenizers_pair
+    tok_dir = tmp_path / "tok"
+    base_tok.save_pretrained(str(tok_dir))
+    (tok_dir / "config.json").write_text("{}")
+    pack_cfg = build_config(PackConfig, {"seq_len": 32, "val_fraction": 0.2}, "pack")
+    text_cfg = build_config(TextConfig, {"docs": 100, "max_chars": 200}, "eval.text")
+    chain_cfg = build_config(ChainConfig, {"residual_source": "toy", "tokens": "200", "cpt_from": cpt_from}, "chain")
+    anc = tmp_path / "ancestor"
+    (anc / "dedup").mkdir(parents=True)
+    (anc / "dedup" / "seen.json").write_text('{"urls": [], "texts": []}')
+    (anc / "dedup" / "history.jsonl").write_text("")
+    (anc / "heldout.jsonl").write_text("")
+    from freshllm.updates.window import _empty_pack
+
+    _empty_pack(anc / "packed", 32)
+    words = "the town of Varnholm lies on the river Tessa and people there play the violin".split()
+    rows = [(f"https://x/{i}", " ".join(words[(i + k) % len(words)] for k in range(30)) + f" n {i}") for i in range(40)]
+    w1 = window_run(Update("w1", "2024-01-01", "2024-01-31", "ancestor"), chain_cfg, pack_cfg, text_cfg,
+                    _articles(tmp_path / "w1.jsonl", rows), anc / "dedup", anc / "heldout.jsonl", tok_dir,
+                    tmp_path / "w1/dedup", tmp_path / "w1/heldout.jsonl", tmp_path / "w1/packed",
+                    tmp_path / "w1/replay", prev_packed=anc / "packed")
+    empty = tmp_path / "w2.jsonl"
+    empty.write_text("")
+    w2 = window_run(Update("w2", "2024-02-01", "2024-02-29", "w1"), chain_cfg, pack_cfg, text_cfg, empty,
+                    tmp_path / "w1/dedup", tmp_path / "w1/heldout.jsonl", tok_dir, tmp_path / "w2/dedup",
+                    tmp_path / "w2/heldout.jsonl", tmp_path / "w2/packed", tmp_path / "w2/replay",
+                    prev_packed=tmp_path / "w1/packed")
+    assert w2["no_new_articles"] and "the crawl found no article" in w2["reason"] and w1["dedup"]["kept"] == 40
+    for f in ("dedup/seen.json", "dedup/history.jsonl", "heldout.jsonl"):
+        assert (tmp_path / "w2" / f).read_bytes() == (tmp_path / "w1" / f).read_bytes(), f
+    assert no_new_articles(tmp_path / "w2/packed") and not no_new_articles(tmp_path / "w1/packed")
+    if cpt_from == "ancestor":  # the union so far, for the next window
+        assert (tmp_path / "w2/packed/train/input_ids.bin").read_bytes() == \
+            (tmp_path / "w1/packed/train/input_ids.bin").read_bytes()
+    # the start model: the parent's, in either mode
+    models = tmp_path / "models"
+    for node in ("ancestor", "w1"):
+        shutil.copytree(tiny_pair[0], models / node / "cpt-base")
+    chain = Chain([Update("w1", "2024-01-01", "2024-01-31", "ancestor"), Update("w2", "2024-02-01", "2024-02-29", "w1")], ["main"])
+    start = start_model(chain, chain_cfg, "w2", "w1", "base", models, packed=tmp_path / "w2/packed")
+    assert start == models / "w1" / "cpt-base"
+    assert start_model(chain, chain_cfg, "w2", "w1", "base", models) == models / (
+        "ancestor" if cpt_from == "ancestor" else "w1") / "cpt-base"
+    # cpt copies it: same weights, metrics say why
+    params = tmp_path / "params.yaml"
+    params.write_text("cpt: {lr: {base: 0.001, instruct: 0.001}, train: {steps: 3, batch_size: 2}}\n")
+    cpt_mod.main(["--params", str(params), "--variant", "base", "--model", str(start), "--data",
+                  str(tmp_path / "w2/packed"), "--out", str(tmp_path / "out"), "--metrics", str(tmp_path / "m.json"),
+                  "--ckpt-dir", str(tmp_path / "ck")])
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["steps"] == 0 and "no_new_articles" in m["skipped"] and m["runtime"]["threads"] >= 1
+    assert weights_hash(tmp_path / "out") == weights_hash(start)
+
+
 def test_text_sets_cap_documents_per_window(tmp_path):
     from freshllm.config import build_config
     from freshllm.tasks.text import TextConfig, load, load_windows
@@ -485,3 +555,108 @@ def test_adding_a_month_reruns_only_that_month(shrunken_chain):
         "ancestor", "2024-01", "2024-02"}
     status = sh(["dvc", "status", *CHAIN_TARGETS], work, env)
     assert "up to date" in status, status
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _lock_outs(work: Path, stage: str) -> dict:
+    import yaml
+
+    lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"][stage]
+    return {o["path"]: o.get("md5") for o in lock["outs"]}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("stage,module", [("u-window@2024-02", "freshllm.updates"),
+                                          ("u-cpt-base@2024-02", "freshllm.cpt"),
+                                          ("gate@2024-02", "freshllm.updates.gating")])
+def test_kill_9_inside_a_chain_stage_then_repro_ends_as_if_never_interrupted(shrunken_chain, stage, module):
+    """SIGKILL the stage's worker process (no cleanup runs) while it works, as soon as it has
+    begun writing an output (or after 3 s), then `dvc repro`: every output of the stage, and the
+    chain's served model, are what the uninterrupted run made, and nothing is left to do."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import time
+
+    from conftest import sh
+
+    work, env, _ = shrunken_chain
+    if "2024-02" not in (work / "params.yaml").read_text():
+        pytest.skip("needs test_adding_a_month_reruns_only_that_month's second window")
+    before = _lock_outs(work, stage)
+    served = _lock_outs(work, "promote@main")
+    record = json.loads((work / "metrics/updates/2024-02/promote.json").read_text())
+    proc = subprocess.Popen(["dvc", "repro", "-f", "-s", stage], cwd=work, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    victim, began, killed = None, time.monotonic(), False
+    out_dirs = [work / Path(p).parent for p in before]
+    while proc.poll() is None and time.monotonic() - began < 300:
+        if victim is None:
+            pattern = f"[-]m {re.escape(module)} .*2024-02"
+            ps = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+            ps = [int(p) for p in ps if int(p) != os.getpid() and b"accelerate" not in _cmdline(int(p))]
+            if ps:  # the worker itself (under `accelerate launch`: its child)
+                victim, seen_at = max(ps), time.monotonic()
+        elif any(d.is_dir() and any(".tmp-" in q.name for q in d.iterdir()) for d in out_dirs) \
+                or time.monotonic() - seen_at > 3.0:
+            os.kill(victim, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.01)
+    log = proc.communicate(timeout=300)[0]
+    assert killed, f"{stage}: its worker ({module}) was not seen running:\n{log[-2000:]}"
+    assert proc.returncode != 0, log[-2000:]
+    sh(["dvc", "repro", *CHAIN_TARGETS], work, env, timeout=900)
+    data = lambda outs: {k: v for k, v in outs.items() if not k.startswith("metrics/")}  # noqa: E731
+    assert data(_lock_outs(work, stage)) == data(before)  # models and data: byte for byte (metrics hold timings)
+    assert data(_lock_outs(work, "promote@main")) == data(served)
+    again = json.loads((work / "metrics/updates/2024-02/promote.json").read_text())
+    assert {k: again[k] for k in ("promoted", "reasons", "current")} == {k: record[k] for k in ("promoted", "reasons", "current")}
+    status = sh(["dvc", "status", *CHAIN_TARGETS], work, env)
+    assert "up to date" in status, status
+    leftovers = [q for d in out_dirs if d.is_dir() for q in d.iterdir() if ".tmp-" in q.name or ".old-" in q.name]
+    assert not leftovers, leftovers
+
+
+@pytest.mark.e2e
+def test_months_with_no_article_train_nothing_and_keep_the_served_model(shrunken_chain):
+    """Every month's crawl finds no article (each one too short): the windows carry their parent's
+    data, no cpt trains (each cpt-base is its parent's weights), every gate keeps the incumbent
+    and says why, models/current is still the ancestor instruct model, and the report renders.
+    (Runs last: it changes the crawl params of the module's repository.)"""
+    import yaml
+
+    from freshllm.residual.artifact import weights_hash
+
+    from conftest import sh
+
+    work, env, _ = shrunken_chain
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["crawl"].update(min_chars=10**6, max_chars=10**6 + 1)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # the chain's stages alone (-s): the single update's crawl, which these params would fail, stays as it is
+    listed = sh(["dvc", "stage", "list", "--name-only"], work, env).split()
+    chain = [s for s in listed if "@" in s and s.split("@", 1)[1] in params["updates"]]
+    out = sh(["dvc", "repro", "-s", *chain, *CHAIN_TARGETS], work, env, timeout=900)
+    assert "u-crawl@2024-01" in _ran(out) and "crawl" not in _ran(out)
+    anc = work / "models/updates/ancestor"
+    for w in params["updates"]:
+        crawl = json.loads((work / f"metrics/updates/{w}/crawl.json").read_text())
+        window = json.loads((work / f"metrics/updates/{w}/window.json").read_text())
+        cpt = json.loads((work / f"metrics/updates/{w}/cpt-base.json").read_text())
+        rec = json.loads((work / f"metrics/updates/{w}/promote.json").read_text())
+        assert crawl["empty"] and window["no_new_articles"] and cpt["steps"] == 0 and "no_new_articles" in cpt["skipped"]
+        assert weights_hash(work / f"models/updates/{w}/cpt-base") == weights_hash(anc / "cpt-base")
+        assert not rec["promoted"] and rec["no_new_articles"]
+        assert rec["reasons"][0].startswith(f"kept the incumbent: window {w}: the crawl found no article")
+    assert weights_hash(work / "models/current") == weights_hash(anc / "current")
+    decisions = json.loads((work / "metrics/promote.json").read_text())["decisions"]
+    assert [d["promoted"] for d in decisions[1:]] == [False] * len(params["updates"])
+    assert (work / "metrics/chain/report.md").read_text().count("| 2024-0") >= len(params["updates"])

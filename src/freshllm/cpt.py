@@ -109,6 +109,23 @@ def check_launch(accelerator) -> None:
             "only on GPUs/accelerators); use a DDP config (configs/accelerate/cpu_ddp2.yaml) on CPUs")
 
 
+def skip_unchanged(args, runtime: dict) -> None:
+    """No training: ``--out`` is a copy of ``--model`` (its weights hash unchanged), and the
+    metrics say why (the packed data is marked ``no_new_articles``)."""
+    import os
+
+    from .common import atomic_dir
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        with atomic_dir(args.out) as tmp:
+            shutil.copytree(args.model, tmp, dirs_exist_ok=True)
+        reason = f"{args.data}: marked no_new_articles (the window's crawl found no article): no training"
+        log.warning("cpt %s: %s; %s is a copy of %s", args.variant, reason, args.out, args.model)
+        write_json(args.metrics, {"variant": args.variant, "skipped": reason, "steps": 0, "tokens_seen": 0,
+                                  "new_tokens_seen": 0, "start": str(args.model), "runtime": runtime})
+        shutil.rmtree(args.ckpt_dir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -135,10 +152,13 @@ def main(argv: list[str] | None = None) -> None:
     from accelerate.utils import set_seed
 
     from .io.hf import check_model_dir, load_causal_lm, save_final
-    from .io.packed import PackedData
+    from .io.packed import PackedData, no_new_articles
     from .train import train
 
     check_model_dir(args.model)
+    if no_new_articles(args.data):  # a chained update's window with no article: nothing to learn
+        skip_unchanged(args, runtime)
+        return
     data = PackedData.open(args.data / "train")
     # Without an accelerator, processes started by torchrun (`accelerate launch` with a
     # multi-process config) must be told they are CPU workers to use DDP over gloo.

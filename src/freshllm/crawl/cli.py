@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="publishing window start YYYY-MM-DD (default: crawl.published_from; a chained "
                          "update's window, from dvc.yaml)")
     ap.add_argument("--published-to", default=None, help="publishing window end (default: crawl.published_to)")
+    ap.add_argument("--allow-empty", action="store_true",
+                    help="a window with no article at all (every file read: none failed) writes an empty corpus "
+                         "(metrics: empty) instead of failing: a chained update's month (the chain keeps its model)")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logs, fundus' included")
     args = ap.parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_section(CrawlConfig, "crawl", args.params, overrides)
         with Interrupts().installed() as interrupts:
             parts = crawl(cfg, work_dir, interrupts, args.verbose)
-            metrics = write_corpus(parts, cfg, args.out)
+            metrics = write_corpus(parts, cfg, args.out, allow_empty=args.allow_empty)
     except (ConfigError, FileNotFoundError, CrawlError) as exc:
         log.error("crawl failed: %s", exc)
         remove_if_nothing_finished(work_dir)

@@ -113,7 +113,7 @@ def day_spread(per_day: Counter, cfg: CrawlConfig) -> dict:
             "cv": round(std / mean, 3) if mean else None}
 
 
-def write_corpus(parts: Parts, cfg: CrawlConfig, out: Path) -> dict:
+def write_corpus(parts: Parts, cfg: CrawlConfig, out: Path, allow_empty: bool = False) -> dict:
     """Write every kept article to ``out`` sorted by (published, url); returns the stage metrics.
 
     Only sort keys and file offsets are held in memory, never the texts.
@@ -148,7 +148,10 @@ def write_corpus(parts: Parts, cfg: CrawlConfig, out: Path) -> dict:
         "missing_listings": sorted({x for m in months for x in m.get("missing_listings", ())}),
         "max_articles": cfg.max_articles,
     }
-    if len(keys) < max(cfg.min_articles, 1):
+    if not keys and allow_empty and not metrics["failed_files"]:
+        log.warning("no article in the window (every file read; none failed): writing an empty corpus")
+        metrics["empty"] = True
+    elif len(keys) < max(cfg.min_articles, 1):
         raise CrawlError(f"only {len(keys)} articles kept (crawl.min_articles: {cfg.min_articles}); "
                          f"drops: {metrics['drops'] or 'none'}. Widen crawl.published_from/published_to or "
                          f"crawl.publishers/languages, or check crawl.server_address")

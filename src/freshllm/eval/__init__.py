@@ -334,6 +334,10 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_section(EvalConfig, "eval", args.params)
         texts = {task: path for task, path in (("fresh_bpb", args.fresh_text), ("known_bpb", args.known_text))
                  if path is not None}
+        for task, path in list(texts.items()):
+            if path.is_file() and not path.read_bytes().strip():  # e.g. a chain whose windows had no article yet
+                log.warning("%s is empty: %s is not scored", path, task)
+                del texts[task]
         if not texts:
             log.warning("no --fresh-text / --known-text: the bits-per-byte tasks are not scored")
         runtime = use_runtime(args.params)

@@ -167,3 +167,13 @@ def pack_in_memory(docs: Iterable[tuple[Sequence[int], Sequence[int] | None]], s
     writer.close()
     data = PackedData.open(tmp_dir)
     return PackedData(*(np.array(a) for a in (data.input_ids, data.position_ids, data.loss_mask)))
+
+
+NO_NEW_ARTICLES = "no_new_articles"  # info.json key: a chained update's window brought no article
+
+
+def no_new_articles(packed_dir: str | Path) -> bool:
+    """True when ``packed_dir`` (a pack stage's or a chain window's output) is marked as the data
+    of a window with no article (:func:`freshllm.updates.window.empty_window`): nothing to train on."""
+    info = Path(packed_dir) / "info.json"
+    return info.is_file() and bool(json.loads(info.read_text(encoding="utf-8")).get(NO_NEW_ARTICLES))

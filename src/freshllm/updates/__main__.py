@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     for a in ("--articles", "--prev-dedup", "--prev-heldout", "--tokenizer", "--dedup-out", "--heldout-out",
               "--packed-out", "--replay-out", "--metrics"):
         win.add_argument(a, required=True, type=Path)
+    win.add_argument("--crawl-metrics", type=Path, default=None,
+                     help="the window's crawl metrics: what it lost goes into the window's metrics and the gate record")
     win.add_argument("--prev-packed", type=Path, default=None,
                      help="the parent's packed data (read with chain.cpt_from: ancestor)")
     prom = sub.add_parser("promote", help="models/current: the model current after the last window")
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             metrics = run(update, cfg, load_section(PackConfig, "pack", params),
                           load_section(TextConfig, "eval.text", params), args.articles, args.prev_dedup,
                           args.prev_heldout, args.tokenizer, args.dedup_out, args.heldout_out, args.packed_out,
-                          args.replay_out, args.prev_packed)
+                          args.replay_out, args.prev_packed, crawl_metrics=args.crawl_metrics)
             write_json(args.metrics, metrics)
         elif args.cmd == "promote":
             from .gate import promote

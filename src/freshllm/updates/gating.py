@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..cards import build_lineage, read_lineage
 from ..common import set_offline, setup_logging, use_runtime, user_errors, write_json
+from ..io.packed import NO_NEW_ARTICLES
 from ..residual.artifact import weights_hash
 from .config import ANCESTOR, Chain, PromoteConfig
 from .gate import GateError, best_try, decide, instruction_score, read_json, setting_of, window_bpb
@@ -83,7 +84,8 @@ def _scores(rec: dict, cfg: PromoteConfig, windows: list[str]) -> dict:
 
 def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbent: Path, prev_record: Path,
          out: Path, record: Path, *, eval_cfg, residual_cfg, heldout: Path, cpt_base: Path, residual: Path,
-         residual_base: Path | None = None, runtime: dict | None = None) -> dict:
+         residual_base: Path | None = None, runtime: dict | None = None,
+         window_metrics: Path | None = None) -> dict:
     """The gate of ``window`` (see the module doc): ``candidate`` is the u-merge output
     (``residual_cfg``'s setting), ``cpt_base`` / ``residual`` / ``residual_base`` what the
     retries apply, ``heldout`` the window's held-out news (both halves)."""
@@ -112,6 +114,8 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
             raise GateError(f"{prev_record}: its ancestor_validation was scored on {ancestor.get('val_ifeval_prompts')} "
                             f"validation prompts, promote.val_ifeval_prompts is {cfg.val_ifeval_prompts}")
     windows = chain.earlier(window)
+    wmetrics = read_json(window_metrics, "the window's metrics") if window_metrics is not None else {}
+    crawl = wmetrics.get("crawl")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{Path(out).name}.gate-", dir=Path(out).parent))
     try:
@@ -122,6 +126,21 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
             ancestor = {"instruction": inc_scores["instruction"], "instruction_se": inc_scores["instruction_se"],
                         "val_ifeval_prompts": cfg.val_ifeval_prompts, "weights_sha256": weights_hash(incumbent),
                         "scored_by": window}
+        if wmetrics.get(NO_NEW_ARTICLES):  # nothing was learned: no candidate to score
+            copy_model(incumbent, out)
+            reasons = [f"kept the incumbent: {wmetrics.get('reason') or f'window {window} has no article'}; "
+                       "no update this window"]
+            rec = record_of(window, out, read_lineage(out), False, reasons, checks=[], tries=[], chosen=None,
+                            setting=None, failed_tries=0, no_new_articles=True,
+                            validation={"split": "validation", "news": score.news,
+                                        "incumbent": {k: v for k, v in inc_scores.items()}},
+                            ancestor_validation=ancestor, previous=prev["current"],
+                            incumbent={"path": str(incumbent), "weights_sha256": weights_hash(incumbent)},
+                            **({"runtime": runtime} if runtime is not None else {}),
+                            **({"crawl": crawl} if crawl is not None else {}))
+            write_json(record, rec)
+            log.info("gate %s: %s", window, "; ".join(reasons))
+            return rec
         tries: list[dict] = []
         dirs: list[Path | None] = []
         settings = [(residual_cfg, {}, candidate), *[(r, entry, None) for r, entry in zip(retries, cfg.retry)]]
@@ -172,6 +191,10 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
     else:
         reasons = [f"kept the incumbent: none of {len(tries)} tries passed on the validation split"]
         reasons += [f"{t['try']}: {r}" for t in tries for r in t["reasons"][1:]]
+    if crawl and crawl.get("lost_files"):
+        reasons.append(f"the crawl of window {window} lost {crawl['lost_files']} files (could not be read"
+                       + (f"; no listing for {', '.join(crawl['missing_listings'])}" if crawl.get("missing_listings") else "")
+                       + f"): the update saw {crawl.get('articles')} articles")
     checks = (chosen or tries[0])["checks"]
     rec = record_of(window, out, read_lineage(out), promoted, reasons,
                     checks=checks, tries=tries, chosen=chosen["try"] if chosen else None,
@@ -183,7 +206,8 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
                     ancestor_validation=ancestor, previous=prev["current"],
                     candidate={"path": str(candidate), "weights_sha256": weights_hash(candidate)},
                     incumbent={"path": str(incumbent), "weights_sha256": weights_hash(incumbent)},
-                    **({"runtime": runtime} if runtime is not None else {}))
+                    **({"runtime": runtime} if runtime is not None else {}),
+                    **({"crawl": crawl} if crawl is not None else {}))
     write_json(record, rec)
     log.info("gate %s: %s", window, "; ".join(reasons))
     return rec
@@ -196,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     for a in ("--candidate", "--incumbent", "--cpt-base", "--residual", "--heldout", "--prev-record", "--out",
               "--record"):
         ap.add_argument(a, required=True, type=Path)
+    ap.add_argument("--window-metrics", type=Path, default=None,
+                    help="the window's metrics (u-window): what its crawl lost goes into the record")
     ap.add_argument("--residual-base", type=Path, default=None,
                     help="the residual's base model (as u-merge's apply --base)")
     args = ap.parse_args(argv)
@@ -215,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
              args.incumbent, args.prev_record, args.out, args.record,
              eval_cfg=load_section(EvalConfig, "eval", params),
              residual_cfg=load_section(ResidualConfig, "residual", params), heldout=args.heldout,
-             cpt_base=args.cpt_base, residual=args.residual, residual_base=args.residual_base, runtime=runtime)
+             cpt_base=args.cpt_base, residual=args.residual, residual_base=args.residual_base, runtime=runtime,
+             window_metrics=args.window_metrics)
 
 
 if __name__ == "__main__":

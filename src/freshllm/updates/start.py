@@ -33,15 +33,21 @@ log = logging.getLogger(__name__)
 
 
 def start_model(chain: Chain, cfg: ChainConfig, window: str, prev: str, variant: str, models: Path,
-                params_path: str | Path = "params.yaml") -> Path:
-    """The model directory ``window``'s cpt of ``variant`` (base | instruct) starts from."""
+                params_path: str | Path = "params.yaml", packed: Path | None = None) -> Path:
+    """The model directory ``window``'s cpt of ``variant`` (base | instruct) starts from. A
+    window with no article (``packed`` marked by :func:`freshllm.updates.window.empty_window`)
+    starts from the parent's model in either mode: it carries every earlier window, and cpt
+    copies it unchanged."""
     update = chain.get(window)
     if update.prev != prev:
         raise ConfigError(str(params_path), [f"updates.{window}.prev: is {update.prev!r}, the command "
                                              f"line says {prev!r} (dvc.yaml and params disagree)"])
     if variant not in ("base", "instruct"):
         raise ConfigError(str(params_path), [f"start --variant: base or instruct, got {variant!r}"])
-    node = ANCESTOR if cfg.cpt_from == ANCESTOR else update.prev
+    from ..io.packed import no_new_articles
+
+    empty = packed is not None and no_new_articles(packed)
+    node = ANCESTOR if cfg.cpt_from == ANCESTOR and not empty else update.prev
     path = Path(models) / node / f"cpt-{variant}"
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"the start model of {window}'s cpt-{variant} (chain.cpt_from: "
@@ -56,11 +62,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prev", required=True, help="the window's parent (dvc.yaml's ${item.prev}), checked")
     ap.add_argument("--variant", required=True, choices=["base", "instruct"])
     ap.add_argument("--models", required=True, type=Path, help="the chain's models (models/updates)")
+    ap.add_argument("--packed", type=Path, default=None,
+                    help="the window's packed data: a window with no article starts from the parent")
     args = ap.parse_args(argv)
     setup_logging()
     with user_errors("updates.start", ChainError):
         path = start_model(load_chain(args.params), load_section(ChainConfig, "chain", args.params), args.window,
-                           args.prev, args.variant, args.models, args.params)
+                           args.prev, args.variant, args.models, args.params, packed=args.packed)
     log.info("%s's cpt-%s starts from %s", args.window, args.variant, path)
     print(path)
 

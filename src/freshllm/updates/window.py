@@ -39,6 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..common import atomic_dir, atomic_file, jsonl_records, write_json
+from ..io.packed import NO_NEW_ARTICLES
 from ..pack import CorpusError, PackConfig, is_heldout, pack_corpus, text_digest
 from ..tasks.heldout import fresh_rows
 from ..tasks.text import SPLIT_FIELD, WINDOW_FIELD, TextConfig
@@ -123,12 +124,13 @@ def dedup(articles: Path, seen_urls: set[str], seen_texts: set[str], field: str,
     return counts
 
 
-def _empty_pack(out: Path, seq_len: int) -> None:
+def _empty_pack(out: Path, seq_len: int, extra: dict | None = None) -> None:
     from ..io.packed import PackWriter
 
     with atomic_dir(out) as tmp:
         PackWriter(tmp / "train", seq_len, max_rows=0).close()
-        (tmp / "info.json").write_text(json.dumps({"empty": True, "seq_len": seq_len}) + "\n", encoding="utf-8")
+        (tmp / "info.json").write_text(json.dumps({"empty": True, "seq_len": seq_len, **(extra or {})}) + "\n",
+                                       encoding="utf-8")
 
 
 def _read_info(packed: Path) -> dict:
@@ -180,16 +182,76 @@ def union_pack(prev_packed: Path, own: Path, window: str, out: Path) -> dict:
     return union
 
 
+def crawl_losses(crawl_metrics: Path | None) -> dict | None:
+    """What the window's crawl lost (its metrics): ``lost_files``, the files that could not be
+    read (failed); files read to their end past damaged records (partial), months with no
+    listing, and the articles dropped and why, as counted."""
+    if crawl_metrics is None:
+        return None
+    path = Path(crawl_metrics)
+    if not path.is_file():
+        raise FileNotFoundError(f"the window's crawl metrics are missing: {path}")
+    m = json.loads(path.read_text(encoding="utf-8"))
+    failed, partial = int(m.get("failed_files") or 0), int(m.get("partial_files") or 0)
+    return {"lost_files": failed, "failed_files": failed, "partial_files": partial,
+            "missing_listings": list(m.get("missing_listings") or []), "drops": dict(m.get("drops") or {}),
+            "articles": m.get("articles"), "source": str(path)}
+
+
+def empty_window(update: Update, chain_cfg: ChainConfig, pack_cfg: PackConfig, prev_dedup: Path,
+                 prev_heldout: Path, prev_packed: Path | None, dedup_out: Path, heldout_out: Path,
+                 packed_out: Path, replay_out: Path, crawl: dict | None, n_before: tuple[int, int]) -> dict:
+    """A window whose crawl found no article: the parent's dedup index, history and held-out news
+    carried over unchanged, packed data marked ``no_new_articles`` (empty; re-rooted: the
+    parent's union, so the next window's union still holds every earlier one) and an empty
+    replay pool. The chain's next stages see the mark: no cpt (``updates.start`` starts from, and
+    cpt copies, the parent's model), and the gate keeps the incumbent, saying why."""
+    reason = f"window {update.window}: the crawl found no article ({update.published_from} .. {update.published_to})"
+    log.warning("%s: no cpt, the incumbent stays", reason)
+    with atomic_dir(dedup_out) as tmp:
+        for name in (SEEN, HISTORY):
+            shutil.copyfile(Path(prev_dedup) / name, tmp / name)
+        (tmp / CORPUS).write_text("", encoding="utf-8")
+    if not Path(prev_heldout).is_file():
+        raise FileNotFoundError(f"the parent's held-out news is missing: {prev_heldout}")
+    with atomic_file(heldout_out, "wb") as fh, open(prev_heldout, "rb") as src:
+        shutil.copyfileobj(src, fh)
+    if chain_cfg.cpt_from == "ancestor" and prev_packed is not None and not _read_info(prev_packed).get("empty"):
+        with atomic_dir(packed_out) as tmp:
+            shutil.copytree(prev_packed, tmp, dirs_exist_ok=True)
+            info = {**_read_info(tmp), NO_NEW_ARTICLES: True, "window": update.window}
+            (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+    else:
+        _empty_pack(packed_out, pack_cfg.seq_len, {NO_NEW_ARTICLES: True, "window": update.window})
+    _empty_pack(replay_out, pack_cfg.seq_len)
+    return {"window": update.window, "prev": update.prev, "published_from": update.published_from,
+            "published_to": update.published_to, NO_NEW_ARTICLES: True, "reason": reason,
+            "dedup": {"articles": 0, "kept": 0, "earlier_url": 0, "earlier_text": 0, "repeated": 0},
+            "seen_before": {"urls": n_before[0], "texts": n_before[1]},
+            "seen_after": {"urls": n_before[0], "texts": n_before[1]}, "history_added": 0,
+            "heldout": {"scored": 0, "validation": 0, "test": 0, "left_out": ["validation", "test"]},
+            "packed": {"empty": True}, "replay": {"empty": True}, **({"crawl": crawl} if crawl is not None else {})}
+
+
 def run(update: Update, chain_cfg: ChainConfig, pack_cfg: PackConfig, text_cfg: TextConfig,
         articles: Path, prev_dedup: Path, prev_heldout: Path, tokenizer_dir: Path,
         dedup_out: Path, heldout_out: Path, packed_out: Path, replay_out: Path,
-        prev_packed: Path | None = None) -> dict:
+        prev_packed: Path | None = None, crawl_metrics: Path | None = None) -> dict:
+    crawl = crawl_losses(crawl_metrics)
+    if crawl and crawl["lost_files"]:
+        log.warning("window %s: its crawl lost %d files (could not be read): the update sees fewer articles",
+                    update.window, crawl["lost_files"])
     if chain_cfg.cpt_from == "ancestor" and prev_packed is None:
         raise ChainError("chain.cpt_from: ancestor needs the parent's packed data (window --prev-packed)")
     if not articles.is_file():
         raise FileNotFoundError(f"the window's crawl is missing: {articles}")
     seen_urls, seen_texts = read_seen(prev_dedup)
     n_before = (len(seen_urls), len(seen_texts))
+    with open(articles, "rb") as fh:
+        crawled = any(line.strip() for line in fh)
+    if not crawled:
+        return empty_window(update, chain_cfg, pack_cfg, prev_dedup, prev_heldout, prev_packed, dedup_out,
+                            heldout_out, packed_out, replay_out, crawl, n_before)
     with atomic_dir(dedup_out) as tmp:
         counts = dedup(articles, seen_urls, seen_texts, pack_cfg.text_field, tmp / CORPUS)
         if not counts["kept"]:
@@ -250,4 +312,5 @@ def run(update: Update, chain_cfg: ChainConfig, pack_cfg: PackConfig, text_cfg: 
             "seen_before": {"urls": n_before[0], "texts": n_before[1]},
             "seen_after": {"urls": len(seen_urls), "texts": len(seen_texts)},
             "history_added": new_train, "heldout": {**held_stats, "scored": len(rows)},
-            "packed": packed, "replay": replay, **({"union": union} if union is not None else {})}
+            "packed": packed, "replay": replay, **({"union": union} if union is not None else {}),
+            **({"crawl": crawl} if crawl is not None else {})}
