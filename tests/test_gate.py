@@ -15,7 +15,8 @@ import pytest
 from freshllm.config import ConfigError, build_config
 from freshllm.updates import gate as gate_mod
 from freshllm.updates import gating
-from freshllm.updates.config import ANCESTOR, Chain, PromoteConfig, Update, retry_configs
+from freshllm.updates.config import ANCESTOR, Chain, PromoteConfig, Update
+from freshllm.updates.gating import retry_configs
 
 pytestmark = pytest.mark.usefixtures("private_nltk_data")
 

@@ -26,9 +26,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .common import atomic_file, setup_logging, sha256_file, user_errors, write_json
+from .common import RESIDUAL_MANIFEST as MANIFEST
+from .common import atomic_file, setup_logging, sha256_file, user_errors, weights_hash, write_json
 from .config import lookup, read_params
-from .residual.artifact import MANIFEST, weights_hash
 
 log = logging.getLogger(__name__)
 

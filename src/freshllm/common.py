@@ -160,6 +160,20 @@ def dir_content_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
+RESIDUAL_MANIFEST = "manifest.json"  # a residual artifact's description (freshllm.residual.artifact)
+
+
+def weights_hash(model_dir: str | Path) -> str:
+    """Content hash of a model's weights: sha256 over its safetensors files (and index), by
+    name; the identity model cards, residual manifests and promotion records name models by."""
+    model_dir = Path(model_dir)
+    h = hashlib.sha256()
+    files = sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.safetensors.index.json"))
+    for f in files:
+        h.update(f.name.encode() + b"\0" + sha256_file(f).encode() + b"\n")
+    return h.hexdigest()
+
+
 def jsonl_records(path: str | Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, int, Any]]:
     """``(line number, byte offset, record)`` of every non-blank line of a JSONL file; a line
     that is not UTF-8 JSON raises ``error`` naming the file and the line."""

@@ -118,14 +118,16 @@ def run_stages(project: Path, stages: list[str], repeats: int, pretrain_steps: i
     return rows
 
 
-def run_pipelines(project: Path) -> dict:
-    """``dvc repro -f`` of ``project`` alone, then it and a copy of it at once."""
+def run_pipelines(project: Path, twin: Path | None = None) -> dict:
+    """``dvc repro -f`` of ``project`` alone, then it and ``twin`` (another copy of the project,
+    by default a fresh clone reproduced first) at once."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     with tempfile.TemporaryDirectory(prefix="bench-pipelines-") as tmp:
-        twin = Path(tmp) / "twin"
-        subprocess.run(["git", "clone", "-q", str(project), str(twin)], check=True)
-        subprocess.run(["dvc", "repro", "-q"], cwd=twin, env=env, check=True)  # its outputs exist too
+        if twin is None:
+            twin = Path(tmp) / "twin"
+            subprocess.run(["git", "clone", "-q", str(project), str(twin)], check=True)
+            subprocess.run(["dvc", "repro", "-q"], cwd=twin, env=env, check=True)  # its outputs exist too
         alone = timed(["dvc", "repro", "-f", "-q"], env, project, Path(tmp) / "log.txt")
         print(f"dvc repro -f alone: {alone:.1f} s", flush=True)
         start = time.perf_counter()
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pretrain-steps", type=int, default=60)
     ap.add_argument("--sft-steps", type=int, default=20)
     ap.add_argument("--pipelines", action="store_true", help="also two `dvc repro -f` at once vs one")
+    ap.add_argument("--twin", type=Path, default=None,
+                    help="with --pipelines: another copy of the project after `dvc repro` (default: a fresh clone, reproduced)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     project = args.project.resolve()
@@ -158,9 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not (project / "models/toy/instruct").is_dir():
         raise SystemExit(f"{project}: no models/toy/instruct; run `dvc repro` on the default profile there first")
     res = {"cpu_count": os.cpu_count(), "stages": run_stages(project, stages, args.repeats,
-                                                              args.pretrain_steps, args.sft_steps)}
+                                                              args.pretrain_steps, args.sft_steps) if stages else []}
     if args.pipelines:
-        res["pipelines"] = run_pipelines(project)
+        res["pipelines"] = run_pipelines(project, args.twin.resolve() if args.twin else None)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
     return res

@@ -3,19 +3,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 from pathlib import Path
 
-from ..common import sha256_file
+from ..common import RESIDUAL_MANIFEST, weights_hash  # noqa: F401 -- weights_hash: re-exported
 from ..io.st_stream import TensorSpec
 from .config import ResidualError
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
+MANIFEST = RESIDUAL_MANIFEST
 FORMAT = "freshllm-instruction-residual/1"
 # What the instruct model's tokenizer, chat template and generation defaults (its stop
 # tokens: LLaMA 3 Instruct stops on <|eot_id|> too) consist of; fast (tokenizer.json),
@@ -30,15 +29,6 @@ def tokenizer_files(model_dir: Path) -> list[Path]:
     """The tokenizer, chat template and generation config files of a model directory."""
     return sorted(f for f in model_dir.iterdir() if f.is_file() and (
         f.name in TOKENIZER_FILES or f.suffix in TOKENIZER_SUFFIXES)) if model_dir.is_dir() else []
-
-
-def weights_hash(model_dir: Path) -> str:
-    """Content hash of a model's weights: sha256 over its safetensors files (and index)."""
-    h = hashlib.sha256()
-    files = sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.safetensors.index.json"))
-    for f in files:
-        h.update(f.name.encode() + b"\0" + sha256_file(f).encode() + b"\n")
-    return h.hexdigest()
 
 
 def write_manifest(tmp: Path, base_dir: Path, instruct_dir: Path, dtype: str,

@@ -213,25 +213,3 @@ class PromoteConfig:
             if not entry:
                 errs.append(f"retry[{i}]: empty (a partial residual section, e.g. {{alpha: 0.75}})")
         return errs
-
-
-def retry_configs(residual_cfg: Any, retry: list[dict[str, Any]], where: str = "promote.retry") -> list[Any]:
-    """Each entry of ``promote.retry`` over the ``residual`` section (the merges grid's own
-    :func:`freshllm.residual.merges.overlay`); one ``ConfigError`` naming every bad
-    ``promote.retry[i].<key>``."""
-    from ..residual.merges import overlay
-
-    problems: list[str] = []
-    out = []
-    for i, entry in enumerate(retry):
-        at = f"{where}[{i}]"
-        if not isinstance(entry, dict) or not entry:
-            problems.append(f"{at}: expected a non-empty mapping of residual keys")
-            continue
-        try:
-            out.append(overlay(residual_cfg, entry, at))
-        except ConfigError as exc:
-            problems += exc.problems
-    if problems:
-        raise ConfigError(where, problems)
-    return out

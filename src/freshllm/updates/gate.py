@@ -46,9 +46,8 @@ import math
 from pathlib import Path
 
 from ..cards import read_lineage
-from ..common import write_json
+from ..common import weights_hash, write_json
 from ..report import LAYOUTS, model_scores
-from ..residual.artifact import weights_hash
 from .config import ANCESTOR, Chain, ChainError, PromoteConfig
 from .root import copy_model, record_of
 

@@ -11,11 +11,11 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..cards import build_lineage, read_lineage
-from ..common import set_offline, setup_logging, use_runtime, user_errors, write_json
+from ..common import set_offline, setup_logging, use_runtime, user_errors, weights_hash, write_json
 from ..io.packed import NO_NEW_ARTICLES
-from ..residual.artifact import weights_hash
 from .config import ANCESTOR, Chain, PromoteConfig
 from .gate import GateError, best_try, decide, instruction_score, read_json, setting_of, window_bpb
 from .root import copy_model, record_of
@@ -39,6 +39,29 @@ def validation_file(heldout: Path, text_cfg, out: Path) -> dict:
     for _, w in rows:
         counts[w] = counts.get(w, 0) + 1
     return {"source": str(heldout), "documents": counts}
+
+
+def retry_configs(residual_cfg: Any, retry: list[dict[str, Any]], where: str = "promote.retry") -> list[Any]:
+    """Each entry of ``promote.retry`` over the ``residual`` section (the merges grid's own
+    :func:`freshllm.residual.merges.overlay`); one ``ConfigError`` naming every bad
+    ``promote.retry[i].<key>``."""
+    from ..config import ConfigError
+    from ..residual.merges import overlay
+
+    problems: list[str] = []
+    out = []
+    for i, entry in enumerate(retry):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, dict) or not entry:
+            problems.append(f"{at}: expected a non-empty mapping of residual keys")
+            continue
+        try:
+            out.append(overlay(residual_cfg, entry, at))
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(where, problems)
+    return out
 
 
 class Scorer:
@@ -92,8 +115,6 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
     import shutil
     import tempfile
     from dataclasses import asdict
-
-    from .config import retry_configs
 
     update = chain.get(window)
     retries = retry_configs(residual_cfg, cfg.retry)  # every bad entry named before any work

@@ -18,8 +18,7 @@ import shutil
 from pathlib import Path
 
 from ..cards import CARD, build_lineage, read_lineage, write_card
-from ..common import atomic_dir, atomic_file, write_json
-from ..residual.artifact import weights_hash
+from ..common import atomic_dir, atomic_file, weights_hash, write_json
 from .config import ANCESTOR
 
 log = logging.getLogger(__name__)
