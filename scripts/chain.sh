@@ -38,7 +38,7 @@ for replay in $REPLAYS; do
   done
 done
 dvc exp show --json > chain-exps.json
-python "$DIR/scripts/chain_seeds.py" chain-exps.json > metrics/chain/seeds.md
+python -m freshllm.report.seeds --chain --exp-json chain-exps.json --markdown metrics/chain/seeds.md
 cat metrics/chain/seeds.md
 cat chain-times.txt
 echo "chain evidence: $(( $(date +%s) - total_start )) s wall time in $DIR"

@@ -148,3 +148,33 @@ def test_grid_reads_each_experiments_summary_from_its_commit_and_ranks(tmp_path)
     assert [r["both"] for r in table] == pytest.approx([0.608, 0.6, 0.57])
     assert table[1]["default"] and table[0]["vs_default"] == "within the noise"
     assert "| 0.75 |" in md.read_text() and "(default)" in md.read_text()
+
+
+def _chain_state(rev, seed, replay, ifeval_res, name=None):
+    step = {f"{s}.ifeval.cpt-base-res": v for s, v in zip(("ancestor", "2024-01"), ifeval_res)}
+    step.update({"ancestor.ifeval.cpt-instruct": 53.4, "2024-01.ifeval.cpt-instruct": 13.0,
+                 "2024-01.bpb_mean.cpt-base-res": 1.2, "2024-01.quiz_mean.cpt-base-res": 0.5})
+    return {"rev": rev, "name": name, "data": {
+        "params": {"params.yaml": {"data": {"updates": {"2024-01": {}},
+                                            "chain": {"cpt": {"train": {"seed": seed, "replay_fraction": replay}}}}}},
+        "metrics": {"metrics/chain/compare.json": {"data": {
+            "step": step, "promoted": {"ancestor": True, "2024-01": seed % 2 == 0},
+            "final": {"bpb.cpt-base-res.2024-01": 1.1 + seed / 100, "quiz.cpt-base-res.2024-01": 0.4}}}}}}
+
+
+def test_chain_seeds_group_by_replay_leave_out_queued_runs_and_render(tmp_path):
+    """`report.seeds --chain` (was scripts/chain_seeds.py): mean ± SE over seeds per replay
+    share, on report.exps' reading (a queued experiment's baseline metrics are not a seed)."""
+    head = _chain_state("abc", 0, 0.0, (53.4, 48.0))
+    head["experiments"] = [{"executor": {"state": "success"}, "revs": [_chain_state("e1", 1, 0.0, (53.4, 50.0))]},
+                           {"revs": [_chain_state("e2", 0, 0.25, (53.4, 40.0))]},
+                           {"executor": {"state": "queued"}, "revs": [_chain_state("e3", 2, 0.0, (53.4, 48.0))]}]
+    groups, windows = seeds.chain_runs([head])
+    assert windows == ["2024-01"] and sorted(groups) == [0.0, 0.25] and len(groups[0.0]) == 2
+    md = seeds.render_chain(groups, windows)
+    assert "| 2024-01 | 49.00 ± 1.00 | 13.00 ± 0.00 |" in md and "1/2 |" in md
+    assert "| cpt-base-res | 1.1050 ± 0.0050 | 40.00 ± 0.00 |" in md
+    exp = tmp_path / "exps.json"
+    exp.write_text(json.dumps([head]))
+    seeds.main(["--chain", "--exp-json", str(exp), "--markdown", str(tmp_path / "s.md")])
+    assert (tmp_path / "s.md").read_text() == md

@@ -10,6 +10,7 @@ its mean is more than two standard errors of the mean (sd / sqrt(n)) from zero.
     dvc exp show --json > exps.json
     python -m freshllm.report.seeds --exp-json exps.json --keys models.toy.seed,cpt.train.seed \\
         --markdown metrics/seeds.md --json metrics/seeds.json
+    python -m freshllm.report.seeds --chain --exp-json chain-exps.json --markdown metrics/chain/seeds.md
 """
 
 from __future__ import annotations
@@ -148,6 +149,62 @@ def render(runs: dict[tuple, dict], keys: list[str], agg: dict, diffs: list[dict
     return "\n".join(lines) + "\n"
 
 
+CHAIN_METRICS = "metrics/chain/compare.json"
+CHAIN_GROUP = "chain.cpt.train.replay_fraction"
+
+
+def _mean_se(xs: list[float], digits: int = 2) -> str:
+    if not xs:
+        return "–"
+    m = statistics.fmean(xs)
+    if len(xs) < 2:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {statistics.stdev(xs) / math.sqrt(len(xs)):.{digits}f}"
+
+
+def chain_runs(shown: list, group: str = CHAIN_GROUP) -> tuple[dict, list[str]]:
+    """``({group value: [chain compare.json of each finished experiment]}, windows)`` of a
+    chain profile's ``dvc exp`` grid (finished experiments only: :func:`.exps.finished`)."""
+    groups: dict = {}
+    windows: list[str] = []
+    for _rev, label, params, metrics in finished(shown, CHAIN_METRICS):
+        (value,) = key_of(params, [group], label)
+        groups.setdefault(value, []).append(metrics)
+        windows = windows or list(params.get("updates") or {})
+    return groups, windows
+
+
+def render_chain(groups: dict, windows: list[str], group: str = CHAIN_GROUP) -> str:
+    """Per value of ``group`` (the replay share), the mean ± standard error over seeds of each
+    step's instruction following and the last step's knowledge of every window."""
+    steps = ["ancestor", *windows]
+    out = ["Chained updates over training seeds (mean ± standard error over seeds; x100 for scores).", ""]
+    for value, runs in sorted(groups.items()):
+        out += [f"### {group} {value:g} ({len(runs)} seeds)", "",
+                "| step | IFEval, cpt-base + residual | IFEval, cpt-instruct (Setting 1) | bpb, windows so far, + residual "
+                "| d2 quiz, windows so far, + residual | promoted |", "|---|---:|---:|---:|---:|---|"]
+        for i, step in enumerate(steps):
+            def vals(key, model, scale=1.0):
+                return [r["step"][f"{step}.{key}.{model}"] * scale for r in runs if f"{step}.{key}.{model}" in r["step"]]
+
+            promoted = sum(bool(r["promoted"].get(step)) for r in runs)
+            out.append(f"| {step} | {_mean_se(vals('ifeval', 'cpt-base-res'))} | {_mean_se(vals('ifeval', 'cpt-instruct'))} | "
+                       f"{_mean_se(vals('bpb_mean', 'cpt-base-res'), 4) if i else '–'} | "
+                       f"{_mean_se(vals('quiz_mean', 'cpt-base-res', 100.0)) if i else '–'} | {promoted}/{len(runs)} |")
+        if windows:
+            out += ["", f"After the last update ({windows[-1]}), each window's held-out news and events:", "",
+                    "| model | " + " | ".join(f"bpb {w}" for w in windows) + " | "
+                    + " | ".join(f"quiz {w}" for w in windows) + " |", "|---|" + "---:|" * (2 * len(windows))]
+            for model in ("cpt-base-res", "cpt-instruct", "cpt-base", "incumbent"):
+                cells = [_mean_se([r["final"][f"bpb.{model}.{w}"] for r in runs if f"bpb.{model}.{w}" in r["final"]], 4)
+                         for w in windows]
+                cells += [_mean_se([100 * r["final"][f"quiz.{model}.{w}"] for r in runs
+                                    if f"quiz.{model}.{w}" in r["final"]]) for w in windows]
+                out.append(f"| {model} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m freshllm.report.seeds", description=__doc__.split("\n\n")[0])
     ap.add_argument("--exp-json", type=Path, required=True, help="the output of `dvc exp show --json`")
@@ -155,10 +212,23 @@ def main(argv: list[str] | None = None) -> None:
                     help="comma-separated params.yaml keys that tell the seeds apart")
     ap.add_argument("--min-seeds", type=int, default=3)
     ap.add_argument("--markdown", type=Path, required=True)
-    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--json", type=Path, default=None, help="the aggregate as JSON (the single-update grid)")
+    ap.add_argument("--chain", action="store_true",
+                    help=f"a chain profile's grid ({CHAIN_METRICS}), grouped by {CHAIN_GROUP}")
     args = ap.parse_args(argv)
     setup_logging()
     keys = [k.strip() for k in args.keys.split(",") if k.strip()]
+    if args.chain:
+        with user_errors("report.seeds", ExpsError):
+            groups, windows = chain_runs(load(args.exp_json))
+            if not groups:
+                raise ExpsError(f"{args.exp_json}: no finished experiment with {CHAIN_METRICS}")
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            args.markdown.write_text(render_chain(groups, windows))
+        log.info("%d chains -> %s", sum(map(len, groups.values())), args.markdown)
+        return
+    if args.json is None:
+        raise SystemExit("report.seeds: --json is required (without --chain)")
     with user_errors("report.seeds", ExpsError):
         runs = runs_from_exp_show(load(args.exp_json), keys)
         if len(runs) < args.min_seeds:
