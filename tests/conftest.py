@@ -44,6 +44,27 @@ def copy_project(dst: Path) -> None:
             shutil.copy2(src, dst / rel)
 
 
+_EXPANDED: dict[str, Path] = {}
+
+
+def profile_file(name: str) -> Path:
+    """Profile ``name`` expanded to its complete params file (``python -m freshllm.profile use``),
+    in a temporary directory, once per test session: what a test reads or copies as params.yaml."""
+    import tempfile
+
+    from freshllm.profile import use
+
+    if name not in _EXPANDED:
+        out = Path(tempfile.mkdtemp(prefix=f"profile-{name}-")) / f"{name}.yaml"
+        _EXPANDED[name] = use(name, out, ROOT / "profiles")
+    return _EXPANDED[name]
+
+
+def all_profiles() -> list[Path]:
+    """params.yaml and every profile, expanded."""
+    return [ROOT / "params.yaml", *(profile_file(p.stem) for p in sorted((ROOT / "profiles").glob("*.yaml")))]
+
+
 def safetensors_dtypes(model_dir: Path) -> dict[str, str]:
     """``{tensor name: safetensors dtype ("BF16", ...)}`` over a model directory's shards, read
     with the project's strict header parser; fails when the directory holds no weights."""

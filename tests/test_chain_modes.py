@@ -14,9 +14,10 @@ import pytest
 
 from freshllm.config import ConfigError, build_config, load_section
 from freshllm.updates.config import ANCESTOR, ChainConfig, load_chain
+from conftest import profile_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = [ROOT / "profiles" / "updates-toyworld.yaml", ROOT / "profiles" / "updates6-toyworld.yaml"]
+PROFILES = [profile_file("updates-toyworld"), profile_file("updates6-toyworld")]
 
 CHAIN3 = """\
 chains: [main]

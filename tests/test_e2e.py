@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, copy_project, hermetic_env, sh
+from conftest import ROOT, copy_project, hermetic_env, profile_file, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def repo(tmp_path_factory):
     copy_project(work)
     # the local news profile: the paper's nine-task suite on local twins, ~2 minutes (the default
     # toy world runs through real dvc repro in test_toyworld.py, shrunken)
-    shutil.copy(work / "profiles/local-news.yaml", work / "params.yaml")
+    shutil.copy(profile_file("local-news"), work / "params.yaml")
     sh(["git", "init", "-q", "-b", "main"], work, env)
     sh(["git", "add", "-A"], work, env)
     sh(["git", "commit", "-qm", "init"], work, env)

@@ -471,7 +471,9 @@ def test_plan_sizes_the_gate_by_its_tries_and_the_served_eval(tmp_path):
     from freshllm.plan.stages import make_plan
 
     root = Path(__file__).resolve().parents[1]
-    params = yaml.safe_load((root / "profiles" / "updates-toyworld.yaml").read_text())
+    from conftest import profile_file
+
+    params = yaml.safe_load(profile_file("updates-toyworld").read_text())
     rows = {}
     for n in (0, 3):
         params["promote"]["retry"] = [{"alpha": 0.5}] * n

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, dvc_stage_names
+from conftest import ROOT, dvc_stage_names, profile_file
 from freshllm.config import ConfigError
 from freshllm.residual import ResidualConfig, extract, load_merges, overlay
 from test_merge_methods import _cpt, reference
@@ -94,7 +94,7 @@ def test_apply_merge_name_applies_that_setting(tmp_path, tokenizers_pair, capsys
 
 
 def test_the_merges_profile_expands_to_one_merge_and_eval_stage_per_setting(tmp_path):
-    prof = ROOT / "profiles/merges-toyworld.yaml"
+    prof = profile_file("merges-toyworld")
     settings = load_merges(prof)
     assert len(settings) >= 10
     methods = {c.method for c in settings.values()}

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, dvc_stage_names
+from conftest import ROOT, dvc_stage_names, profile_file
 from freshllm.plan import formulas as F
 from freshllm.plan.dvcfiles import load_cache, load_stages
 from freshllm.plan.hardware import GPUS, Launch
 from freshllm.plan.stages import make_plan
 
-PAPER = [ROOT / "profiles/paper-llama3.yaml", ROOT / "profiles/paper-qwen2.yaml"]
+PAPER = [profile_file("paper-llama3"), profile_file("paper-qwen2")]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
 
 # The hand-computed case: a 2-layer LLaMA-style decoder, vocab 1000, d 64, MLP 160, 4 query
@@ -339,7 +339,7 @@ def test_every_stage_is_sized_chain_included(tmp_path, profile):
     each update's cpt trains chain.tokens (re-rooted: k x chain.tokens at the k-th window)."""
     from freshllm.config import parse_count
 
-    path = ROOT / "profiles" / profile
+    path = profile_file(profile.removesuffix(".yaml"))
     params = yaml.safe_load(path.read_text())
     plan = make_plan(path, ROOT / "dvc.yaml")
     for name, row in plan.items():

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT, copy_project, hermetic_env, safetensors_dtypes, sh
+from conftest import ROOT, copy_project, hermetic_env, profile_file, safetensors_dtypes, sh
 
 pytestmark = pytest.mark.usefixtures("private_nltk_data")
 
@@ -103,7 +103,7 @@ def real_run(tmp_path_factory, converted):
     work = tmp / "repo"
     work.mkdir()
     copy_project(work)
-    profile = yaml.safe_load((ROOT / "profiles" / "real-smollm2.yaml").read_text())
+    profile = yaml.safe_load(profile_file("real-smollm2").read_text())
     (work / "params.yaml").write_text(yaml.safe_dump(_overlay(profile, TINY), sort_keys=False))
     env = hermetic_env(tmp)
     env["NLTK_DATA"] = str(tmp / "nltk_data")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, hermetic_env, safetensors_dtypes
+from conftest import ROOT, hermetic_env, profile_file, safetensors_dtypes
 
 FAMILIES = ["llama3", "qwen2"]
 
@@ -86,7 +86,7 @@ def profile_differences(paper: dict, rehearsal: dict, family: str) -> list[str]:
 
 
 def _load(kind: str, family: str) -> dict:
-    return yaml.safe_load((ROOT / "profiles" / f"{kind}-{family}.yaml").read_text())
+    return yaml.safe_load(profile_file(f"{kind}-{family}").read_text())
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, copy_project, dvc_stage_names, hermetic_env, sh
+from conftest import ROOT, copy_project, dvc_stage_names, hermetic_env, profile_file, sh
 from freshllm.synthetic import toyworld as tw
 from freshllm.synthetic.ifeval_rows import IFEVAL_KWARGS
 
-PROFILE = ROOT / "profiles" / "toyworld.yaml"
+PROFILE = profile_file("toyworld")
 pytestmark = pytest.mark.usefixtures("private_nltk_data")
 
 

@@ -14,9 +14,10 @@ import pytest
 from freshllm.config import ConfigError, load_section
 from freshllm.updates import gate as gate_mod
 from freshllm.updates.config import ANCESTOR, ChainConfig, PromoteConfig, load_chain
+from conftest import profile_file, all_profiles  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILE = ROOT / "profiles" / "updates-toyworld.yaml"
+PROFILE = profile_file("updates-toyworld")
 
 GOOD = """\
 chains: [main]
@@ -67,7 +68,7 @@ def test_chain_needs_its_chain_level_stages_and_the_key(tmp_path):
     assert load_chain(write(tmp_path, "updates: {}\nchains: []\n")).windows == []
 
 
-@pytest.mark.parametrize("path", [ROOT / "params.yaml", *sorted((ROOT / "profiles").glob("*.yaml"))],
+@pytest.mark.parametrize("path", all_profiles(),
                          ids=lambda p: p.name)
 def test_every_profile_has_a_valid_chain_or_none(path):
     chain = load_chain(path)

@@ -4,7 +4,8 @@
 #   source scripts/lib/sandbox.sh
 #   sandbox ROOT DIR PROFILE NAME   # copies ROOT's tracked and untracked-but-not-ignored files
 #                                   # (no models/, data/, metrics/, dvclive/, dvc.lock) to DIR,
-#                                   # PROFILE as DIR/params.yaml, git init + commit (NAME), and
+#                                   # PROFILE expanded as DIR/params.yaml (python -m freshllm.profile
+#                                   # use), git init + commit (NAME), and
 #                                   # exports PATH / PYTHONPATH / DVC / HF / git identity so that
 #                                   # DIR's own code runs (the venv's editable install points at ROOT);
 #                                   # SANDBOX is DIR's absolute path afterwards
@@ -23,6 +24,6 @@ sandbox() {
     mkdir -p "$dir/$(dirname "$f")"
     cp -p "$root/$f" "$dir/$f"
   done
-  cp "$root/$profile" "$dir/params.yaml"
+  (cd "$dir" && python -m freshllm.profile use "$(basename "$profile" .yaml)" >/dev/null)   # the profile, expanded
   (cd "$dir" && { [ -d .git ] || git init -q -b main; } && git add -A && git commit -qm "$name" --allow-empty)
 }
