@@ -153,26 +153,34 @@ def test_dedup_drops_what_an_earlier_window_had_by_url_or_text(tmp_path):
     assert url_key("https://a/5") in seen_urls and text_digest("fresh two").hex() in seen_texts
 
 
-def test_window_stage_chains_seen_history_heldout_and_replay(tmp_path, tokenizers_pair):
+def _window_world(tmp_path, tokenizers_pair, ancestor: str, **chain):
+    """(tokenizer dir, pack / eval.text / chain configs, an empty ancestor node) for window runs."""
     from freshllm.config import build_config
-    from freshllm.io.packed import PackedData
-    from freshllm.pack import PackConfig, is_heldout
-    from freshllm.tasks.text import TextConfig, load_windows
-    from freshllm.updates.config import Update
-    from freshllm.updates.window import run as window_run
+    from freshllm.pack import PackConfig
+    from freshllm.tasks.text import TextConfig
 
-    base_tok, _ = tokenizers_pair
     tok_dir = tmp_path / "tok"
-    base_tok.save_pretrained(str(tok_dir))
+    tokenizers_pair[0].save_pretrained(str(tok_dir))
     (tok_dir / "config.json").write_text("{}")
     pack_cfg = build_config(PackConfig, {"seq_len": 32, "val_fraction": 0.2}, "pack")
     text_cfg = build_config(TextConfig, {"docs": 100, "max_chars": 200}, "eval.text")
-    chain_cfg = build_config(ChainConfig, {"residual_source": "toy", "tokens": "200"}, "chain")
-    anc = tmp_path / "anc"
+    chain_cfg = build_config(ChainConfig, {"residual_source": "toy", "tokens": "200", **chain}, "chain")
+    anc = tmp_path / ancestor
     (anc / "dedup").mkdir(parents=True)
     (anc / "dedup" / "seen.json").write_text('{"urls": [], "texts": []}')
     (anc / "dedup" / "history.jsonl").write_text("")
     (anc / "heldout.jsonl").write_text("")
+    return tok_dir, pack_cfg, text_cfg, chain_cfg, anc
+
+
+def test_window_stage_chains_seen_history_heldout_and_replay(tmp_path, tokenizers_pair):
+    from freshllm.io.packed import PackedData
+    from freshllm.pack import is_heldout
+    from freshllm.tasks.text import load_windows
+    from freshllm.updates.config import Update
+    from freshllm.updates.window import run as window_run
+
+    tok_dir, pack_cfg, text_cfg, chain_cfg, anc = _window_world(tmp_path, tokenizers_pair, "anc")
     words = "the town of Varnholm lies on the river Tessa and people there play the violin".split()
 
     def text(i: int) -> str:
@@ -210,27 +218,13 @@ def test_a_month_with_no_article_carries_the_parent_and_trains_nothing(tmp_path,
     window); its cpt starts from w1's model in either mode and cpt copies it (no training, the
     reason in the metrics)."""
     from freshllm import cpt as cpt_mod
-    from freshllm.config import build_config
+    from freshllm.common import weights_hash
     from freshllm.io.packed import no_new_articles
-    from freshllm.pack import PackConfig
-    from freshllm.residual.artifact import weights_hash
-    from freshllm.tasks.text import TextConfig
     from freshllm.updates.config import Chain, Update
     from freshllm.updates.start import start_model
     from freshllm.updates.window import run as window_run
 
-    base_tok, _ = tokenizers_pair
-    tok_dir = tmp_path / "tok"
-    base_tok.save_pretrained(str(tok_dir))
-    (tok_dir / "config.json").write_text("{}")
-    pack_cfg = build_config(PackConfig, {"seq_len": 32, "val_fraction": 0.2}, "pack")
-    text_cfg = build_config(TextConfig, {"docs": 100, "max_chars": 200}, "eval.text")
-    chain_cfg = build_config(ChainConfig, {"residual_source": "toy", "tokens": "200", "cpt_from": cpt_from}, "chain")
-    anc = tmp_path / "ancestor"
-    (anc / "dedup").mkdir(parents=True)
-    (anc / "dedup" / "seen.json").write_text('{"urls": [], "texts": []}')
-    (anc / "dedup" / "history.jsonl").write_text("")
-    (anc / "heldout.jsonl").write_text("")
+    tok_dir, pack_cfg, text_cfg, chain_cfg, anc = _window_world(tmp_path, tokenizers_pair, "ancestor", cpt_from=cpt_from)
     from freshllm.updates.window import _empty_pack
 
     _empty_pack(anc / "packed", 32)
