@@ -65,17 +65,19 @@ export GIT_COMMITTER_NAME="${GIT_COMMITTER_NAME:-rehearsal}" GIT_COMMITTER_EMAIL
   cp -p "$ROOT/$f" "$DIR/$f"
 done
 cd "$DIR"
-python - "$ROOT/profiles/rehearsal-$FAMILY.yaml" "$SHRUNKEN" <<'EOF'
+python - "rehearsal-$FAMILY" "$SHRUNKEN" "$ROOT/profiles" <<'EOF'
 import sys
 from pathlib import Path
 
-profile, shrunken = Path(sys.argv[1]), sys.argv[2] == "1"
+from freshllm.profile import use
+
+name, shrunken = sys.argv[1], sys.argv[2] == "1"
+use(name, Path("params.yaml"), Path(sys.argv[3]))  # the profile, expanded
 if not shrunken:
-    Path("params.yaml").write_text(profile.read_text())
     sys.exit()
 import yaml
 
-p = yaml.safe_load(profile.read_text())
+p = yaml.safe_load(Path("params.yaml").read_text())
 # the e2e test's sizes: one budget (one optimizer step), fewer articles, one document per task
 p["budgets"] = ["8K"]
 p["crawl"].update(max_articles=40, min_articles=20, local_per_month=8)
