@@ -121,7 +121,8 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
     prev = read_json(prev_record, "the previous promotion record")
     if prev.get("window") != update.prev:
         raise GateError(f"{prev_record}: is the record of {prev.get('window')!r}, not of {window}'s parent {update.prev!r}")
-    if weights_hash(incumbent) != prev["current"]["weights_sha256"]:
+    incumbent_hash = weights_hash(incumbent)  # once: every use below names the same files
+    if incumbent_hash != prev["current"]["weights_sha256"]:
         raise GateError(f"{incumbent}: is not the model {prev_record} says is current (weights hash)")
     cand_lineage = read_lineage(candidate)
     if cand_lineage is None:
@@ -145,7 +146,7 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
         inc_scores = _scores(inc_rec, cfg, windows)
         if update.prev == ANCESTOR:  # the incumbent IS the ancestor instruct model: its number, once
             ancestor = {"instruction": inc_scores["instruction"], "instruction_se": inc_scores["instruction_se"],
-                        "val_ifeval_prompts": cfg.val_ifeval_prompts, "weights_sha256": weights_hash(incumbent),
+                        "val_ifeval_prompts": cfg.val_ifeval_prompts, "weights_sha256": incumbent_hash,
                         "scored_by": window}
         if wmetrics.get(NO_NEW_ARTICLES):  # nothing was learned: no candidate to score
             copy_model(incumbent, out)
@@ -156,7 +157,7 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
                             validation={"split": "validation", "news": score.news,
                                         "incumbent": {k: v for k, v in inc_scores.items()}},
                             ancestor_validation=ancestor, previous=prev["current"],
-                            incumbent={"path": str(incumbent), "weights_sha256": weights_hash(incumbent)},
+                            incumbent={"path": str(incumbent), "weights_sha256": incumbent_hash},
                             **({"runtime": runtime} if runtime is not None else {}),
                             **({"crawl": crawl} if crawl is not None else {}))
             write_json(record, rec)
@@ -226,7 +227,7 @@ def gate(cfg: PromoteConfig, chain: Chain, window: str, candidate: Path, incumbe
                                 "incumbent": {k: v for k, v in inc_scores.items()}},
                     ancestor_validation=ancestor, previous=prev["current"],
                     candidate={"path": str(candidate), "weights_sha256": weights_hash(candidate)},
-                    incumbent={"path": str(incumbent), "weights_sha256": weights_hash(incumbent)},
+                    incumbent={"path": str(incumbent), "weights_sha256": incumbent_hash},
                     **({"runtime": runtime} if runtime is not None else {}),
                     **({"crawl": crawl} if crawl is not None else {}))
     write_json(record, rec)
