@@ -112,7 +112,9 @@ def stages(dvc_yaml: dict) -> dict[str, dict]:
     out = {}
     for name, st in dvc_yaml["stages"].items():
         body = st.get("do", st)
-        out[name] = {"cmd": body["cmd"], "deps": [d for d in body.get("deps", []) if isinstance(d, str)]}
+        cmd = body["cmd"]  # a string, or a list of commands DVC runs in turn
+        out[name] = {"cmd": " && ".join(cmd) if isinstance(cmd, list) else cmd,
+                     "deps": [d for d in body.get("deps", []) if isinstance(d, str)]}
     return out
 
 
@@ -226,6 +228,6 @@ def test_stages_that_set_torch_threads_depend_on_the_runtime_params():
     for name, st in raw.items():
         body = st.get("do", st)
         params = [p for p in body.get("params", []) if isinstance(p, str)]
-        uses = any(call.search(module_path(m).read_text(encoding="utf-8")) for m in stage_modules(body["cmd"]))
+        uses = any(call.search(module_path(m).read_text(encoding="utf-8")) for m in stage_modules(STAGES[name]["cmd"]))
         assert uses == ("runtime" in params), (
             f"stage {name}: {'calls use_runtime but does not list' if uses else 'lists'} `runtime` in its params")
