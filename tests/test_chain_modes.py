@@ -54,6 +54,75 @@ def test_one_override_switches_a_profile_to_the_re_rooted_chain(tmp_path, path):
     assert load_section(ChainConfig, "chain", p).cpt_from == "ancestor"
 
 
+
+# --- chain.cpt: an overlay of cpt -----------------------------------------------------------------------
+
+CPT = """\
+world: {kind: toyworld, seed: 0}
+cpt:
+  lr: {base: 0.001, instruct: 0.002}
+  train: {batch_size: 8, warmup_steps: 5, weight_decay: 0.1}
+"""
+
+
+def test_chain_cpt_is_cpt_updated_with_what_the_chain_changes(tmp_path):
+    """`--section chain.cpt` reads cpt with the chain's keys on top (nested keys merged); with no
+    chain.cpt at all it is cpt itself. The card records the same merged section."""
+    from freshllm.config import section_values
+    from freshllm.cpt import CptConfig
+
+    p = tmp_path / "params.yaml"
+    p.write_text(CHAIN3.replace("MODE", "previous").replace(
+        "cpt_from: previous}", "cpt_from: previous, cpt: {lr: {base: 0.0002}, train: {replay_fraction: 0.25}}}") + CPT)
+    got = load_section(CptConfig, "chain.cpt", p)
+    assert (got.lr.base, got.lr.instruct) == (0.0002, 0.002)  # lr.instruct is cpt's
+    assert (got.train.replay_fraction, got.train.batch_size, got.train.weight_decay) == (0.25, 8, 0.1)
+    cpt = load_section(CptConfig, "cpt", p)
+    assert (cpt.lr.base, cpt.train.replay_fraction) == (0.001, 0.0)  # cpt itself is untouched
+    q = tmp_path / "bare.yaml"
+    q.write_text(CHAIN3.replace("MODE", "previous") + CPT)
+    assert load_section(CptConfig, "chain.cpt", q) == cpt
+    from freshllm.config import read_params
+    assert section_values(read_params(p), "chain.cpt", str(p))["train"] == {
+        "batch_size": 8, "warmup_steps": 5, "weight_decay": 0.1, "replay_fraction": 0.25}
+
+
+def test_loading_the_chain_validates_its_cpt_overlay_naming_every_bad_key(tmp_path):
+    """A bad chain.cpt key fails when the chain section loads (every chain stage), by name."""
+    p = tmp_path / "params.yaml"
+    p.write_text(CHAIN3.replace("MODE", "previous").replace(
+        "cpt_from: previous}", "cpt_from: previous, cpt: {lr: {bas: 0.1}, train: {warmup: 3, batch_size: 0}}}") + CPT)
+    with pytest.raises(ConfigError) as err:
+        load_section(ChainConfig, "chain", p)
+    text = str(err.value)
+    for key in ("chain.cpt.lr.bas", "chain.cpt.train.warmup", "chain.cpt.train.batch_size"):
+        assert key in text, text
+    p.write_text(CHAIN3.replace("MODE", "previous").replace("cpt_from: previous}", "cpt_from: previous, cpt: 3}") + CPT)
+    with pytest.raises(ConfigError, match=r"chain\.cpt: expected a mapping"):
+        load_section(ChainConfig, "chain", p)
+
+
+KNOBS = {"chain.cpt.lr.base", "chain.cpt.lr.instruct", "chain.cpt.train.seed", "chain.cpt.train.replay_fraction"}
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+def test_the_chain_profiles_list_only_what_their_cpt_changes(path):
+    """The chain profiles' chain.cpt is an overlay: no key repeats cpt's value but the knobs
+    experiments set with `dvc exp run -S` (DVC's -S changes a key that exists)."""
+    from freshllm.config import read_params
+
+    data = read_params(path)
+
+    def same(over, base, where):
+        for k, v in over.items():
+            if isinstance(v, dict):
+                yield from same(v, base.get(k) or {}, f"{where}.{k}")
+            elif k in base and base[k] == v and f"{where}.{k}" not in KNOBS:
+                yield f"{where}.{k}"
+
+    assert not list(same(data["chain"]["cpt"], data["cpt"], "chain.cpt"))
+
+
 # --- the start model -------------------------------------------------------------------------------------
 
 @pytest.fixture

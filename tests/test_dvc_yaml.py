@@ -57,7 +57,7 @@ def test_shared_bodies_resolve_to_each_stages_own_model(tmp_path):
     assert instruct.cmd[0] == base.cmd.replace("cpt-base", "cpt-instruct").replace("--variant base", "--variant instruct")
     assert instruct.cmd[1].startswith("python -m freshllm.updates.drift --model models/updates/2024-02/cpt-instruct")
     params = {k for d in instruct.deps if getattr(d, "params", None) is not None for k in d.params}
-    assert "chain.cpt.lr.instruct" in params and "chain.cpt.lr.base" not in params
+    assert {"cpt.lr.instruct", "chain.cpt", "cpt.train"} <= params and "cpt.lr.base" not in params
     # u-crawl reuses crawl's code deps and params
     assert ({d.def_path for d in st[f"u-crawl@{w}"].deps} == {d.def_path for d in st["crawl"].deps})
 

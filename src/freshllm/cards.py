@@ -28,7 +28,7 @@ from typing import Any
 
 from .common import RESIDUAL_MANIFEST as MANIFEST
 from .common import atomic_file, setup_logging, sha256_file, user_errors, weights_hash, write_json
-from .config import lookup, read_params
+from .config import read_params, section_values
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     with user_errors("cards", CardError):
         params = read_params(args.params) if args.section else {}
-        sections = {s: lookup(params, s, args.params) for s in args.section}
+        sections = {s: section_values(params, s, args.params) for s in args.section}
         lineage = build_lineage(args.model, args.role, args.window, args.parent, args.data, args.corpus,
                                 args.replay, args.residual, params=sections or None)
         path = write_card(args.model, lineage)

@@ -223,6 +223,34 @@ class WorldConfig:
         return errs
 
 
+# Sections that are overlays of another: the section a stage reads is the base section updated,
+# key by key (nested mappings merged), with the overlay's keys. chain.cpt lists only what the
+# chain's continued pre-training changes from cpt (e.g. its LR); the rest is cpt's.
+OVERLAYS: dict[str, str] = {"chain.cpt": "cpt"}
+
+
+def overlay(base: Any, over: Any) -> Any:
+    """``base`` updated with ``over``: mappings merged recursively, anything else replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: overlay(base.get(k), v) if k in base else v for k, v in over.items()}}
+    return over
+
+
+def section_values(params: dict, section: str, where: str) -> Any:
+    """The values of ``section`` as a stage reads them: its own, or for an overlay section
+    (:data:`OVERLAYS`, a top-level base) its base's updated with its own (an absent overlay is
+    the base)."""
+    base = OVERLAYS.get(section)
+    if base is None:
+        return lookup(params, section, where)
+    parent, _, key = section.rpartition(".")
+    node = lookup(params, parent, where) if parent else params
+    own = node.get(key) if isinstance(node, dict) else None
+    if own is not None and not isinstance(own, dict):
+        raise ConfigError(where, [f"{section}: expected a mapping (what it changes of `{base}`), got {type(own).__name__}"])
+    return overlay(params.get(base) or {}, own or {})  # no base section: its defaults
+
+
 def load_section(cls: type[T], section: str, params_path: str | Path = "params.yaml",
                  overrides: dict[str, Any] | None = None) -> T:
     """The one way a stage reads its params: the (dotted) ``section`` of the params file,
@@ -231,7 +259,7 @@ def load_section(cls: type[T], section: str, params_path: str | Path = "params.y
     A config with a ``world: WorldConfig`` field gets the top-level ``world`` section, so
     the world is written once for every stage. Every problem of both is reported at once."""
     data = read_params(params_path)
-    values = lookup(data, section, str(params_path))
+    values = section_values(data, section, str(params_path))
     if values is not None and not isinstance(values, dict):
         raise ConfigError(str(params_path), [f"{section}: expected a mapping, got {type(values).__name__}"])
     values = {**(values or {}), **(overrides or {})}
@@ -247,6 +275,9 @@ def load_section(cls: type[T], section: str, params_path: str | Path = "params.y
             world = _build(WorldConfig, data["world"] or {}, "world", problems) or WorldConfig()
         values["world"] = world
     obj = _build(cls, values, section, problems)
+    check = getattr(cls, "check_params", None)  # checks that need other sections of the file
+    if obj is not None and check is not None:
+        problems += check(data, str(params_path))
     if problems:
         raise ConfigError(section, problems)
     return obj

@@ -147,14 +147,16 @@ def load_chain(params_path: str | Path = "params.yaml") -> Chain:
 
 @dataclass(frozen=True)
 class ChainConfig:
-    """``chain``: what every update does. Its ``cpt`` subsection is the chain's own continued
-    pre-training (the schema of ``cpt``, read by ``python -m freshllm.cpt --section chain.cpt``),
-    so the chain's LR and replay share are set apart from the single-update grid's."""
+    """``chain``: what every update does. Its ``cpt`` subsection is an overlay of ``cpt``: it lists
+    only what the chain's continued pre-training changes (its LR, its replay share), the rest is
+    ``cpt``'s (``python -m freshllm.cpt --section chain.cpt`` reads the merged section, see
+    :data:`freshllm.config.OVERLAYS`); loading ``chain`` validates the merged section as a cpt
+    section, so a bad chain.cpt key fails every chain stage, not only the cpt ones."""
 
     residual_source: str = ""  # the family whose residual is applied to every update's cpt-base
     tokens: str = "100K"  # new tokens packed per window
     replay_tokens: str | None = None  # the replay pool packed from the earlier windows (null: tokens)
-    cpt: dict[str, Any] = field(default_factory=dict)  # validated by the cpt stage (CptConfig)
+    cpt: dict[str, Any] = field(default_factory=dict)  # what differs from `cpt` (checked by check_params)
     # where each update's cpt starts: `previous` (the parent update's cpt-base / cpt-instruct: a
     # chain) | `ancestor` (re-rooted: the ancestor's base / instruct every month, trained on the
     # union of every window so far, see freshllm.updates.start and .window)
@@ -174,6 +176,19 @@ class ChainConfig:
             except ValueError as exc:
                 errs.append(f"{key}: {exc}")
         return errs
+
+    @staticmethod
+    def check_params(params: dict, where: str) -> list[str]:
+        """``chain.cpt`` over ``cpt`` must be a valid cpt section (named ``chain.cpt.<key>``)."""
+        from ..config import section_values
+        from ..cpt import CptConfig
+
+        problems: list[str] = []
+        try:
+            _build(CptConfig, section_values(params, "chain.cpt", where) or {}, "chain.cpt", problems)
+        except ConfigError as exc:
+            problems += exc.problems
+        return problems
 
     @property
     def replay_budget(self) -> str:
