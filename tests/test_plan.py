@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -482,3 +483,229 @@ def test_disk_follows_dtypes_and_cache_links(tmp_path):
     assert cache.links == ("reflink", "copy") and cache.second_copy == (cache.used == "copy")
     total = plan["total"]["disk"]
     assert total["total"] == total["outputs"] + total["dvc_cache_extra"] + total["transient_checkpoints_peak"]
+
+
+# --- dvc.yaml as DVC reads it: anchors, merge keys, stage vars; cost models keyed by module ------
+
+PIPELINE = """\
+stages:
+  u-eval-base:
+    foreach: ${updates}
+    do: &u-eval
+      vars: [{role: cpt-base, tag: {x: 1}}]
+      cmd: >-
+        python -m freshllm.eval --model models/updates/${key}/${role} --name ${role}@${key}
+        --samples data/${key}/${role}.jsonl --flag ${flag} --x ${tag.x} --known ${eval.text.known}
+      deps: ['models/updates/${key}/${role}']
+      outs: ['data/${key}/${role}.jsonl', 'metrics/${key}/${role}.json': {cache: false}]
+  u-eval-instruct:
+    foreach: ${updates}
+    do:
+      <<: *u-eval
+      vars: [{role: cpt-instruct, tag: {x: 2}}]
+  grid:
+    matrix: {variant: [base, instruct], budget: '${budgets}'}
+    vars: [{eval: {extra: e}}]
+    cmd:
+      - python -m freshllm.pack --tokens ${item.budget} --out data/${item.variant}-${item.budget}
+      - echo ${item.variant} ${eval.extra} ${eval.text.known}
+    outs: ['data/${item.variant}-${item.budget}']
+  plain:
+    vars: [{name: solo}, {other: 2}]
+    cmd: echo ${name} ${other} ${target}
+"""
+PIPELINE_PARAMS = {"target": "tiny", "budgets": ["1K", "2K"], "flag": True, "eval": {"text": {"known": "k.jsonl"}},
+                   "updates": {"w1": {"prev": "ancestor"}, "w2": {"prev": "w1"}}}
+
+
+def _expand(text: str, params: dict = PIPELINE_PARAMS):
+    from freshllm.config import load_yaml
+    from freshllm.plan.dvcfiles import expand
+
+    return {s.name: s for s in expand(load_yaml(text), params)}
+
+
+def test_merge_keys_and_stage_vars_resolve_as_dvc_does(tmp_path):
+    """YAML anchors and merge keys (the merged do: body takes its own vars: the override), and
+    stage vars in a foreach do:, a matrix stage and a plain one -- against DVC's own resolver."""
+    stages = _expand(PIPELINE)
+    assert stages["u-eval-base@w1"].cmd == (
+        "python -m freshllm.eval --model models/updates/w1/cpt-base --name cpt-base@w1 "
+        "--samples data/w1/cpt-base.jsonl --flag true --x 1 --known k.jsonl")
+    inst = stages["u-eval-instruct@w2"]
+    assert inst.cmd.startswith("python -m freshllm.eval --model models/updates/w2/cpt-instruct --name cpt-instruct@w2")
+    assert "--x 2" in inst.cmd and inst.deps == ("models/updates/w2/cpt-instruct",)
+    assert inst.outs == (("data/w2/cpt-instruct.jsonl", True), ("metrics/w2/cpt-instruct.json", False))
+    grid = stages["grid@instruct-2K"]
+    assert grid.cmd == ("python -m freshllm.pack --tokens 2K --out data/instruct-2K", "echo instruct e k.jsonl")
+    assert grid.commands == grid.cmd and stages["plain"].commands == ("echo solo 2 tiny",)
+    assert list(stages) == ["u-eval-base@w1", "u-eval-base@w2", "u-eval-instruct@w1", "u-eval-instruct@w2",
+                            "grid@base-1K", "grid@base-2K", "grid@instruct-1K", "grid@instruct-2K", "plain"]
+    # DVC itself, on the same files
+    from dvc.parsing import DataResolver
+    from dvc.repo import Repo
+    from dvc.utils.serialize import parse_yaml
+
+    (tmp_path / "dvc.yaml").write_text(PIPELINE)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PIPELINE_PARAMS))
+    subprocess.run([Path(sys.executable).parent / "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True,
+                   env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    theirs = DataResolver(Repo(str(tmp_path)), str(tmp_path), parse_yaml(PIPELINE, "dvc.yaml")).resolve()["stages"]
+    assert list(theirs) == list(stages)
+    for name, d in theirs.items():
+        cmd = d["cmd"]
+        assert stages[name].cmd == (tuple(cmd) if isinstance(cmd, list) else cmd), name
+        outs = [(k, v.get("cache") is not False) for e in d.get("outs", [])
+                for k, v in ({e: {}} if isinstance(e, str) else e).items()]
+        assert list(stages[name].outs) == outs, name
+
+
+def test_the_pipeline_expands_as_dvc_does(tmp_path):
+    """Every stage of this repository's dvc.yaml, on the chain profile: cmd, deps and outs as
+    DVC's resolver gives them."""
+    from dvc.parsing import DataResolver
+    from dvc.repo import Repo
+    from dvc.utils.serialize import parse_yaml
+
+    from freshllm.config import read_params
+
+    profile = profile_file("updates-toyworld")
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(profile, tmp_path / "params.yaml")
+    subprocess.run([Path(sys.executable).parent / "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True,
+                   env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    text = (tmp_path / "dvc.yaml").read_text()
+    theirs = DataResolver(Repo(str(tmp_path)), str(tmp_path), parse_yaml(text, "dvc.yaml")).resolve()["stages"]
+    ours = {s.name: s for s in load_stages(tmp_path / "dvc.yaml", read_params(tmp_path / "params.yaml"))}
+    assert list(ours) == list(theirs)
+    for name, d in theirs.items():
+        cmd = d["cmd"]
+        assert ours[name].cmd == (tuple(cmd) if isinstance(cmd, list) else cmd), name
+        assert ours[name].deps == tuple(d.get("deps", [])), name
+
+
+@pytest.mark.parametrize("where", ["foreach", "matrix", "plain"])
+def test_stage_vars_refuse_what_dvc_refuses(where):
+    from freshllm.config import ConfigError
+
+    def stage(vars_: str) -> str:
+        body = f"vars: {vars_}\n      cmd: echo ${{target}}"
+        return {"foreach": f"stages:\n  s:\n    foreach: [a]\n    do:\n      {body}\n",
+                "matrix": f"stages:\n  s:\n    matrix: {{v: [a]}}\n    {body.replace('      ', '    ')}\n",
+                "plain": f"stages:\n  s:\n    {body.replace('      ', '    ')}\n"}[where]
+
+    name = {"foreach": "s@a", "matrix": "s@a", "plain": "s"}[where]
+    with pytest.raises(ConfigError) as err:  # a top-level params key, redefined
+        _expand(stage("[{target: other}]"))
+    assert f"stage '{name}'" in str(err.value) and "vars[0]: cannot redefine 'target'" in str(err.value)
+    with pytest.raises(ConfigError, match=r"cannot redefine 'eval.text.known'"):  # a leaf, nested
+        _expand(stage("[{eval: {text: {known: x}}}]"))
+    with pytest.raises(ConfigError, match=r"vars\[1\]: cannot redefine 'a'"):  # an earlier entry's
+        _expand(stage("[{a: 1}, {a: 2}]"))
+    with pytest.raises(ConfigError, match="not supported by the plan"):  # a file to load
+        _expand(stage("[extra.yaml]"))
+    with pytest.raises(ConfigError, match="interpolating"):
+        _expand(stage("[{a: '${target}'}]"))
+    if where != "plain":
+        with pytest.raises(ConfigError, match="cannot redefine 'item'"):
+            _expand(stage("[{item: x}]"))
+    assert _expand(stage("[{eval: {new: 1}}]"))[name].cmd == "echo tiny"  # mappings merge key by key
+    top = "vars: [{extra: 1}]\n" + stage("[{more: 2}]").replace("${target}", "${target} ${extra} ${more}")
+    assert _expand(top)[name].cmd == "echo tiny 1 2"                       # the top-level vars, too
+    assert PIPELINE_PARAMS["eval"] == {"text": {"known": "k.jsonl"}}     # the params stay as read
+
+
+def test_commands_name_the_modules_they_run():
+    from freshllm.plan.commands import calls
+
+    cmd = ("START=$(python -m freshllm.updates.start --window w --variant base) && accelerate launch "
+           "--config_file c.yaml -m freshllm.cpt --section chain.cpt --model $START --data d/ --dry-run "
+           "&& python -m freshllm.cards --model 'a b' ; echo 'python -m not.run' | python3 -u -m freshllm.residual "
+           "--params p.yaml apply --alpha -1 --merge=x\npython script.py -m freshllm.no")
+    found = calls(cmd)
+    assert [c.name for c in found] == ["freshllm.updates.start", "freshllm.cpt", "freshllm.cards",
+                                       "freshllm.residual apply"]
+    cpt, apply = found[1], found[3]
+    assert cpt.launcher == "accelerate launch" and cpt.get("--section") == "chain.cpt"
+    assert cpt.path("--data") == "d" and cpt.get("--dry-run") is True and cpt.get("--model") == "$START"
+    assert found[2].get("--model") == "a b"
+    assert apply.get("--alpha") == "-1" and apply.get("--merge") == "x" and apply.subcommand == "apply"
+
+
+def _pipeline_copy(tmp_path: Path, profile: Path, edit=lambda text: text) -> tuple[Path, Path]:
+    """dvc.yaml (edited as text) and ``profile`` in ``tmp_path``; the accelerate config named by
+    its absolute path (dvc.yaml's directory is the root the plan resolves it from)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    params = write_profile(tmp_path, profile, lambda p: p.update(
+        accelerate_config=str(ROOT / p["accelerate_config"])))
+    (tmp_path / "dvc.yaml").write_text(edit((ROOT / "dvc.yaml").read_text()))
+    return params, tmp_path / "dvc.yaml"
+
+
+def _rename(text: str, old: str, new: str) -> str:
+    assert text.count(f"\n  {old}:\n") == 1, old
+    return text.replace(f"\n  {old}:\n", f"\n  {new}:\n")
+
+
+def test_renamed_stages_are_sized_the_same(tmp_path):
+    """The cost models follow the module a stage runs, not its name: eval-cpt, cpt and
+    u-cpt-base renamed in a copy of dvc.yaml give the same rows and the same total."""
+    profile = profile_file("updates-toyworld")
+    renames = {"eval-cpt": "my-eval", "cpt": "train-it", "u-cpt-base": "chain-train"}
+
+    def edit(text):
+        for old, new in renames.items():
+            text = _rename(text, old, new)
+        return text
+
+    plan = make_plan(*_pipeline_copy(tmp_path / "a", profile))
+    renamed = make_plan(*_pipeline_copy(tmp_path / "b", profile, edit))
+    assert len(plan) == len(renamed)
+    for name, row in plan.items():
+        if name == "total":
+            continue
+        base, _, at = name.partition("@")
+        new = f"{renames[base]}@{at}" if base in renames else name
+        assert renamed[new] == {**row, "stage": new}, name
+        assert row["device"] != "?", name
+    assert renamed["my-eval@instruct-20K"]["kind"] == "eval" and renamed["train-it@base-20K"]["kind"] == "cpt"
+    tot, rtot = dict(plan["total"]), dict(renamed["total"])
+    ift, rift = tot.pop("instruction_ft_avoided"), rtot.pop("instruction_ft_avoided")
+    tot.pop("params_file"), rtot.pop("params_file")
+    assert tot == rtot
+    assert list(ift.pop("ratio_vs_cpt").values()) == list(rift.pop("ratio_vs_cpt").values()) != []
+    assert ift == rift
+
+
+def test_unknown_module_is_reported_by_name(tmp_path):
+    """A stage running a module no cost model knows: a "?" row whose note names the module (in
+    the text too); chained after a known one, the known one is sized and the unknown named."""
+    extra = """
+  mystery:
+    cmd: python -m freshllm.mystery --out data/mystery.bin
+    outs: [data/mystery.bin]
+  eval-then-mystery:
+    cmd: >-
+      python -m freshllm.eval --model models/cpt/instruct-20K --kind cpt-instruct --budget 20K
+      --out metrics/x.json --samples data/x.jsonl && python -m freshllm.mystery --in data/x.jsonl
+    outs: [data/x.jsonl]
+  shell-only:
+    cmd: cp a b
+"""
+    params, dvc_yaml = _pipeline_copy(tmp_path, profile_file("updates-toyworld"),
+                                      lambda text: text.replace("\nstages:\n", "\nstages:" + extra, 1))
+    plan = make_plan(params, dvc_yaml)
+    row = plan["mystery"]
+    assert row["device"] == "?" and row["modules"] == ["freshllm.mystery"]
+    assert row["notes"] == ["no cost model for module freshllm.mystery"]
+    chained = plan["eval-then-mystery"]
+    assert chained["kind"] == "eval" and chained["modules"] == ["freshllm.eval", "freshllm.mystery"]
+    assert {k: v for k, v in chained.items() if k not in ("stage", "notes", "modules")} == \
+        {k: v for k, v in plan["eval-cpt@instruct-20K"].items() if k not in ("stage", "notes", "modules", "disk")
+         } | {"disk": chained["disk"]}
+    assert chained["disk"]["outputs"]["data/x.jsonl"]["bytes"] > 0
+    assert any("freshllm.mystery" in n for n in chained["notes"])
+    assert plan["shell-only"]["device"] == "?" and "runs no python -m module" in plan["shell-only"]["notes"][0]
+    res = plan_cli("--params", params, "--dvc-yaml", dvc_yaml)
+    assert res.returncode == 0, res.stderr
+    assert "note: no cost model for module freshllm.mystery" in res.stdout

@@ -11,6 +11,7 @@ avoids. Offline and in seconds: model facts come from config.json files only
 
 Modules: :mod:`.formulas` (the arithmetic, pure), :mod:`.hardware` (GPU table, accelerate
 config), :mod:`.arch` (model configs), :mod:`.dvcfiles` (dvc.yaml expansion, cache links),
+:mod:`.commands` (the modules a stage's command runs: what its cost model is keyed by),
 :mod:`.evalcost` (eval token estimates), :mod:`.stages` (the plan), :mod:`.render` (the table),
 :mod:`.cli` (``main``).
 """

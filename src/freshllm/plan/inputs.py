@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from ..config import ConfigError, load_section, lookup, read_params
 from .arch import ModelInfo, family_models
+from .commands import Call, calls, norm
 from .dvcfiles import Cache, Stage, load_cache, load_stages
 from .hardware import Gpu, Launch, load_launch
 
@@ -32,6 +33,16 @@ class Inputs:
     cache: Cache
     stages: list[Stage]
     notes: list[str] = field(default_factory=list)
+    calls: dict[str, list[Call]] = field(default_factory=dict)   # stage name -> the modules its cmd runs
+    made_by: dict[str, Stage] = field(default_factory=dict)      # output path -> the stage listing it
+
+    def __post_init__(self):
+        if self.calls:  # dataclasses.replace: already read
+            return
+        for stage in self.stages:
+            self.calls[stage.name] = calls(stage.commands)
+            for path, _ in stage.outs:
+                self.made_by.setdefault(norm(path), stage)
 
 
 def _section(problems: list[str], fn: Callable[[], Any]) -> Any:

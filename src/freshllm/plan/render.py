@@ -159,6 +159,7 @@ def report(plan: dict) -> str:
                f"runtime overhead per GPU process; ~ marks estimates (eval tokens, crawl size); total tokens = "
                f"cpt + eval; {tot['time']['note']}")
     notes = sorted({n for name, r in plan.items() if name != "total" for n in r.get("notes", [])
-                    if "NOT fit" in n or "refuse" in n or "not in dvc.yaml" in n or "is what runs" in n})
+                    if any(k in n for k in ("NOT fit", "refuse", "not in dvc.yaml", "is what runs",
+                                            "no cost model", "not sized"))})
     out += [f"note: {n}" for n in notes]
     return "\n".join(out)

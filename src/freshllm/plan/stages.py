@@ -10,6 +10,7 @@ from typing import Any, Callable
 from ..config import parse_count
 from . import formulas as F
 from .arch import ModelInfo
+from .commands import Call, norm
 from .dvcfiles import Stage
 from .evalcost import suite_tokens
 from .hardware import Gpu
@@ -68,12 +69,154 @@ def _row(stage: Stage, kind: str, device: str, **kw) -> dict:
     return {"stage": stage.name, "kind": kind, "device": device, **kw}
 
 
+# --- what a stage runs -------------------------------------------------------------------------
+#
+# The cost models are keyed by the module a stage's command runs (``python -m freshllm.X``,
+# ``accelerate launch ... -m freshllm.X``; with its subcommand where the module has several),
+# not by the stage's name: each builder reads the paths and settings it needs from that
+# command's own arguments (--model, --data, --out, --tokens, --section, --variant, ...) and the
+# params, so a stage under any name that runs a known module is sized. Where a builder needs to
+# know what a path holds (the tokens of a packed set, the model in a directory), it follows the
+# path to the stage of this dvc.yaml that lists it as an output and reads that stage's command.
+
+
+class Unsized(Exception):
+    """A known module whose arguments do not say enough to size the stage (the row says why)."""
+
+
+def _main(inp: Inputs, stage: Stage) -> Call | None:
+    """The call a stage's row sizes: the first that runs a cost-modelled module other than the
+    small steps chained around the main work (else the first small step)."""
+    known = [c for c in inp.calls.get(stage.name, []) if _builder(c) is not None]
+    heavy = [c for c in known if c.module not in SMALL_STEPS]
+    return (heavy or known or [None])[0]
+
+
+def _made(inp: Inputs, path: str | None) -> Call | None:
+    """The main call of the stage that lists ``path`` as an output (None: no stage does)."""
+    stage = inp.made_by.get(norm(path)) if path else None
+    return _main(inp, stage) if stage is not None else None
+
+
+def _origin(inp: Inputs, path: str | None) -> tuple[str, str] | None:
+    """(family, variant) when ``path`` holds an ancestor model: the ``--base-out`` /
+    ``--instruct-out`` of a freshllm.models stage, or, made by no stage here,
+    ``models/<family>/<base|instruct>`` of a family of the params."""
+    if not path:
+        return None
+    path = norm(path)
+    if path in inp.made_by:
+        call = _made(inp, path)
+        if call is not None and call.module == "freshllm.models" and call.get("--family") in inp.families:
+            for variant in ("base", "instruct"):
+                if call.path(f"--{variant}-out") == path:
+                    return call.get("--family"), variant
+        return None
+    parts = path.split("/")
+    if len(parts) == 3 and parts[0] == "models" and parts[1] in inp.families and parts[2] in ("base", "instruct"):
+        return parts[1], parts[2]
+    return None
+
+
+def _variant(inp: Inputs, path: str | None, depth: int = 0) -> str | None:
+    """base / instruct: the model a derived model started from (cpt's --variant; a residual
+    apply's --target; a gate's --candidate), followed through the stages that make them."""
+    origin = _origin(inp, path)
+    if origin:
+        return origin[1]
+    call = _made(inp, path)
+    if call is None or depth > 32:
+        return None
+    if call.get("--variant") in ("base", "instruct"):
+        return call.get("--variant")
+    for opt in ("--model", "--target", "--candidate"):
+        if call.path(opt):
+            return _variant(inp, call.path(opt), depth + 1)
+    return None
+
+
+def _budget(inp: Inputs, call: Call) -> str | None:
+    """A freshllm.pack call's token budget: ``--tokens``, else ``pack.tokens``."""
+    budget = call.get("--tokens") or inp.pack.tokens
+    if isinstance(budget, int) and not isinstance(budget, bool):
+        return str(budget)
+    return budget if isinstance(budget, str) else None
+
+
+def _data(inp: Inputs, path: str | None) -> tuple[str, str | None]:
+    """(token budget, note) of the packed set at ``path``: the ``--tokens`` of the freshllm.pack
+    stage that makes it, an update window's (``chain.tokens``, re-rooted: x the windows so far),
+    or a directory named by its budget (``data/packed/100M``)."""
+    call = _made(inp, path)
+    if call is not None and call.module == "freshllm.pack":
+        budget = _budget(inp, call)
+        if budget is not None:
+            return budget, None
+    if call is not None and call.name == "freshllm.updates window" and isinstance(call.get("--window"), str):
+        chain, w = _chain(inp), call.get("--window")
+        k = _windows_so_far(inp, w) if chain.cpt_from == "ancestor" else 1
+        note = (f"window {w}: chain.tokens {chain.tokens}"
+                + (f" x {k} windows (cpt_from: ancestor)" if k > 1 else ""))
+        return str(k * parse_count(chain.tokens)), note
+    if path:
+        try:
+            return str(parse_count(Path(path).name)), None
+        except ValueError:
+            pass
+    raise Unsized(f"--data {path}: no stage here packs it (freshllm.pack, an update window) and its "
+                  "name is no token count")
+
+
+def _label(inp: Inputs, path: str | None) -> str:
+    """A model's name in the grammar of freshllm.names (``cpt-base@20K``, ``instruct+tiny``)
+    where the stage making it says, else its path."""
+    origin = _origin(inp, path)
+    if origin:
+        return f"{origin[1]}+{origin[0]}"
+    call = _made(inp, path)
+    if call is not None and call.module == "freshllm.cpt" and call.get("--variant") in ("base", "instruct"):
+        try:
+            budget, _ = _data(inp, call.path("--data"))
+        except Unsized:
+            return str(path)
+        made = _made(inp, call.path("--data"))
+        at = made.get("--window") if made is not None and made.name == "freshllm.updates window" else budget
+        return f"cpt-{call.get('--variant')}@{at}"
+    return str(path)
+
+
+def _family_of_residual(inp: Inputs, call: Call) -> str:
+    """The family whose residual a call applies: from the extract that makes ``--residual``
+    (its --base), else ``--base`` / ``--residual-base``, else ``models/<family>/residual``."""
+    res = call.path("--residual")
+    made = _made(inp, res)
+    if made is not None and made.name == "freshllm.residual extract":
+        origin = _origin(inp, made.path("--base"))
+        if origin:
+            return origin[0]
+    for opt in ("--base", "--residual-base"):
+        origin = _origin(inp, call.path(opt))
+        if origin:
+            return origin[0]
+    parts = (res or "").split("/")
+    if len(parts) == 3 and parts[0] == "models" and parts[1] in inp.families:
+        return parts[1]
+    raise Unsized(f"--residual {res}: no residual extract here makes it, and no --base names a family")
+
+
+def _outputs(**paths: tuple[str | None, int]) -> dict[str, int]:
+    return {path: size for path, size in paths.values() if path}
+
+
 # --- stages ----------------------------------------------------------------------------------
 
-def models_row(inp: Inputs, stage: Stage) -> dict:
-    fam = stage.item
+def models_row(inp: Inputs, stage: Stage, call: Call) -> dict:
+    fam = call.get("--family")
+    if fam not in inp.families:
+        raise Unsized(f"--family {fam}: not one of the params' families")
     infos, cfg = inp.families[fam], inp.family_cfgs[fam]
-    outputs = {f"models/{fam}/{v}": _weights(infos[v], infos[v].dtype) for v in ("base", "instruct")}
+    outputs = _outputs(base=(call.path("--base-out"), _weights(infos["base"], infos["base"].dtype)),
+                       instruct=(call.path("--instruct-out"), _weights(infos["instruct"], infos["instruct"].dtype)))
     if cfg.source == "hub":
         return _row(stage, "models", "network", model=_model(infos["base"]),
                     bytes_moved=sum(outputs.values()), outputs=outputs,
@@ -87,17 +230,23 @@ def models_row(inp: Inputs, stage: Stage) -> dict:
                 outputs=outputs, time=_time(inp, flops, tokens, 1), notes=[note])
 
 
-def crawl_row(inp: Inputs, stage: Stage) -> dict:
+def crawl_row(inp: Inputs, stage: Stage, call: Call) -> dict:
+    """The crawl (``--out``, default data/articles.jsonl); with ``--published-from/-to``, an
+    update's window of it (crawl.max_articles per window)."""
     a = ASSUMPTIONS
     per_article = a["article_tokens"] * a["text_bytes_per_token"] + a["article_json_bytes"]
+    windowed = call.get("--published-from") is not None or call.get("--published-to") is not None
+    what = "crawl.max_articles (per window)" if windowed else "crawl.max_articles"
     return _row(stage, "crawl", "network", tokens=inp.max_articles * a["article_tokens"], estimate=True,
-                outputs={"data/articles.jsonl": int(inp.max_articles * per_article)},
-                notes=[f"estimate: crawl.max_articles {inp.max_articles:,} x ~{a['article_tokens']} tokens "
+                outputs={call.path("--out") or "data/articles.jsonl": int(inp.max_articles * per_article)},
+                notes=[f"estimate: {what} {inp.max_articles:,} x ~{a['article_tokens']} tokens "
                        f"(paper 3.1.1 mean) x {a['text_bytes_per_token']} B/token + metadata"])
 
 
-def pack_row(inp: Inputs, stage: Stage) -> dict:
-    budget = stage.item
+def pack_row(inp: Inputs, stage: Stage, call: Call) -> dict:
+    budget = _budget(inp, call)
+    if budget is None:
+        raise Unsized("no --tokens and no pack.tokens")
     seq = inp.pack.seq_len
     rows = math.ceil(parse_count(budget) / seq)
     tokens = rows * seq
@@ -108,7 +257,7 @@ def pack_row(inp: Inputs, stage: Stage) -> dict:
         val = inp.pack.val_fraction * inp.max_articles * ASSUMPTIONS["article_tokens"]
         size += int(val * F.PACKED_BYTES_PER_TOKEN)
         notes.append(f"+ val split: ~{val:,.0f} tokens (estimate: val_fraction of crawl.max_articles)")
-    return _row(stage, "pack", "cpu", tokens=tokens, outputs={f"data/packed/{budget}": size}, notes=notes)
+    return _row(stage, "pack", "cpu", tokens=tokens, outputs=_outputs(out=(call.path("--out"), size)), notes=notes)
 
 
 def cpt_plan(inp: Inputs, info: ModelInfo, budget: str) -> dict:
@@ -155,23 +304,52 @@ def cpt_plan(inp: Inputs, info: ModelInfo, budget: str) -> dict:
                                               "bytes": n_ckpt * F.checkpoint_bytes(n)}}
 
 
-def cpt_row(inp: Inputs, stage: Stage) -> dict:
-    variant, budget = stage.item["variant"], stage.item["budget"]
-    info = inp.families[inp.grid.target][variant]
-    tc = inp.cpt.train
+
+
+def _cpt_section(inp: Inputs, section: str):
+    """The CptConfig ``python -m freshllm.cpt --section <section>`` reads, read as it reads it
+    (``chain.cpt``: an overlay of ``cpt``; ``cpt``: the one the inputs validated)."""
+    if section == "cpt":
+        return inp.cpt
+    from ..config import load_section
+    from ..cpt import CptConfig
+
+    return load_section(CptConfig, section, inp.params_path)
+
+
+def cpt_row(inp: Inputs, stage: Stage, call: Call) -> dict:
+    """One freshllm.cpt run: the model at ``--model`` (an ancestor model; else, e.g. a chain's
+    ``$START``, the target family's ``--variant``), on the packed set at ``--data``, on the
+    schedule of ``--section`` (cpt; a chain of updates: chain.cpt)."""
+    from dataclasses import replace
+
+    section = call.get("--section") if isinstance(call.get("--section"), str) else "cpt"
+    ccpt = _cpt_section(inp, section)
+    tc = ccpt.train
+    origin = _origin(inp, call.path("--model"))
+    variant = call.get("--variant")
+    if variant not in ("base", "instruct"):  # cpt requires it; read the model's where missing
+        variant = _variant(inp, call.path("--model")) or "base"
+    info = inp.families[origin[0]][origin[1]] if origin else inp.families[inp.grid.target][variant]
+    budget, data_note = _data(inp, call.path("--data"))
+    sub = replace(inp, cpt=ccpt)
     save = info.dtype if tc.save_dtype == "auto" else tc.save_dtype
-    p = cpt_plan(inp, info, budget)
+    p = cpt_plan(sub, info, budget)
     notes = []
+    if data_note or call.get("--replay-data"):
+        notes.append("; ".join(n for n in (data_note, f"{section}.train.replay_fraction {tc.replay_fraction} of "
+                                           "each step from the replay pool" if call.get("--replay-data") else None)
+                               if n))
     if inp.launch.mixed_precision != tc.mixed_precision and inp.launch.device == "gpu":
-        notes.append(f"cpt.train.mixed_precision {tc.mixed_precision!r} is what runs (the accelerate "
+        notes.append(f"{section}.train.mixed_precision {tc.mixed_precision!r} is what runs (the accelerate "
                      f"config says {inp.launch.mixed_precision!r})")
     if inp.launch.device == "gpu" and not p["memory"]["fits"]:
         notes.append(f"does NOT fit {inp.gpu.name}: needs {p['memory']['peak'] / F.GiB:.1f} GiB per process")
     return _row(stage, "cpt", inp.launch.device, processes=inp.launch.processes, model=_model(info, save),
-                **p, outputs={f"models/cpt/{variant}-{budget}": _weights(info, save)},
-                transient=p["checkpoints"]["bytes"], time=_time(inp, p["flops"]["train_6ND"], p["tokens"],
-                                                               inp.launch.processes),
-                notes=notes)
+                section=section, variant=variant, **p,
+                outputs=_outputs(out=(call.path("--out"), _weights(info, save))),
+                transient=p["checkpoints"]["bytes"],
+                time=_time(sub, p["flops"]["train_6ND"], p["tokens"], inp.launch.processes), notes=notes)
 
 
 def _eval_dtype(inp: Inputs, stored: str) -> str:
@@ -212,41 +390,43 @@ def eval_plan(inp: Inputs, info: ModelInfo, stored_dtype: str) -> dict:
             "dtype": dtype}
 
 
-def _eval_row(inp: Inputs, stage: Stage, info: ModelInfo, stored: str, samples_path: str) -> dict:
-    p = eval_plan(inp, info, stored)
-    device = p.pop("device")
-    return _row(stage, "eval", device, processes=1, model=_model(info, p.pop("dtype")), **p,
-                outputs={samples_path: p["samples_bytes"]},
-                notes=["estimate: tokens per task from split sizes and typical prompt lengths, "
-                       "generation counted to its limit (freshllm.plan.evalcost)"])
 
 
 def _cpt_dtype(inp: Inputs, info: ModelInfo) -> str:
     return info.dtype if inp.cpt.train.save_dtype == "auto" else inp.cpt.train.save_dtype
 
 
-def eval_orig_row(inp: Inputs, stage: Stage) -> dict:
-    fam, variant = stage.item["family"], stage.item["variant"]
-    info = inp.families[fam][variant]
-    return _eval_row(inp, stage, info, info.dtype, f"data/eval_samples/{variant}-{fam}.jsonl")
-
-
-def eval_cpt_row(inp: Inputs, stage: Stage) -> dict:
-    variant, budget = stage.item["variant"], stage.item["budget"]
+def _model_at(inp: Inputs, path: str | None, kind: str | None = None) -> tuple[ModelInfo, str]:
+    """(model, stored dtype) of the model at ``path``: an ancestor model in its own dtype, else a
+    model derived from the target family's (cpt, merged, promoted: the cpt save dtype) -- its
+    instruct when ``kind`` (a freshllm.names kind) or the stages making it say so, else its base."""
+    origin = _origin(inp, path)
+    if origin:
+        info = inp.families[origin[0]][origin[1]]
+        return info, info.dtype
+    if kind:
+        variant = "instruct" if kind in ("instruct", "cpt-instruct") else "base"
+    else:
+        variant = _variant(inp, path) or "base"
     info = inp.families[inp.grid.target][variant]
-    return _eval_row(inp, stage, info, _cpt_dtype(inp, info), f"data/eval_samples/cpt-{variant}-{budget}.jsonl")
+    return info, _cpt_dtype(inp, info)
 
 
-def eval_res_row(inp: Inputs, stage: Stage) -> dict:
-    src, budget = stage.item["source"], stage.item["budget"]
-    info = inp.families[inp.grid.target]["base"]
-    return _eval_row(inp, stage, info, _cpt_dtype(inp, info), f"data/eval_samples/res-{src}-{budget}.jsonl")
+def eval_row(inp: Inputs, stage: Stage, call: Call) -> dict:
+    """One freshllm.eval run of the model at ``--model`` (its kind from ``--kind`` or ``--name``);
+    the per-sample log at ``--samples``."""
+    from ..names import model_kind
 
-
-def eval_merge_row(inp: Inputs, stage: Stage) -> dict:
-    info = inp.families[inp.grid.target]["base"]
-    return _eval_row(inp, stage, info, _cpt_dtype(inp, info),
-                     f"data/eval_samples/merges/{stage.name.split('@', 1)[1]}.jsonl")
+    name = call.get("--name")
+    kind = call.get("--kind") if isinstance(call.get("--kind"), str) else (
+        model_kind(name) if isinstance(name, str) else None)
+    info, stored = _model_at(inp, call.path("--model"), kind)
+    p = eval_plan(inp, info, stored)
+    device = p.pop("device")
+    return _row(stage, "eval", device, processes=1, model=_model(info, p.pop("dtype")), **p,
+                outputs=_outputs(samples=(call.path("--samples"), p["samples_bytes"])),
+                notes=["estimate: tokens per task from split sizes and typical prompt lengths, "
+                       "generation counted to its limit (freshllm.plan.evalcost)"])
 
 
 def _io_time(nbytes: int) -> dict:
@@ -255,9 +435,12 @@ def _io_time(nbytes: int) -> dict:
             "basis": f"{ASSUMPTIONS['disk_bytes_per_s'] / 1e9:g} GB/s of streamed safetensors I/O"}
 
 
-def residual_extract_row(inp: Inputs, stage: Stage) -> dict:
-    fam = stage.item
-    base, inst = inp.families[fam]["base"], inp.families[fam]["instruct"]
+def residual_extract_row(inp: Inputs, stage: Stage, call: Call) -> dict:
+    """R = ``--instruct`` - ``--base`` (ancestor models), written to ``--out``."""
+    b, i = _origin(inp, call.path("--base")), _origin(inp, call.path("--instruct"))
+    if not (b and i):
+        raise Unsized(f"--base {call.get('--base')} / --instruct {call.get('--instruct')}: not a family's models")
+    base, inst = inp.families[b[0]][b[1]], inp.families[i[0]][i[1]]
     out = _weights(inst, inp.residual_dtype)
     moved = {"read": _weights(base, base.dtype) + _weights(inst, inst.dtype), "written": out}
     notes = [f"R = instruct - base in float32, stored as {inp.residual_dtype}"]
@@ -265,37 +448,35 @@ def residual_extract_row(inp: Inputs, stage: Stage) -> dict:
         notes.append("base and instruct shapes differ: extract will refuse")
     return _row(stage, "residual-extract", "cpu", model=_model(inst, inp.residual_dtype),
                 flops={"elementwise": inst.params}, bytes_moved=sum(moved.values()), io=moved,
-                outputs={f"models/{fam}/residual": out}, time=_io_time(sum(moved.values())), notes=notes)
+                outputs=_outputs(out=(call.path("--out"), out)), time=_io_time(sum(moved.values())), notes=notes)
 
 
-def residual_apply_row(inp: Inputs, stage: Stage) -> dict:
-    src, budget = stage.item["source"], stage.item["budget"]
-    target = inp.families[inp.grid.target]["base"]
+def residual_apply_row(inp: Inputs, stage: Stage, call: Call) -> dict:
+    """``--target`` + alpha x R(``--residual``) -> ``--out``; with ``--merge <name>``, the
+    setting ``merges.<name>`` (TIES / DARE / MagMax: a few passes over the same bytes)."""
+    src = _family_of_residual(inp, call)
+    target, tdtype = _model_at(inp, call.path("--target"))
     res_base = inp.families[src]["base"]
-    tdtype = _cpt_dtype(inp, target)
     out = _weights(target, tdtype)
     moved = {"read": _weights(res_base, inp.residual_dtype) + out + _weights(res_base, res_base.dtype),
              "written": out}
-    notes = [f"cpt-base + {inp.params.get('residual', {}).get('alpha', 1.0)} x R({src}), written in the "
-             f"target dtype {tdtype}; reads --base for the per-layer cosine report"]
+    label = _label(inp, call.path("--target"))
+    merge = call.get("--merge")
+    if isinstance(merge, str):
+        notes = [f"{label} merged by merges.{merge} {(inp.params.get('merges') or {}).get(merge)}"]
+    else:
+        notes = [f"{label} + {inp.params.get('residual', {}).get('alpha', 1.0)} x R({src}), written in the "
+                 f"target dtype {tdtype}" + ("; reads --base for the per-layer cosine report"
+                                              if call.get("--base") else "")]
     if res_base.shape != target.shape:
         notes.append(f"the residual of {src} and the target differ in shape: apply will refuse "
                      "(vocabulary only: residual.vocab: shared_rows)")
     return _row(stage, "residual-apply", "cpu", model=_model(target, tdtype),
                 flops={"elementwise": 2 * target.params}, bytes_moved=sum(moved.values()), io=moved,
-                outputs={f"models/merged/{src}-{budget}": out}, time=_io_time(sum(moved.values())), notes=notes)
+                outputs=_outputs(out=(call.path("--out"), out)), time=_io_time(sum(moved.values())), notes=notes)
 
 
-# --- chained updates (freshllm.updates): the evals of an update and its promotion gate ----------
-
-def chain_eval_row(inp: Inputs, stage: Stage) -> dict:
-    """``u-eval-<model>@<w>``: one eval of a model of the target's shape (cpt-instruct: the
-    instruct's), as the single update's eval rows."""
-    model = stage.base.removeprefix("u-eval-")
-    info = inp.families[inp.grid.target]["instruct" if model == "cpt-instruct" else "base"]
-    return _eval_row(inp, stage, info, _cpt_dtype(inp, info), f"data/updates/{stage.name.split('@', 1)[1]}"
-                     f"/eval_samples/{model}.jsonl")
-
+# --- chained updates (freshllm.updates): the promotion gate, the chain's own steps ---------------
 
 def _promote_section(inp: Inputs):
     from ..config import build_config
@@ -304,11 +485,12 @@ def _promote_section(inp: Inputs):
     return build_config(PromoteConfig, inp.params.get("promote") or {}, "promote")
 
 
-def gate_row(inp: Inputs, stage: Stage) -> dict:
-    """``gate@<w>``, the worst case: the incumbent and the candidate scored on the validation
-    split, then every ``promote.retry`` entry applied (as a residual-apply row) and scored:
-    ``2 + len(retry)`` validation evals and ``len(retry)`` applies; the validation eval is the
-    eval row with the instruction tasks only, on ``promote.val_ifeval_prompts`` prompts."""
+def gate_row(inp: Inputs, stage: Stage, call: Call) -> dict:
+    """freshllm.updates.gating (``gate@<w>``), the worst case: the incumbent and the candidate
+    scored on the validation split, then every ``promote.retry`` entry applied (as a
+    residual-apply row) and scored: ``2 + len(retry)`` validation evals and ``len(retry)``
+    applies; the validation eval is the eval row with the instruction tasks only, on
+    ``promote.val_ifeval_prompts`` prompts; the residual's family from ``--residual-base``."""
     from dataclasses import replace
 
     from ..tasks import ALL_BENCHMARKS
@@ -316,7 +498,9 @@ def gate_row(inp: Inputs, stage: Stage) -> dict:
     cfg = _promote_section(inp)
     retries = len(cfg.retry)
     target = inp.families[inp.grid.target]["base"]
-    res_base = inp.families[inp.params.get("chain", {}).get("residual_source") or inp.grid.target]["base"]
+    origin = _origin(inp, call.path("--residual-base"))
+    res_fam = origin[0] if origin else (inp.params.get("chain", {}).get("residual_source") or inp.grid.target)
+    res_base = inp.families[res_fam]["base"]
     tdtype = _cpt_dtype(inp, target)
     val_eval = replace(inp.eval, tasks=[t for t in inp.eval.tasks if t in ALL_BENCHMARKS
                                         and ALL_BENCHMARKS[t].ifeval_scoring] or inp.eval.tasks,
@@ -339,7 +523,7 @@ def gate_row(inp: Inputs, stage: Stage) -> dict:
                 eval_tokens={"per_eval": one["eval_tokens"], "evals": n_evals},
                 flops={"forward_2N": n_evals * one["flops"]["forward_2N"], "elementwise": retries * 2 * target.params},
                 memory=memory, time=time, bytes_moved=apply_bytes, io={"per_apply": apply_io, "applies": retries},
-                outputs={f"models/updates/{stage.name.split('@', 1)[1]}/current": merged},
+                outputs=_outputs(out=(call.path("--out"), merged)),
                 transient=(merged if retries else 0) + 2 * int(one["samples_bytes"]),
                 notes=[f"worst case: the candidate fails, so every one of the {retries} promote.retry entries is "
                        f"applied and scored: {n_evals} validation evals (incumbent, candidate, each retry: "
@@ -349,15 +533,13 @@ def gate_row(inp: Inputs, stage: Stage) -> dict:
                        "evals' sample logs, in a temporary directory next to the output"])
 
 
+
+
 def _chain(inp: Inputs):
     from ..config import build_config
     from ..updates.config import ChainConfig
 
     return build_config(ChainConfig, inp.params.get("chain") or {}, "chain")
-
-
-def _window(stage: Stage) -> str:
-    return stage.name.split("@", 1)[1]
 
 
 def _windows_so_far(inp: Inputs, window: str) -> int:
@@ -370,36 +552,37 @@ def _pack_bytes(inp: Inputs, tokens: int) -> int:
     return math.ceil(tokens / inp.pack.seq_len) * inp.pack.seq_len * F.PACKED_BYTES_PER_TOKEN
 
 
-def chain_root_row(inp: Inputs, stage: Stage) -> dict:
-    """``chain-root``: the ancestor node, copies of the target's base (as cpt-base) and instruct
-    (as cpt-instruct and current); empty dedup / held-out / packed data."""
-    fam = inp.families[inp.grid.target]
-    base, inst = _weights(fam["base"], fam["base"].dtype), _weights(fam["instruct"], fam["instruct"].dtype)
-    outs = {"models/updates/ancestor/cpt-base": base, "models/updates/ancestor/cpt-instruct": inst,
-            "models/updates/ancestor/current": inst}
-    moved = 2 * sum(outs.values())
+def chain_root_row(inp: Inputs, stage: Stage, call: Call) -> dict:
+    """``freshllm.updates root`` (``chain-root``): the ancestor node under ``--models-out``,
+    copies of ``--base`` (as cpt-base) and ``--instruct`` (as cpt-instruct and current); empty
+    dedup / held-out / packed data."""
+    b, i = _origin(inp, call.path("--base")), _origin(inp, call.path("--instruct"))
+    if not (b and i):
+        raise Unsized(f"--base {call.get('--base')} / --instruct {call.get('--instruct')}: not a family's models")
+    base_info, inst_info = inp.families[b[0]][b[1]], inp.families[i[0]][i[1]]
+    base, inst = _weights(base_info, base_info.dtype), _weights(inst_info, inst_info.dtype)
+    root = call.path("--models-out")
+    outs = {f"{root}/cpt-base": base, f"{root}/cpt-instruct": inst, f"{root}/current": inst} if root else {}
+    moved = 2 * (base + 2 * inst)
     return _row(stage, "chain-root", "cpu", bytes_moved=moved, outputs=outs, time=_io_time(moved),
                 notes=["copies: the ancestor models under the chain's names (read + written)"])
 
 
-def chain_crawl_row(inp: Inputs, stage: Stage) -> dict:
-    row = crawl_row(inp, stage)
-    row["outputs"] = {f"data/updates/{_window(stage)}/articles.jsonl": row["outputs"]["data/articles.jsonl"]}
-    row["notes"] = [n.replace("crawl.max_articles", "crawl.max_articles (per window)") for n in row["notes"]]
-    return row
-
-
-def chain_window_row(inp: Inputs, stage: Stage) -> dict:
-    """``u-window``: dedup, held-out split, the window packed to ``chain.tokens`` (re-rooted:
-    the union of every window so far) and the replay pool (``chain.replay_tokens``)."""
-    chain, w = _chain(inp), _window(stage)
+def chain_window_row(inp: Inputs, stage: Stage, call: Call) -> dict:
+    """``freshllm.updates window`` (``u-window``): dedup, held-out split, the window packed to
+    ``chain.tokens`` (re-rooted: the union of every window so far) and the replay pool
+    (``chain.replay_tokens``)."""
+    w = call.get("--window")
+    if not isinstance(w, str):
+        raise Unsized("no --window")
+    chain = _chain(inp)
     k = _windows_so_far(inp, w) if chain.cpt_from == "ancestor" else 1
     own, replay = parse_count(chain.tokens), parse_count(chain.replay_budget)
     a = ASSUMPTIONS
     corpus = int(inp.max_articles * (a["article_tokens"] * a["text_bytes_per_token"] + a["article_json_bytes"]))
-    outs = {f"data/updates/{w}/packed": _pack_bytes(inp, k * own),
-            f"data/updates/{w}/replay": _pack_bytes(inp, replay) if _windows_so_far(inp, w) > 1 else 0,
-            f"data/updates/{w}/dedup": corpus * _windows_so_far(inp, w)}
+    outs = _outputs(packed=(call.path("--packed-out"), _pack_bytes(inp, k * own)),
+                    replay=(call.path("--replay-out"), _pack_bytes(inp, replay) if _windows_so_far(inp, w) > 1 else 0),
+                    dedup=(call.path("--dedup-out"), corpus * _windows_so_far(inp, w)))
     notes = [f"packed: chain.tokens {chain.tokens}" + (f" x {k} windows (cpt_from: ancestor: the union)" if k > 1 else ""),
              f"replay pool: chain.replay_tokens {chain.replay_budget} (as much as the earlier windows hold; "
              "none for the first)",
@@ -408,80 +591,64 @@ def chain_window_row(inp: Inputs, stage: Stage) -> dict:
     return _row(stage, "u-window", "cpu", tokens=k * own, estimate=True, outputs=outs, notes=notes)
 
 
-def chain_cpt_row(inp: Inputs, stage: Stage) -> dict:
-    """``u-cpt-base`` / ``u-cpt-instruct``: one cpt of the target's model on the window
-    (``chain.cpt``'s schedule; re-rooted: the union of every window so far)."""
-    from dataclasses import replace
-
-    from ..config import build_config
-    from ..cpt import CptConfig
-
-    chain, w = _chain(inp), _window(stage)
-    variant = "base" if stage.base == "u-cpt-base" else "instruct"
-    k = _windows_so_far(inp, w) if chain.cpt_from == "ancestor" else 1
-    budget = str(k * parse_count(chain.tokens))
-    ccpt = build_config(CptConfig, chain.cpt, "chain.cpt")
-    sub = replace(inp, cpt=ccpt)
-    info = inp.families[inp.grid.target][variant]
-    save = info.dtype if ccpt.train.save_dtype == "auto" else ccpt.train.save_dtype
-    p = cpt_plan(sub, info, budget)
-    notes = [f"window {w}: chain.tokens {chain.tokens}" + (f" x {k} windows (cpt_from: ancestor)" if k > 1 else "")
-             + f"; chain.cpt.train.replay_fraction {ccpt.train.replay_fraction} of each step from the replay pool"]
-    return _row(stage, "cpt", inp.launch.device, processes=inp.launch.processes, model=_model(info, save),
-                **p, outputs={f"models/updates/{w}/cpt-{variant}": _weights(info, save)},
-                transient=p["checkpoints"]["bytes"],
-                time=_time(sub, p["flops"]["train_6ND"], p["tokens"], inp.launch.processes), notes=notes)
-
-
-def _apply_row(inp: Inputs, stage: Stage, source: str, out_path: str, note: str) -> dict:
-    """A residual apply onto a cpt-base of the target's shape (``u-merge``, ``merge``)."""
-    target = inp.families[inp.grid.target]["base"]
-    res_base = inp.families[source]["base"] if source in inp.families else target
-    tdtype = _cpt_dtype(inp, target)
-    out = _weights(target, tdtype)
-    moved = {"read": _weights(res_base, inp.residual_dtype) + out + _weights(res_base, res_base.dtype), "written": out}
-    return _row(stage, "residual-apply", "cpu", model=_model(target, tdtype), flops={"elementwise": 2 * target.params},
-                bytes_moved=sum(moved.values()), io=moved, outputs={out_path: out},
-                time=_io_time(sum(moved.values())), notes=[note])
-
-
-def chain_merge_row(inp: Inputs, stage: Stage) -> dict:
-    """``u-merge``: the window's cpt-base + the residual of ``chain.residual_source``."""
-    chain, w = _chain(inp), _window(stage)
-    return _apply_row(inp, stage, chain.residual_source, f"models/updates/{w}/cpt-base-res",
-                      f"cpt-base@{w} + R({chain.residual_source}) (the residual section's setting)")
-
-
-def merge_row(inp: Inputs, stage: Stage) -> dict:
-    """``merge@<name>``: cpt-base at ``merge_budget`` merged with the target's residual by the
-    setting ``merges.<name>`` (TIES / DARE / MagMax: a few passes over the same bytes)."""
-    name = stage.name.split("@", 1)[1]
-    return _apply_row(inp, stage, inp.grid.target, f"models/merges/{name}",
-                      f"cpt-base@{inp.params.get('merge_budget')} merged by merges.{name} {stage.item}")
-
-
-def promote_row(inp: Inputs, stage: Stage) -> dict:
+def promote_row(inp: Inputs, stage: Stage, call: Call) -> dict:
+    """``freshllm.updates promote``: a copy of the last window's current model to ``--out``."""
     info = inp.families[inp.grid.target]["base"]
     out = _weights(info, _cpt_dtype(inp, info))
-    return _row(stage, "promote", "cpu", bytes_moved=2 * out, outputs={"models/current": out},
+    return _row(stage, "promote", "cpu", bytes_moved=2 * out, outputs=_outputs(out=(call.path("--out"), out)),
                 time=_io_time(2 * out), notes=["a copy of the last window's current model"])
 
 
-def small_row(inp: Inputs, stage: Stage) -> dict:
+def small_row(inp: Inputs, stage: Stage, call: Call | None = None) -> dict:
     return _row(stage, stage.base, "cpu", outputs={}, notes=["JSON, markdown and plots: a few MB at most"])
 
 
-BUILDERS: dict[str, Callable[[Inputs, Stage], dict]] = {
-    "models": models_row, "crawl": crawl_row, "pack": pack_row, "cpt": cpt_row,
-    "residual-extract": residual_extract_row, "residual-apply": residual_apply_row,
-    "eval-orig": eval_orig_row, "eval-cpt": eval_cpt_row, "eval-res": eval_res_row,
-    "report": small_row, "figures": small_row, "eval-text": small_row, "chain-report": small_row,
-    "methods-report": small_row, "chain-root": chain_root_row, "u-crawl": chain_crawl_row,
-    "u-window": chain_window_row, "u-cpt-base": chain_cpt_row, "u-cpt-instruct": chain_cpt_row,
-    "u-merge": chain_merge_row, "promote": promote_row, "merge": merge_row, "eval-merge": eval_merge_row,
-    "gate": gate_row, **{f"u-eval-{m}": chain_eval_row
-                         for m in ("cpt-base-res", "cpt-instruct", "cpt-base", "incumbent", "current")},
+Builder = Callable[[Inputs, Stage, Call], dict]
+
+# module (with its subcommand, where it has several) -> the cost model of one run of it
+BUILDERS: dict[str, Builder] = {
+    "freshllm.models": models_row, "freshllm.crawl": crawl_row, "freshllm.pack": pack_row,
+    "freshllm.cpt": cpt_row, "freshllm.eval": eval_row,
+    "freshllm.residual extract": residual_extract_row, "freshllm.residual apply": residual_apply_row,
+    "freshllm.updates root": chain_root_row, "freshllm.updates window": chain_window_row,
+    "freshllm.updates.gating": gate_row, "freshllm.updates promote": promote_row,
+    "freshllm.updates report": small_row, "freshllm.report": small_row, "freshllm.report.methods": small_row,
+    "freshllm.figures": small_row, "freshllm.tasks.heldout": small_row,
+    # the small steps chained around the main work (SMALL_STEPS): the row sizes the main work
+    "freshllm.updates.start": small_row, "freshllm.cards": small_row, "freshllm.updates.drift": small_row,
 }
+# print a path (start), write a model card and lineage JSON (cards), a per-layer drift JSON (drift)
+SMALL_STEPS = frozenset({"freshllm.updates.start", "freshllm.cards", "freshllm.updates.drift"})
+
+
+def _builder(call: Call) -> Builder | None:
+    return BUILDERS.get(call.name) or (BUILDERS.get(call.module) if call.subcommand else None)
+
+
+def stage_row(inp: Inputs, stage: Stage) -> dict:
+    """The row of one stage: the cost model of the main module its command runs, plus notes on
+    what else it runs that no model sizes."""
+    run = inp.calls.get(stage.name, [])
+    main = _main(inp, stage)
+    unknown = [c.name for c in run if _builder(c) is None]
+    if main is None:
+        why = (f"no cost model for module {', '.join(dict.fromkeys(unknown))}" if unknown
+               else "no cost model for this stage: its cmd runs no python -m module")
+        row = _row(stage, stage.base, "?", outputs={}, notes=[why])
+    else:
+        try:
+            row = _builder(main)(inp, stage, main)
+        except Unsized as exc:
+            row = _row(stage, stage.base, "?", outputs={}, notes=[f"not sized: {main.name}: {exc}"])
+        others = [c.name for c in run if c is not main and _builder(c) is not None and c.module not in SMALL_STEPS]
+        if others:
+            row.setdefault("notes", []).append(
+                f"also runs {', '.join(others)}: not sized (the row sizes {main.name})")
+        if unknown:
+            row.setdefault("notes", []).append(
+                f"no cost model for module {', '.join(dict.fromkeys(unknown))} (also run here): not sized")
+    row["modules"] = [c.name for c in run]
+    return row
 
 
 # --- the whole plan ------------------------------------------------------------------------
@@ -511,7 +678,7 @@ def instruction_ft(inp: Inputs, cpt_rows: dict[str, dict]) -> dict:
         "epochs": IFT_EPOCHS, "parameters": n, "flops": flops,
         "paper_ratio": paper_ratio,
         "ratio_vs_cpt": {name: flops / r["flops"]["train_6ND"] for name, r in cpt_rows.items()
-                         if r["stage"].startswith("cpt@base-")},
+                         if r.get("section") == "cpt" and r.get("variant") == "base"},
         "notes": ["the paper's A.2 counts 25M samples x 8192 tokens (its footnote 1 says 10M "
                   "hand-annotated examples for LLaMA 3 Instruct); its ratio 2048 assumes 5 cpt epochs, "
                   "the ratios here use this plan's cpt tokens",
@@ -530,11 +697,7 @@ def make_plan(params_path: str | Path = "params.yaml", dvc_yaml: str | Path = "d
     inp = load_inputs(params_path, dvc_yaml, gpu, mfu, tokens_per_s)
     plan: dict[str, Any] = {}
     for stage in inp.stages:
-        builder = BUILDERS.get(stage.base)
-        if builder is None:
-            row = _row(stage, stage.base, "?", outputs={}, notes=["no cost model for this stage"])
-        else:
-            row = builder(inp, stage)
+        row = stage_row(inp, stage)
         row["disk"] = _disk(row, stage)
         row.setdefault("notes", [])
         plan[stage.name] = row
