@@ -709,3 +709,15 @@ def test_unknown_module_is_reported_by_name(tmp_path):
     res = plan_cli("--params", params, "--dvc-yaml", dvc_yaml)
     assert res.returncode == 0, res.stderr
     assert "note: no cost model for module freshllm.mystery" in res.stdout
+
+
+def test_a_profile_overlay_is_planned_as_its_expansion(tmp_path):
+    """`--params profiles/<name>.yaml` (an `include:` overlay) plans what `profile use` writes."""
+    from freshllm.profile import use
+
+    full = use("updates-toyworld", tmp_path / "params.yaml")
+    a = make_plan(full, ROOT / "dvc.yaml")
+    b = make_plan(ROOT / "profiles" / "updates-toyworld.yaml", ROOT / "dvc.yaml")
+    assert b["total"]["params_file"].endswith("updates-toyworld.yaml (expanded)")
+    a["total"].pop("params_file"), b["total"].pop("params_file")
+    assert a == b and any(n.startswith("u-cpt-base@") for n in b)

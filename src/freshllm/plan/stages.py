@@ -3,11 +3,13 @@ the total, as plain JSON-able dicts (``make_plan``)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import parse_count
+from ..config import parse_count, read_params
 from . import formulas as F
 from .arch import ModelInfo
 from .commands import Call, norm
@@ -687,6 +689,20 @@ def instruction_ft(inp: Inputs, cpt_rows: dict[str, dict]) -> dict:
     }
 
 
+@contextlib.contextmanager
+def expanded(params_path: str | Path):
+    """``params_path`` as the stages would read it: a profile overlay (``include:``, e.g.
+    profiles/updates-toyworld.yaml) expanded into a temporary params file first."""
+    path = Path(params_path)
+    if not (path.is_file() and "include" in (read_params(path) or {})):
+        yield path
+        return
+    from ..profile import use
+
+    with tempfile.TemporaryDirectory() as tmp:
+        yield use(path.stem, Path(tmp) / "params.yaml", path.parent)
+
+
 def make_plan(params_path: str | Path = "params.yaml", dvc_yaml: str | Path = "dvc.yaml",
               gpu: Gpu | None = None, mfu: float | None = None, tokens_per_s: float | None = None) -> dict:
     """``{stage name: estimate, ..., "total": ...}`` for ``dvc repro`` with these params."""
@@ -694,14 +710,18 @@ def make_plan(params_path: str | Path = "params.yaml", dvc_yaml: str | Path = "d
 
     gpu = gpu or GPUS[DEFAULT_GPU]
     mfu = ASSUMPTIONS["mfu"] if mfu is None else mfu
-    inp = load_inputs(params_path, dvc_yaml, gpu, mfu, tokens_per_s)
-    plan: dict[str, Any] = {}
-    for stage in inp.stages:
-        row = stage_row(inp, stage)
-        row["disk"] = _disk(row, stage)
-        row.setdefault("notes", [])
-        plan[stage.name] = row
-    plan["total"] = total(inp, plan)
+    given = Path(params_path)
+    with expanded(params_path) as params_path:  # builders read sections from it (load_section)
+        inp = load_inputs(params_path, dvc_yaml, gpu, mfu, tokens_per_s)
+        plan: dict[str, Any] = {}
+        for stage in inp.stages:
+            row = stage_row(inp, stage)
+            row["disk"] = _disk(row, stage)
+            row.setdefault("notes", [])
+            plan[stage.name] = row
+        plan["total"] = total(inp, plan)
+    if Path(params_path) != given:
+        plan["total"]["params_file"] = f"{given} (expanded)"
     return plan
 
 
