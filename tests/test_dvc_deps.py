@@ -15,6 +15,7 @@ nothing that the import machinery finds).
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import subprocess
@@ -44,7 +45,8 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imported_modules(path: Path) -> set[str]:
+@functools.lru_cache(maxsize=None)  # the sources do not change during a test run
+def imported_modules(path: Path) -> frozenset[str]:
     """Project modules ``path`` imports anywhere in its body (absolute or relative)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -68,10 +70,11 @@ def imported_modules(path: Path) -> set[str]:
     for mod in found:
         parts = mod.split(".")
         closed.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return {m for m in closed if module_path(m) is not None}
+    return frozenset(m for m in closed if module_path(m) is not None)
 
 
-def code_closure(root_module: str) -> set[Path]:
+@functools.lru_cache(maxsize=None)
+def code_closure(root_module: str) -> frozenset[Path]:
     """Source files of ``root_module`` and everything it can import, plus data-carrying
     package directories."""
     seen: set[str] = set()
@@ -93,7 +96,7 @@ def code_closure(root_module: str) -> set[Path]:
         if path.name == "__init__.py":
             if package_data(path.parent):
                 files.add(path.parent)
-    return files
+    return frozenset(files)
 
 
 def package_data(pkg_dir: Path) -> list[Path]:
