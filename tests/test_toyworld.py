@@ -225,8 +225,9 @@ def test_profile_has_one_world_for_every_stage_and_dvc_expands_the_grid(tmp_path
 def shrunken_params() -> dict:
     p = copy.deepcopy(yaml.safe_load(PROFILE.read_text()))
     p["models"]["toy"].update(vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=2,
-                              pretrain_docs=300, pretrain_steps=8, sft_examples=80, sft_steps=8,
-                              seq_len=64, batch_size=8)
+                              pretrain_docs=300, sft_examples=80, seq_len=64)
+    for phase in ("pretrain", "sft"):
+        p["models"]["toy"][phase].update(steps=8, batch_size=8, warmup_steps=1)
     p["crawl"].update(local_per_month=30, max_articles=80, min_articles=40)
     p["pack"].update(seq_len=64)
     p["cpt"]["train"].update(batch_size=4, save_every=0, warmup_steps=1)

@@ -442,8 +442,9 @@ def shrunken_chain_params() -> dict:
 
     p = copy.deepcopy(yaml.safe_load(PROFILE.read_text()))
     p["models"]["toy"].update(vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=2,
-                              pretrain_docs=300, pretrain_steps=8, sft_examples=80, sft_steps=8,
-                              seq_len=64, batch_size=8)
+                              pretrain_docs=300, sft_examples=80, seq_len=64)
+    for phase in ("pretrain", "sft"):
+        p["models"]["toy"][phase].update(steps=8, batch_size=8, warmup_steps=1)
     p["crawl"].update(local_per_month=40, max_articles=40, min_articles=20)
     p["pack"].update(seq_len=64, val_fraction=0.2)
     p["chain"]["tokens"] = "1K"

@@ -17,6 +17,10 @@
   the SFT set its chats with IFEval-verifiable instructions about d1 and d1 cloze
   questions (``sft_knowledge_fraction``). The toy world's d2 news is served by the
   crawl stage from the same ``world``.
+
+The training loops are the sections ``models.<family>.pretrain`` and ``models.<family>.sft``
+(:class:`LoopConfig`: ``cpt.train``'s keys plus the loop's peak ``lr``), handed to
+:func:`freshllm.train.train` as they are; ``real`` runs ``sft`` only.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ import argparse
 import logging
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from .common import atomic_dir, set_offline, setup_logging, use_runtime, user_errors, write_json
 from .config import WorldConfig, load_section
+from .train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +49,41 @@ CHAT_TEMPLATE = (
 
 
 @dataclass(frozen=True)
+class LoopConfig(TrainConfig):
+    """``models.<family>.pretrain`` / ``models.<family>.sft``: the training loop of one phase of
+    the pair, exactly what :func:`freshllm.train.train` is given. The keys of ``cpt.train``,
+    checked by the same rules, plus the loop's own peak ``lr``; ``steps`` is required. A key a
+    section leaves out takes :class:`~freshllm.train.TrainConfig`'s default, as in ``cpt.train``
+    (not the other loop's value, nor :class:`ModelsConfig`'s default section's)."""
+
+    # what the models stage has no use for: it keeps no checkpoints, replays nothing, loads the
+    # models itself (the local pair is saved in float32, the real one in its own dtype), on the CPU
+    UNUSED = ("save_every", "keep_last", "replay_fraction", "save_dtype", "cpu", "trust_remote_code")
+
+    def validate(self) -> list[str]:
+        errs = TrainConfig.validate(replace(self, lr=None))  # cpt.train's rules, but the lr
+        if self.lr is None:
+            errs.append("lr: missing (the loop's peak learning rate)")
+        elif self.lr <= 0:
+            errs.append(f"lr: must be > 0, got {self.lr}")
+        if self.steps is None:
+            errs.append("steps: missing (the models stage trains a set number of steps)")
+        if self.mixed_precision not in ("no", "bf16"):
+            errs.append(f"mixed_precision: must be no or bf16 on the CPU, got {self.mixed_precision!r}")
+        defaults = TrainConfig()
+        errs += [f"{key}: not used by the models stage (leave it out)" for key in self.UNUSED
+                 if getattr(self, key) != getattr(defaults, key)]
+        return errs
+
+
+@dataclass(frozen=True)
 class ModelsConfig:
+    """``models.<family>``: the pair's source and, for the sources that train (local: both
+    loops, real: ``sft`` only), its architecture, data and training loops."""
+
     source: Literal["local", "hub", "real"] = "local"
     real_model: str = "smollm2-135m-instruct"  # source real: freshllm.standins.real
-    mixed_precision: Literal["no", "bf16"] = "no"  # source real: the SFT's compute dtype
-    seed: int = 0
+    seed: int = 0  # the model's init and the generated data (d1 documents, SFT chats); each loop has its own
     vocab_size: int = 1024
     hidden_size: int = 64
     intermediate_size: int = 192
@@ -58,14 +93,15 @@ class ModelsConfig:
     max_position_embeddings: int = 4096
     tie_word_embeddings: bool = True
     pretrain_docs: int = 3000
-    pretrain_steps: int = 200
-    pretrain_lr: float = 3e-3
     sft_examples: int = 600
-    sft_steps: int = 150
-    sft_lr: float = 1e-3
     seq_len: int = 128
-    batch_size: int = 16
     sft_knowledge_fraction: float = 0.25  # toyworld: share of d1 cloze / question chats in v1
+    # the training loops (source local: pre-training of base on d1, then SFT of instruct on the
+    # chats; source real: the SFT only); the defaults when a section is absent:
+    pretrain: LoopConfig = LoopConfig(lr=3e-3, steps=200, batch_size=16, warmup_steps=10,
+                                      min_lr_ratio=0.1, weight_decay=0.0)
+    sft: LoopConfig = LoopConfig(lr=1e-3, steps=150, batch_size=16, warmup_steps=7,
+                                 min_lr_ratio=0.1, weight_decay=0.0)
     hub_base: str | None = None
     hub_instruct: str | None = None
     hub_revision: str | None = None
@@ -81,7 +117,7 @@ class ModelsConfig:
                 if not getattr(self, key):
                     errs.append(f"{key}: required when source is 'hub'")
         for key in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-                    "num_kv_heads", "seq_len", "batch_size", "pretrain_docs", "sft_examples"):
+                    "num_kv_heads", "seq_len", "pretrain_docs", "sft_examples"):
             if getattr(self, key) <= 0:
                 errs.append(f"{key}: must be > 0")
         if self.num_heads > 0 and self.hidden_size % self.num_heads:
@@ -150,14 +186,6 @@ def sft_documents(tokenizer, chats: list[list[dict]]):
         yield full, [0] * len(prompt) + [1] * (len(full) - len(prompt))
 
 
-def _loop(cfg: ModelsConfig, lr: float, steps: int):
-    """The training run of one phase (pre-training or SFT) of the local pair."""
-    from .train import TrainConfig
-
-    return TrainConfig(lr=lr, steps=steps, batch_size=cfg.batch_size, warmup_steps=max(1, steps // 20),
-                       min_lr_ratio=0.1, weight_decay=0.0, seed=cfg.seed)
-
-
 def local_texts(cfg: ModelsConfig) -> tuple[list[str], list[list[dict]]]:
     """(d1 documents, SFT chats) of the local recipe for ``cfg.world``."""
     if cfg.world.kind == "toyworld":
@@ -188,15 +216,14 @@ def build_local(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     log.info("built tiny Llama: %d parameters, vocab %d", n_params, len(base_tok))
 
-    accelerator = Accelerator(cpu=True)
+    accelerator = Accelerator(cpu=True, mixed_precision=cfg.pretrain.mixed_precision)
     with tempfile.TemporaryDirectory() as tmp:
         ids = base_tok(docs, add_special_tokens=True)["input_ids"]
         d1 = pack_in_memory(((d + [base_tok.eos_token_id], None) for d in ids), cfg.seq_len,
                             Path(tmp) / "d1", pad_id=base_tok.pad_token_id)
         sft = pack_in_memory(sft_documents(inst_tok, chats), cfg.seq_len, Path(tmp) / "sft",
                              pad_id=inst_tok.pad_token_id)
-    pre = train(model, d1, _loop(cfg, cfg.pretrain_lr, cfg.pretrain_steps), accelerator,
-                progress_desc="pretrain base")
+    pre = train(model, d1, cfg.pretrain, accelerator, progress_desc="pretrain base")
     base = accelerator.unwrap_model(model)
     base.generation_config = GenerationConfig(bos_token_id=base_tok.bos_token_id,
                                               eos_token_id=base_tok.eos_token_id,
@@ -204,7 +231,7 @@ def build_local(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
     save_model_dir(base, base_tok, base_out)
     instruct = copy.deepcopy(base)
     accelerator.free_memory()
-    sft_stats = train(instruct, sft, _loop(cfg, cfg.sft_lr, cfg.sft_steps), Accelerator(cpu=True),
+    sft_stats = train(instruct, sft, cfg.sft, Accelerator(cpu=True, mixed_precision=cfg.sft.mixed_precision),
                       progress_desc="sft instruct")
     instruct.config.eos_token_id = [inst_tok.convert_tokens_to_ids(EOT), base_tok.eos_token_id]
     instruct.generation_config = GenerationConfig(bos_token_id=inst_tok.bos_token_id,
@@ -244,16 +271,16 @@ def build_real(cfg: ModelsConfig, base_out: Path, instruct_out: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         sft = pack_in_memory(sft_documents(tok, chats), cfg.seq_len, Path(tmp) / "sft", pad_id=pad)
     model = load_causal_lm(base_out, dtype=torch.float32)  # float32 masters; saved in bf16 again
-    accelerator = Accelerator(cpu=True, mixed_precision=cfg.mixed_precision)
-    sft_stats = train(model, sft, _loop(cfg, cfg.sft_lr, cfg.sft_steps), accelerator, progress_desc="sft instruct")
+    accelerator = Accelerator(cpu=True, mixed_precision=cfg.sft.mixed_precision)
+    sft_stats = train(model, sft, cfg.sft, accelerator, progress_desc="sft instruct")
     save_final(accelerator, model, base_out, instruct_out, str(figures["dtype"]))
     card = instruct_out / "README.md"
     card.write_text(card.read_text(encoding="utf-8") + (
-        f"\n## This directory: after a short SFT\n\nThe weights above after {cfg.sft_steps} steps of "
-        f"SFT (lr {cfg.sft_lr}, batch {cfg.batch_size} x {cfg.seq_len} tokens) on {len(chats)} chats of the "
-        f"`{cfg.world.kind}` world (seed {cfg.world.seed}) with IFEval-verifiable instructions, made by "
-        "freshllm.models (source: real). The residual instruct - base is this SFT's delta, not the "
-        "vendor's post-training.\n"), encoding="utf-8")
+        f"\n## This directory: after a short SFT\n\nThe weights above after {cfg.sft.steps} steps of "
+        f"SFT (lr {cfg.sft.lr}, batch {cfg.sft.sequences_per_step(1)} x {cfg.seq_len} tokens) on "
+        f"{len(chats)} chats of the `{cfg.world.kind}` world (seed {cfg.world.seed}) with IFEval-verifiable "
+        "instructions, made by freshllm.models (source: real). The residual instruct - base is this SFT's "
+        "delta, not the vendor's post-training.\n"), encoding="utf-8")
     return {"real_model": cfg.real_model, "checked": figures, "parameters": figures["parameters"],
             "world": cfg.world.kind, "sft_chats": len(chats), "sft_sequences": len(sft),
             "sft": {k: v for k, v in sft_stats.items() if k != "losses"}}

@@ -53,12 +53,17 @@ def stage_commands(project: Path, work: Path, params: Path) -> dict[str, list[st
 
 
 def shrunk_params(project: Path, out: Path, pretrain_steps: int, sft_steps: int) -> Path:
+    from dataclasses import asdict
+
     from freshllm.config import read_params
+    from freshllm.models import ModelsConfig
 
     data = read_params(project / "params.yaml")
     for fam in data.get("models", {}).values():
         if isinstance(fam, dict) and fam.get("source") == "local":
-            fam["pretrain_steps"], fam["sft_steps"] = pretrain_steps, sft_steps
+            for phase, steps in (("pretrain", pretrain_steps), ("sft", sft_steps)):
+                loop = fam.get(phase) or asdict(getattr(ModelsConfig, phase))  # absent: the default loop
+                fam[phase] = {**loop, "steps": steps}
     out.write_text(json.dumps(data))  # JSON is YAML
     return out
 
