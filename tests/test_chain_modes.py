@@ -430,6 +430,43 @@ def test_report_shows_where_each_update_started_and_its_drift(tmp_path):
     assert "(chain.cpt_from: previous)" in md2 and "| 2024-02 | 2024-01 | – | 1.1000 / 1.2000 |" in md2
 
 
+def test_chain_report_command_writes_its_tables_csv_and_figure(tmp_path):
+    """The chain-report stage's command (``python -m freshllm.updates ... report``) on the records of
+    a three-window chain: the markdown tables (cells value ± se, formatted by the main report's
+    helpers), the csv, and steps.png drawn by freshllm.figures: a PNG with a panel for instruction
+    following, one for each window's bits per byte and, with d2 slices, one for the quiz."""
+    from freshllm.updates.__main__ import main
+    from freshllm.updates.report import collect, step_panels
+
+    p = params(tmp_path, "previous")
+    rec = _records(tmp_path, {"2024-01": None, "2024-02": "2024-01", "2024-03": "2024-02"})
+    out = tmp_path / "metrics" / "chain"  # not there yet: the command makes it
+    main(["--params", str(p), "report", "--records", str(rec), "--markdown", str(out / "report.md"),
+          "--summary", str(out / "summary.json"), "--compare", str(out / "compare.json"),
+          "--csv", str(out / "steps.csv"), "--figure", str(out / "steps.png")])
+    png = (out / "steps.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    md = (out / "report.md").read_text()
+    assert "|---|---:|---:|---|---|\n| ancestor | 40.00 ± 1.00 | 40.00 ± 1.00 | yes | ancestor |" in md
+    assert "| step | 2024-01 | 2024-02 | 2024-03 | mean |\n|---|---:|---:|---:|---:|" in md
+    assert "| 2024-02 | 0.9000 ± 0.0100 | 0.9000 ± 0.0100 |  | 0.9000 |" in md  # 2024-03 not seen yet
+    assert "| 2024-03 | 50.00 ± 10.00 | 50.00 ± 10.00 | 50.00 ± 10.00 | 50.00 |" in md  # quiz x100
+    assert "| 2024-03 | None @ ancestor | – | 0 | none: incumbent kept | 40.00 ± 1.00 | 0.8000 ± 0.0100 | " in md
+    lines = (out / "steps.csv").read_text().splitlines()
+    assert lines[0].startswith("step,window,model,ifeval,") and len(lines) == 1 + 2 + 3 * 4  # ancestor: 2 models
+    assert json.loads((out / "compare.json").read_text())["promoted"]["2024-03"] is False
+
+    rows = collect(load_chain(p), rec)
+    panels = step_panels(rows, ["2024-01", "2024-02", "2024-03"])
+    assert [len(pn["lines"]) for pn in panels] == [2, 3, 3]
+    assert panels[1]["lines"]["window 2024-03"] == [(3, 0.8, 0.01)]  # only the steps that saw it
+    for r in rows:  # no d2 slices: no quiz panel
+        for s in r["models"].values():
+            s["quiz"] = dict.fromkeys(s["quiz"])
+    assert [pn["title"].split()[0] for pn in step_panels(rows, ["2024-01", "2024-02", "2024-03"])] == [
+        "instruction", "held-out"]
+
+
 # --- the six-month toy world ------------------------------------------------------------------------------
 
 def _archive_digest(months: list[str], slices: int, per_month: int) -> str:

@@ -86,3 +86,28 @@ def test_bits_per_byte_panels_sit_next_to_instruction_following(tmp_path, monkey
     assert labels["fresh news (held out), bits per byte"] == "bits per byte (lower is better)"
     assert labels["known text, bits per byte"] == "bits per byte (lower is better)"
     assert labels["IFEval (mean of 4 metrics)"] == "score x100"
+
+
+def test_line_panels_draw_lines_with_gaps_error_bars_and_step_labels(tmp_path, monkeypatch):
+    """The general multi-panel line plot (the chain report's steps.png): one panel per entry,
+    a line per label (a line without points is left out, a missing y is a gap), the x tick labels
+    on every panel; it writes a PNG, and a figure with no panel is an error."""
+    import pytest
+
+    from freshllm import figures
+
+    panels = [{"title": "a", "ylabel": "score", "lines": {"x": [(0, 1.0, 0.1), (1, None, None), (2, 3.0, None)],
+                                                          "empty": []}},
+              {"title": "b", "lines": {"y": [(1, 0.5, 0.01), (2, 0.4, 0.02)]}}]
+    figures.line_panels(panels, tmp_path / "steps.png", xticks=["ancestor", "w1", "w2"], xlabel="update step")
+    data = (tmp_path / "steps.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    saved = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, out: saved.setdefault("fig", fig))
+    figures.line_panels(panels, tmp_path / "x.png", xticks=["ancestor", "w1", "w2"], xlabel="update step")
+    a, b = saved["fig"].axes
+    assert (a.get_title(), a.get_ylabel(), b.get_title(), b.get_xlabel()) == ("a", "score", "b", "update step")
+    assert [t.get_text() for t in a.get_legend().get_texts()] == ["x"]  # "empty" has no point
+    assert [t.get_text() for t in b.get_xticklabels()] == ["ancestor", "w1", "w2"]
+    with pytest.raises(ValueError, match="no panel"):
+        figures.line_panels([], tmp_path / "none.png")

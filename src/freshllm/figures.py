@@ -12,6 +12,8 @@ draws the same data with matplotlib:
   the panels are the score columns the report wrote (a column with no value, or a copy of an
   earlier one, is skipped);
 * ``loss.png``: training loss per step of every cpt run (from the dvclive logs).
+
+The drawing helpers serve other stages too (:func:`line_panels`: the chain report's steps).
 """
 
 from __future__ import annotations
@@ -130,6 +132,37 @@ def pareto(points: list[dict], out: Path, xlabel: str, ylabel: str, title: str =
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
+    _save(fig, out)
+    plt.close(fig)
+
+
+def line_panels(panels: list[dict], out: Path, xticks: list[str] | None = None, xlabel: str = "",
+                size: tuple[float, float] = (5.0, 4.0)) -> None:
+    """Panels side by side (each ``size`` inches), one dict each: ``title``, optional ``ylabel``
+    and ``lines``: ``{label: [(x, y, se), ...]}``, drawn as lines with one-standard-error bars
+    (``se`` None: no bar; ``y`` None: a gap; a line without points is left out); ``xticks``:
+    the labels of x = 0, 1, ... (e.g. the steps of a chain), slanted; ``xlabel`` under each panel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not panels:
+        raise ValueError(f"{out}: no panel to draw")
+    fig, axes = plt.subplots(1, len(panels), figsize=(size[0] * len(panels), size[1]), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        lines = {label: pts for label, pts in panel["lines"].items() if pts}
+        for label, pts in lines.items():
+            ax.errorbar([p[0] for p in pts], [float("nan") if p[1] is None else p[1] for p in pts],
+                        yerr=[p[2] or 0.0 for p in pts], marker="o", capsize=3, label=label)
+        ax.set_title(panel["title"], fontsize=10)
+        ax.set_xlabel(xlabel)
+        if panel.get("ylabel"):
+            ax.set_ylabel(panel["ylabel"])
+        if xticks is not None:
+            ax.set_xticks(range(len(xticks)), xticks, rotation=30)
+        ax.grid(alpha=0.3)
+        if lines:
+            ax.legend(fontsize=7)
     _save(fig, out)
     plt.close(fig)
 

@@ -1,5 +1,6 @@
 """The report's outputs: the markdown table (value ± standard error), the Figure-1 data,
-the plot CSVs; number formats of the paper (percent, 2 decimals, half up) and of bits per byte."""
+the plot CSVs; number formats of the paper (percent, 2 decimals, half up) and of bits per byte;
+the markdown helpers (:func:`value_se`, :func:`md_row`, :func:`md_table`) other reports share."""
 
 from __future__ import annotations
 
@@ -30,21 +31,42 @@ def pct(value: float) -> float:
     return float(Decimal(repr(round(value * 100, 9))).quantize(Decimal("0.01"), ROUND_HALF_UP))
 
 
+def value_se(value: float | None, se: float | None = None, digits: int = 2, scale: float = 1.0) -> str:
+    """A table cell: ``value ± se`` with ``digits`` decimals (both times ``scale``, e.g. 100 for a
+    fraction shown x100), only ``value`` without a standard error, ``–`` without a value."""
+    if value is None:
+        return "–"
+    text = f"{value * scale:.{digits}f}"
+    return text + (f" ± {se * scale:.{digits}f}" if se is not None else "")
+
+
+def md_row(cells: list[str]) -> str:
+    """One markdown table row."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def md_table(head: list[str], rows: list[list[str]] = (), align: str | None = None) -> list[str]:
+    """A markdown table's lines: the header, the alignment row (``align``: ``l`` or ``r`` per
+    column; by default the first column left, the others right) and ``rows``."""
+    align = align or "l" + "r" * (len(head) - 1)
+    if len(align) != len(head):
+        raise ValueError(f"align {align!r}: one letter per column of {head}")
+    return [md_row(head), "|" + "".join("---:|" if a == "r" else "---|" for a in align),
+            *(md_row(r) for r in rows)]
+
+
 def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str, dict],
                     layout: Layout | None = None, figure: dict[str, list[dict]] | None = None) -> str:
     layout = layout or LAYOUTS["paper"]
 
     def cell(value: float | None, se: float | None = None, bold: bool = False) -> str:
-        if value is None:
-            return "–"
-        text = f"{value:.2f}" + (f" ± {se:.2f}" if se is not None else "")
-        return f"**{text}**" if bold else text
+        text = value_se(value, se)
+        return f"**{text}**" if bold and value is not None else text
 
     def text_cell(value: float | None, se: float | None = None) -> str:
-        return "–" if value is None else f"{value:.4f}" + (f" ± {se:.4f}" if se is not None else "")
+        return value_se(value, se, digits=4)
 
-    head = ["Benchmark", "Metric", *models]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(models)]
+    lines = md_table(["Benchmark", "Metric", *models], align="ll" + "r" * len(models))
 
     def subtotal(label: str, name: str) -> None:
         vals = [cell(scores[m]["scores"][name], scores[m]["scores_se"].get(name), bold=True) for m in models]
@@ -68,13 +90,12 @@ def render_markdown(scores: dict[str, dict], models: list[str], evals: dict[str,
                     for m in models]
             lines.append(f"| {row.benchmark} | {row.metric} | " + " | ".join(vals) + " |")
 
-    info = ["| Model | Chat template | Model hash | Limit | Data |", "|---|---|---|---:|---|"]
+    info = md_table(["Model", "Chat template", "Model hash", "Limit", "Data"], align="lllrl")
     for m in models:
         e = evals[m]
         cfg = e.get("config", {})
-        info.append(f"| {m} | {'yes' if e.get('chat_template') else 'no'} | "
-                    f"`{str(e.get('model_hash', ''))[:12]}` | {cfg.get('limit') or 'all'} | "
-                    f"{cfg.get('source', '')} |")
+        info.append(md_row([m, "yes" if e.get("chat_template") else "no", f"`{str(e.get('model_hash', ''))[:12]}`",
+                            str(cfg.get("limit") or "all"), str(cfg.get("source", ""))]))
     return "\n".join([
         "# Evaluation report",
         "",
@@ -118,13 +139,12 @@ def figure_lines(figure: dict[str, list[dict]], layout: Layout) -> list[str]:
     """Figure-1 data as a table: family, model, new tokens and the scores."""
     names = [n for n in layout.plot_scores if n not in ("ifeval_group",)]
     lines = ["## Figure 1 data: scores vs new tokens", "",
-             "| Family | Model | New tokens | " + " | ".join(names) + " |",
-             "|---|---|---:|" + "---:|" * len(names)]
+             *md_table(["Family", "Model", "New tokens", *names], align="llr" + "r" * len(names))]
     for fam, rows in figure.items():
         for r in rows:
-            vals = ["–" if r[n] == "" else (f"{r[n]:.4f}" if n in layout.text_scores else f"{r[n]:.2f}")
+            vals = [value_se(None if r[n] == "" else r[n], digits=4 if n in layout.text_scores else 2)
                     for n in names]
-            lines.append(f"| {fam} | {r['model']} | {r['new_tokens']:,} | " + " | ".join(vals) + " |")
+            lines.append(md_row([fam, r["model"], f"{r['new_tokens']:,}", *vals]))
     return [*lines, ""]
 
 
@@ -165,10 +185,6 @@ def write_plots(plots_dir: Path, rows: dict[str, list[dict]], layout: Layout | N
     return written
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 def _pick(models: list[str], kind: str, budget: int | None) -> str | None:
     found = [m for m in models if model_kind(m) == kind and model_budget(m) == budget]
     return found[0] if found else None
@@ -182,7 +198,7 @@ def _versus(scores: dict, a: str, b: str, name: str) -> str:
     if va is None or vb is None:
         return "–"
     digits = 4 if name.endswith("bpb") else 2
-    text = f"{vb:.{digits}f}" + (f" ± {sb:.{digits}f}" if sb is not None else "")
+    text = value_se(vb, sb, digits)
     if sa is not None and sb is not None:
         noise = 2 * math.hypot(sa, sb)
         text += " (within the noise of" if abs(vb - va) <= noise else " (outside the noise of"
@@ -207,7 +223,7 @@ def finding_lines(scores: dict, models: list[str], layout: Layout) -> list[str]:
     out = ["## Result", "",
            f"At {label} (one standard error; \"outside the noise\" = more than two combined "
            "standard errors apart):", "",
-           f"- instruction following (IFEval mean): instruct {_fmt(scores[inst]['scores'].get('ifeval'))}; "
+           f"- instruction following (IFEval mean): instruct {value_se(scores[inst]['scores'].get('ifeval'))}; "
            f"Setting 1, cpt-instruct: {_versus(scores, inst, cpt_i, 'ifeval')}; "
            f"Setting 2 + residual, cpt-base-res: {_versus(scores, inst, res, 'ifeval')}; "
            f"Setting 2 + residual against Setting 1: {_versus(scores, cpt_i, res, 'ifeval')}"]
@@ -218,9 +234,10 @@ def finding_lines(scores: dict, models: list[str], layout: Layout) -> list[str]:
             continue
         what = "d2 news knowledge (new)" if name == "d2" else "bits per byte on held-out fresh news (lower: learned)"
         parts = [f"{model_kind(m)}: {_versus(scores, ref, m, name)}" for m in (cpt_b, cpt_i, res) if m]
-        out.append(f"- {what}: {model_kind(ref)} {_fmt(scores[ref]['scores'].get(name), 4 if name.endswith('bpb') else 2)}; "
-                   + "; ".join(parts))
+        own = value_se(scores[ref]["scores"].get(name), digits=4 if name.endswith("bpb") else 2)
+        out.append(f"- {what}: {model_kind(ref)} {own}; " + "; ".join(parts))
     if "d1" in layout.scores and base and scores[base]["scores"].get("d1") is not None:
         parts = [f"{model_kind(m)}: {_versus(scores, base, m, 'd1')}" for m in (cpt_b, cpt_i, res) if m]
-        out.append(f"- d1 retention (old facts): base {_fmt(scores[base]['scores'].get('d1'))}; " + "; ".join(parts))
+        out.append(f"- d1 retention (old facts): base {value_se(scores[base]['scores'].get('d1'))}; "
+                   + "; ".join(parts))
     return [*out, ""]

@@ -17,7 +17,9 @@ following, the own window's bits per byte and the mean over every window so far,
 quiz). Outputs: ``report.md`` (tables),
 ``summary.json`` (every number), ``compare.json`` (the last step's scores and every
 decision, the DVC metrics ``dvc exp show`` compares chains by), ``steps.csv`` and
-``steps.png`` (the same over update steps).
+``steps.png`` (the same over update steps). The tables and their cells are the main report's
+(:func:`freshllm.report.render.md_table`, :func:`~freshllm.report.render.value_se`), the figure is
+drawn by :func:`freshllm.figures.line_panels`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import math
 from pathlib import Path
 
 from ..common import atomic_file, write_json
+from ..figures import line_panels
+from ..report.render import md_row, md_table, value_se
 from .config import ANCESTOR, Chain
 from .gate import instruction_score, read_json, window_bpb
 
@@ -53,13 +57,6 @@ def window_quiz(rec: dict, update) -> tuple[float | None, float | None]:
     acc = sum(r["acc"] * r["items"] for r in rows) / n
     se = math.sqrt(sum((r["items"] * (r["stderr"] or 0.0)) ** 2 for r in rows)) / n
     return acc, se
-
-
-def _fmt(value, se=None, scale=1.0, digits=2) -> str:
-    if value is None:
-        return "–"
-    s = f"{value * scale:.{digits}f}"
-    return s + (f" ± {se * scale:.{digits}f}" if se is not None else "")
 
 
 def _drift_of(path: Path) -> dict | None:
@@ -106,21 +103,21 @@ def render_start_and_drift(chain: Chain, rows: list[dict]) -> list[str]:
         return []
     lines = ["", f"**Start and drift** (chain.cpt_from: {chain_mode(rows)}): drift = per-layer "
              "||M_t - M_0|| / ||M_0|| from the ancestor's model (mean / max over layers); the merged model's "
-             "instruction following and its scores on the update's own window", "",
-             "| step | cpt from | drift cpt-base mean / max | drift cpt-instruct mean / max | "
-             "IFEval, cpt-base + residual | quiz, own window | bpb, own window |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "instruction following and its scores on the update's own window", ""]
 
     def d(x):
-        return f"{x['mean']:.4f} / {x['max']:.4f}" if x else "–"
+        return f"{value_se(x['mean'], digits=4)} / {value_se(x['max'], digits=4)}" if x else "–"
 
+    table = []
     for r in steps:
         m, w = r["models"]["cpt-base-res"], r["window"]
-        lines.append(f"| {w} | {r['start']['cpt_from'] or '–'} | {d(r['start']['drift']['cpt-base'])} | "
-                     f"{d(r['start']['drift']['cpt-instruct'])} | {_fmt(m['ifeval'], m['ifeval_se'])} | "
-                     f"{_fmt(m['quiz'].get(w), m['quiz_se'].get(w), 100.0)} | "
-                     f"{_fmt(m['bpb'].get(w), m['bpb_se'].get(w), 1.0, 4)} |")
-    return lines
+        table.append([w, r["start"]["cpt_from"] or "–", d(r["start"]["drift"]["cpt-base"]),
+                      d(r["start"]["drift"]["cpt-instruct"]), value_se(m["ifeval"], m["ifeval_se"]),
+                      value_se(m["quiz"].get(w), m["quiz_se"].get(w), scale=100.0),
+                      value_se(m["bpb"].get(w), m["bpb_se"].get(w), digits=4)])
+    return lines + md_table(["step", "cpt from", "drift cpt-base mean / max", "drift cpt-instruct mean / max",
+                             "IFEval, cpt-base + residual", "quiz, own window", "bpb, own window"], table,
+                            align="llrrrrr")
 
 
 def start_and_drift_metrics(rows: list[dict]) -> dict:
@@ -182,13 +179,11 @@ def render(chain: Chain, rows: list[dict]) -> str:
              "One row per update step (the ancestor instruct model first). Instruction following: the "
              "mean of the IFEval metrics x100 ± one standard error; the gate compares each update's merged "
              "model (Setting 2 chain + residual) with the model promoted before it, on the same items.", "",
-             "| step | IFEval, cpt-base + residual | IFEval, cpt-instruct (Setting 1) | promoted | current after |",
-             "|---|---:|---:|---|---|"]
-    for r in rows:
-        m = r["models"]
-        lines.append(f"| {r['window']} | {_fmt(m['cpt-base-res']['ifeval'], m['cpt-base-res']['ifeval_se'])} | "
-                     f"{_fmt(m['cpt-instruct']['ifeval'], m['cpt-instruct']['ifeval_se'])} | "
-                     f"{'yes' if r['promoted'] else 'no'} | {r['current']} |")
+             *md_table(["step", "IFEval, cpt-base + residual", "IFEval, cpt-instruct (Setting 1)", "promoted",
+                        "current after"],
+                       [[r["window"], *(value_se(r["models"][m]["ifeval"], r["models"][m]["ifeval_se"])
+                                        for m in ("cpt-base-res", "cpt-instruct")),
+                         "yes" if r["promoted"] else "no", str(r["current"])] for r in rows], align="lrrll")]
     for name, title in (("cpt-base-res", "cpt-base + residual"), ("cpt-instruct", "cpt-instruct (Setting 1)"),
                         ("cpt-base", "cpt-base (Setting 2, no residual)")):
         present = [r for r in rows if name in r["models"]]
@@ -196,13 +191,12 @@ def render(chain: Chain, rows: list[dict]) -> str:
                                           ("quiz", "d2 quiz accuracy x100 on each window's events", 100.0, 2)):
             if not any(v is not None for r in present for v in r["models"][name][key].values()):
                 continue
-            lines += ["", f"**{title}**: {label}", "",
-                      "| step | " + " | ".join(windows) + " | mean |", "|---|" + "---:|" * (len(windows) + 1)]
+            lines += ["", f"**{title}**: {label}", "", *md_table(["step", *windows, "mean"])]
             for r in present:
                 s = r["models"][name]
-                cells = [_fmt(s[key].get(w), s[f"{key}_se"].get(w), scale, digits) if w in s[key] else ""
+                cells = [value_se(s[key].get(w), s[f"{key}_se"].get(w), digits, scale) if w in s[key] else ""
                          for w in windows]
-                lines.append(f"| {r['window']} | " + " | ".join(cells) + f" | {_fmt(s[f'{key}_mean'], None, scale, digits)} |")
+                lines.append(md_row([r["window"], *cells, value_se(s[f"{key}_mean"], None, digits, scale)]))
     lines += render_start_and_drift(chain, rows)
     lines += ["", "Gate decisions:", ""]
     lines += [f"- {r['window']}: " + "; ".join(r["reasons"] or []) for r in rows]
@@ -240,42 +234,28 @@ def write_steps(rows: list[dict], windows: list[str], csv_path: Path, png_path: 
             for name, s in r["models"].items():
                 w.writerow([i, r["window"], name, s["ifeval"], s["ifeval_se"], s["bpb_mean"], s["quiz_mean"],
                             *[s["bpb"].get(x) for x in windows], *[s["quiz"].get(x) for x in windows]])
-    import matplotlib
+    line_panels(step_panels(rows, windows), png_path, xticks=[r["window"] for r in rows], xlabel="update step")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    has_quiz = any(v is not None for r in rows for s in r["models"].values() for v in s["quiz"].values())
-    fig, axes = plt.subplots(1, 3 if has_quiz else 2, figsize=(15 if has_quiz else 10, 4))
-    steps = list(range(len(rows)))
-    labels = [r["window"] for r in rows]
+def step_panels(rows: list[dict], windows: list[str]) -> list[dict]:
+    """The figure's panels (:func:`freshllm.figures.line_panels`), x = the step: instruction
+    following of the merged model and of the Setting 1 chain; the merged model's bits per byte on
+    each window's news and, in a toy world with d2 slices, its quiz accuracy on each window's events."""
+    ifeval = {}
     for name in ("cpt-base-res", "cpt-instruct"):
-        ys = [r["models"].get(name, {}).get("ifeval") for r in rows]
-        es = [r["models"].get(name, {}).get("ifeval_se") or 0 for r in rows]
-        axes[0].errorbar(steps, [y if y is not None else float("nan") for y in ys], yerr=es, marker="o",
-                         capsize=3, label=name)
-    axes[0].set(title="instruction following (IFEval mean x100)", xlabel="update step")
-    for ax_i, key, title in ((1, "bpb", "held-out news bits per byte, cpt-base + residual"),
-                             (2, "quiz", "d2 quiz accuracy, cpt-base + residual")):
-        if ax_i >= len(axes):
+        scores = [r["models"].get(name, {}) for r in rows]
+        ifeval[name] = [(i, s.get("ifeval"), s.get("ifeval_se")) for i, s in enumerate(scores)]
+    panels = [{"title": "instruction following (IFEval mean x100)", "lines": ifeval}]
+    has_quiz = any(v is not None for r in rows for s in r["models"].values() for v in s["quiz"].values())
+    for key, title in (("bpb", "held-out news bits per byte, cpt-base + residual"),
+                       ("quiz", "d2 quiz accuracy, cpt-base + residual")):
+        if key == "quiz" and not has_quiz:
             continue
-        for wdw in windows:
-            pts = [(i, r["models"]["cpt-base-res"][key].get(wdw), r["models"]["cpt-base-res"][f"{key}_se"].get(wdw))
-                   for i, r in enumerate(rows) if wdw in r["models"]["cpt-base-res"][key]]
-            pts = [(i, v, s or 0) for i, v, s in pts if v is not None]
-            if pts:
-                axes[ax_i].errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
-                                    marker="o", capsize=3, label=f"window {wdw}")
-        axes[ax_i].set(title=title, xlabel="update step")
-    for ax in axes:
-        ax.set_xticks(steps, labels, rotation=30)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(png_path)
+        merged = [r["models"]["cpt-base-res"] for r in rows]
+        panels.append({"title": title, "lines": {
+            f"window {w}": [(i, s[key][w], s[f"{key}_se"].get(w)) for i, s in enumerate(merged)
+                            if s[key].get(w) is not None] for w in windows}})
+    return panels
 
 
 def served(chain: Chain, records_dir: Path) -> list[dict]:
@@ -315,13 +295,12 @@ def render_served(rows: list[dict]) -> str:
              "it was made with, the tries the gate scored on the validation split (the candidate, then "
              "`promote.retry` when it failed) and the one it chose, and the served model's scores on the "
              "test items (stage `u-eval-current`).", "",
-             "| month | served | setting | tries | chosen | IFEval | bpb own window | bpb mean | d2 quiz mean x100 |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['window']} | {r['role']} @ {r['served']} | {_setting_text(r['setting'])} | {r['tries']} | "
-                     f"{r['chosen'] or 'none: incumbent kept'} | {_fmt(r['ifeval'], r['ifeval_se'])} | "
-                     f"{_fmt(r['bpb_own'], r['bpb_own_se'], digits=4)} | {_fmt(r['bpb_mean'], digits=4)} | "
-                     f"{_fmt(r['quiz_mean'], scale=100.0)} |")
+             *md_table(["month", "served", "setting", "tries", "chosen", "IFEval", "bpb own window", "bpb mean",
+                        "d2 quiz mean x100"],
+                       [[r["window"], f"{r['role']} @ {r['served']}", _setting_text(r["setting"]), str(r["tries"]),
+                         str(r["chosen"] or "none: incumbent kept"), value_se(r["ifeval"], r["ifeval_se"]),
+                         value_se(r["bpb_own"], r["bpb_own_se"], digits=4), value_se(r["bpb_mean"], digits=4),
+                         value_se(r["quiz_mean"], scale=100.0)] for r in rows], align="lllrlrrrr")]
     return "\n".join(lines) + "\n"
 
 
