@@ -55,7 +55,8 @@ def test_cpt_bench_on_a_standin_with_its_real_tokenizer(capsys):
     assert res["max_step_loss_diff"] < 1e-3
 
 
-# --- bench/gpu: the GPU cpt-step benchmark, run on CPU with tiny shapes ---
+# --- bench/gpu (the package src/freshllm/bench/gpu/): the GPU cpt-step benchmark, run on CPU
+# with tiny shapes ---
 
 def test_gpu_bench_tiny(tmp_path, capsys):
     """Every default path on both families (Qwen2 with qkv bias, LLaMA 3.2 with llama3 rope):
@@ -101,7 +102,7 @@ def test_gpu_bench_oom_retries_smaller(monkeypatch, capsys):
     """A CUDA OOM halves the batch and retries (at batch 1: gradient checkpointing)."""
     import torch
 
-    from freshllm.bench import gpu
+    from freshllm.bench.gpu import cli
 
     calls = []
 
@@ -115,8 +116,8 @@ def test_gpu_bench_oom_retries_smaller(monkeypatch, capsys):
                 "check": {"exact": True, "max_abs_diff_fp32": 0.0, "max_abs_diff_bf16": 0.0,
                           "tol_bf16": 0.02, "leak_fp32": 1.0}}
 
-    monkeypatch.setattr(gpu, "run_config", fake)
-    rep = gpu.main(["--tiny", "--models", "qwen2.5-0.5b", "--paths", "sdpa_packed", "--no-check"])
+    monkeypatch.setattr(cli, "run_config", fake)  # the name the driver calls
+    rep = cli.main(["--tiny", "--models", "qwen2.5-0.5b", "--paths", "sdpa_packed", "--no-check"])
     assert calls == [(2, False), (1, False), (1, True)]
     (r,) = rep["results"]
     assert r["oom"] == "OOM at batch 2; OOM at batch 1" and r["grad_ckpt"]
@@ -124,7 +125,7 @@ def test_gpu_bench_oom_retries_smaller(monkeypatch, capsys):
 
 
 def test_gpu_bench_flex_toolchain_failure_skips_other_flex_runs(monkeypatch, capsys):
-    from freshllm.bench import gpu
+    from freshllm.bench.gpu import cli
 
     seen = []
 
@@ -136,8 +137,8 @@ def test_gpu_bench_flex_toolchain_failure_skips_other_flex_runs(monkeypatch, cap
                 "tokens_per_s": 1.0, "model_tflops": 1e-9, "flops_per_token_6n": 6.0, "peak_mem_gib": None,
                 "step_s_mean": 1.0, "seconds": 1.0, "check": {"exact": True}}
 
-    monkeypatch.setattr(gpu, "run_config", fake)
-    rep = gpu.main(["--tiny", "--models", "qwen2.5-0.5b,llama3.2-3b", "--paths", "sdpa_packed,flex_packed"])
+    monkeypatch.setattr(cli, "run_config", fake)  # the name the driver calls
+    rep = cli.main(["--tiny", "--models", "qwen2.5-0.5b,llama3.2-3b", "--paths", "sdpa_packed,flex_packed"])
     assert [p for _, p in seen].count("flex_packed") == 1  # the second model's flex run is skipped
     status = {(r["model"], r["path"]): r.get("status", "ok") for r in rep["results"]}
     assert sorted(status.values()) == ["error", "ok", "ok", "skipped"]
@@ -184,26 +185,62 @@ def test_gpu_bench_flop_accounting():
     assert gpu.spec_peak("NVIDIA H200") == 989.0 and gpu.spec_peak("NVIDIA H100 PCIe") == 756.0
 
 
-def test_gpu_bench_imports_only_torch_and_transformers():
-    """The GPU machine has torch, transformers and accelerate only: the script must run with
-    freshllm's other dependencies absent and load no other freshllm module."""
-    code = textwrap.dedent("""
-        import sys
+def test_gpu_bench_imports_only_torch_and_transformers(tmp_path):
+    """The GPU machine has torch, transformers and accelerate only. Every module of the package
+    imports nothing but the standard library, torch, transformers, accelerate, the package's
+    own modules (relatively) and the stdlib-only hub configs ``freshllm.standins.architectures``:
+    checked in each module's source, and by running ``python -m freshllm.bench.gpu`` with
+    freshllm's other dependencies absent, then importing every module of the package, and
+    listing the freshllm modules loaded (no other one)."""
+    import ast
+
+    from freshllm.bench import gpu
+
+    pkg = Path(gpu.__file__).parent
+    modules = sorted(p.stem for p in pkg.glob("*.py"))
+    assert {"__init__", "__main__", "cli", "shapes", "steps", "checks", "report"} <= set(modules)
+    outside = {"torch", "transformers", "accelerate"}
+    project = {"freshllm.standins.architectures"}  # itself stdlib only
+    bad = []
+    for p in sorted(pkg.glob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text(), p.name)):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                if node.level != 1:  # from .. import: out of the package
+                    bad.append(f"{p.name}:{node.lineno}: {'.' * node.level}{node.module or ''}")
+                continue
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                if not (top in sys.stdlib_module_names or top in outside or name in project):
+                    bad.append(f"{p.name}:{node.lineno}: {name}")
+    assert not bad, f"imports outside the stdlib, torch, transformers, accelerate, the package: {bad}"
+
+    out = tmp_path / "gpu.json"
+    code = textwrap.dedent(f"""
+        import importlib, runpy, sys
         for name in ("fundus", "lm_eval", "dvc", "dvclive", "datasets", "yaml_include", "curl_cffi"):
             sys.modules[name] = None  # import fails, importlib.util.find_spec returns None
-        from freshllm.bench import gpu
-        gpu.main(["--tiny", "--models", "llama3.2-3b", "--paths", "sdpa_packed", "--steps", "1",
-                  "--warmup", "0", "--no-check"])
+        sys.argv = ["gpu", "--tiny", "--models", "llama3.2-3b", "--paths", "sdpa_packed", "--steps", "1",
+                    "--warmup", "0", "--no-check", "--json", {str(out)!r}]
+        runpy.run_module("freshllm.bench.gpu", run_name="__main__", alter_sys=True)  # as python -m does
+        for m in {modules!r}:
+            importlib.import_module("freshllm.bench.gpu" + ("" if m == "__init__" else "." + m))
         mods = sorted(m for m in sys.modules if m.split(".")[0] == "freshllm")
         print("FRESHLLM", ",".join(mods))
     """)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "llama3.2-3b sdpa_packed: batch 2 x 256" in res.stdout and "recommended GPU default:" in res.stdout
     line = [x for x in res.stdout.splitlines() if x.startswith("FRESHLLM ")][-1]
     assert set(line.split(" ", 1)[1].split(",")) == {
-        "freshllm", "freshllm.bench", "freshllm.bench.gpu", "freshllm.standins",
-        "freshllm.standins.architectures"}
+        "freshllm", "freshllm.bench", "freshllm.standins", "freshllm.standins.architectures",
+        *("freshllm.bench.gpu" + ("" if m == "__init__" else "." + m) for m in modules)}
+    saved = json.loads(out.read_text())
+    assert set(saved) == {"env", "args", "results", "recommended", "total_s"}  # no peak on CPU: no goal_1_5b
+    (r,) = saved["results"]
+    assert r["model"] == "llama3.2-3b" and r["path"] == "sdpa_packed" and r["tokens_per_s"] > 0
 
 
 # --- bench/pack and bench/eval smoke runs ---
