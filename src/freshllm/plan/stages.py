@@ -224,7 +224,8 @@ def models_row(inp: Inputs, stage: Stage, call: Call) -> dict:
                     bytes_moved=sum(outputs.values()), outputs=outputs,
                     notes=["downloads both models (weights only; tokenizer and config files are MBs)"])
     real = cfg.source == "real"
-    tokens = ((0 if real else cfg.pretrain_steps) + cfg.sft_steps) * cfg.batch_size * cfg.seq_len
+    loops = ([] if real else [cfg.pretrain]) + [cfg.sft]  # a real model is only fine-tuned
+    tokens = sum(loop.steps * loop.sequences_per_step(1) for loop in loops) * cfg.seq_len
     flops = F.train_flops(infos["base"].params, tokens)
     note = (f"converts the real model {cfg.real_model} (once per machine, cached), then SFT on the CPU"
             if real else "builds the tiny local pair: pre-training + SFT on the CPU")
