@@ -6,7 +6,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import freshllm, torch, fundus, lm_eval, dvc" 2>/dev/null; then
+if ! .venv/bin/python -c "import freshllm, torch, fundus, lm_eval, dvc, xdist" 2>/dev/null; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q torch==2.13.0          # CPU build (GPU users: install the CUDA build first)
   .venv/bin/pip install -q -e '.[dev]'
