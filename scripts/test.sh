@@ -9,7 +9,7 @@ export PATH="$PWD/.venv/bin:$PATH" DVC_NO_ANALYTICS=1 HF_HUB_OFFLINE=1 HF_DATASE
 cores=$(python -c "import os; print(len(os.sched_getaffinity(0)))")
 workers=${TEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}
 if [ "$workers" -gt 1 ]; then
-  python -m pytest -q -n "$workers" --dist loadscope "$@"
+  python -m pytest -q --durations=20 -n "$workers" --dist loadscope "$@"
 else
-  python -m pytest -q "$@"
+  python -m pytest -q --durations=20 "$@"
 fi

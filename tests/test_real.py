@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, copy_project, hermetic_env, profile_file, safetensors_dtypes, sh
-from freshllm.config import overlay
+from freshllm.config import merge_sections
 
 pytestmark = pytest.mark.usefixtures("private_nltk_data")
 
@@ -98,7 +98,7 @@ def real_run(tmp_path_factory, converted):
     work.mkdir()
     copy_project(work)
     profile = yaml.safe_load(profile_file("real-smollm2").read_text())
-    (work / "params.yaml").write_text(yaml.safe_dump(overlay(profile, TINY), sort_keys=False))
+    (work / "params.yaml").write_text(yaml.safe_dump(merge_sections(profile, TINY), sort_keys=False))
     env = hermetic_env(tmp)
     env["NLTK_DATA"] = str(tmp / "nltk_data")
     env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "2")

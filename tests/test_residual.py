@@ -357,6 +357,33 @@ def test_stale_temp_dirs_of_a_killed_run_are_removed(tmp_path, tiny_pair):
         d.name for d in keep if d.name.startswith(".new."))
 
 
+def test_stale_temp_file_of_a_killed_write_is_removed_at_the_next_write(tmp_path):
+    """atomic_file, as atomic_dir: a write killed mid-way leaves its temp file; the next write of
+    the same file removes it, and leaves a live process's temp and another file's alone."""
+    import os
+    import subprocess
+    import sys
+
+    from freshllm.common import atomic_file
+
+    out = tmp_path / "heldout.jsonl"
+    killed = ("import os, sys; from freshllm.common import atomic_file\n"
+              "cm = atomic_file(sys.argv[1]); fh = cm.__enter__(); fh.write('half'); fh.flush()\n"
+              "print(fh.name, flush=True); os._exit(9)")  # killed: no cleanup runs
+    stale = Path(subprocess.run([sys.executable, "-c", killed, str(out)], capture_output=True, text=True,
+                                env=os.environ).stdout.strip())
+    assert stale.is_file() and stale.read_text() == "half" and not out.exists()
+    host = stale.name.split(".tmp-", 1)[1].rsplit("-", 2)[0]
+    keep = [tmp_path / f".heldout.jsonl.tmp-{host}-{os.getpid()}-live1234",  # a live owner (this process)
+            tmp_path / f".other.jsonl.tmp-{host}-{stale.name.rsplit('-', 2)[1]}-abcd1234"]  # another file's
+    for k in keep:
+        k.write_text("x")
+    with atomic_file(out) as fh:
+        fh.write("whole")
+    assert out.read_text() == "whole" and not stale.exists() and all(k.is_file() for k in keep)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, *(k.name for k in keep)])
+
+
 def test_merged_model_carries_instruct_tokenizer_template_and_generation_config(tmp_path, tokenizers_pair):
     from transformers import AutoTokenizer, GenerationConfig
 

@@ -68,38 +68,48 @@ def _umask() -> int:
     return mask
 
 
-@contextlib.contextmanager
-def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """Yield a temp directory next to ``final``; rename it into place on success.
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
-    On failure the temp directory is removed and ``final`` is left untouched. The temp
-    directory is ``.<name>.tmp-<host>-<pid>-<random>``: a run that was killed (no cleanup)
-    leaves it behind, so at start the temp (and ``.<name>.old-<host>-<pid>``) directories
-    of the same output whose owner, on this host, is no longer running are removed; those
-    of live processes, of other hosts or of another naming scheme are left alone.
+
+def _claim(final: Path) -> str:
+    """Make ``final``'s parent, remove what killed runs left there, and return the temp prefix.
+
+    Temps are ``.<name>.tmp-<host>-<pid>-<random>`` (and ``.<name>.old-<host>-<pid>``): a run
+    that was killed (no cleanup) leaves them behind, so the ones of the same output whose
+    owner, on this host, is no longer running are removed; those of live processes, of other
+    hosts or of another naming scheme are left alone.
     """
     import re
     import socket
 
-    def running(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # someone else's live process
-            return True
-        return True
-
-    final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "localhost"
     mine = re.compile(rf"\.{re.escape(final.name)}\.(?:tmp|old)-{re.escape(host)}-(\d+)(?:-[A-Za-z0-9_]+)?")
     for p in final.parent.iterdir():
         m = mine.fullmatch(p.name)
-        if m and p.is_dir() and not p.is_symlink() and not running(int(m.group(1))):
+        if m and not p.is_symlink() and not _running(int(m.group(1))):
             log.warning("removing %s: left by process %s, which is no longer running", p, m.group(1))
-            shutil.rmtree(p, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{host}-{os.getpid()}-", dir=final.parent))
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return f".{final.name}.tmp-{host}-{os.getpid()}-"
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield a temp directory next to ``final``; rename it into place on success.
+
+    On failure the temp directory is removed and ``final`` is left untouched; what a killed
+    run left is removed at the next start (``_claim``).
+    """
+    final = Path(final)
+    prefix = _claim(final)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
@@ -107,7 +117,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if final.exists():
-        old = final.with_name(f".{final.name}.old-{host}-{os.getpid()}")
+        old = final.with_name(f".{final.name}.old-{prefix[len(final.name) + 6:-1]}")  # -<host>-<pid>
         os.replace(final, old) if final.is_dir() else final.unlink()
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
@@ -117,10 +127,10 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_file(final: str | Path, mode: str = "w", **kw) -> Iterator[Any]:
-    """Open a temp file next to ``final`` and rename it into place on success."""
+    """Open a temp file next to ``final`` and rename it into place on success (what a killed
+    run left is removed at the next start, as for ``atomic_dir``)."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_claim(final), dir=final.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
     try:

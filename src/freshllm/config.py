@@ -229,10 +229,10 @@ class WorldConfig:
 OVERLAYS: dict[str, str] = {"chain.cpt": "cpt"}
 
 
-def overlay(base: Any, over: Any) -> Any:
+def merge_sections(base: Any, over: Any) -> Any:
     """``base`` updated with ``over``: mappings merged recursively, anything else replaced."""
     if isinstance(base, dict) and isinstance(over, dict):
-        return {**base, **{k: overlay(base.get(k), v) if k in base else v for k, v in over.items()}}
+        return {**base, **{k: merge_sections(base.get(k), v) for k, v in over.items()}}
     return over
 
 
@@ -248,7 +248,7 @@ def section_values(params: dict, section: str, where: str) -> Any:
     own = node.get(key) if isinstance(node, dict) else None
     if own is not None and not isinstance(own, dict):
         raise ConfigError(where, [f"{section}: expected a mapping (what it changes of `{base}`), got {type(own).__name__}"])
-    return overlay(params.get(base) or {}, own or {})  # no base section: its defaults
+    return merge_sections(params.get(base) or {}, own or {})  # no base section: its defaults
 
 
 def load_section(cls: type[T], section: str, params_path: str | Path = "params.yaml",
