@@ -87,7 +87,8 @@ TINY = {
     "pack": {"seq_len": 256},
     "cpt": {"train": {"batch_size": 2, "save_every": 2}},
     "eval": {"limit": 2, "toy_ifeval_prompts": 4, "max_gen_toks": 8, "batch_size": 4, "bootstrap_iters": 10,
-             "text": {"docs": 4, "max_chars": 400}},
+             "text": {"docs": 4, "max_chars": 400},
+             "tasks": ["toy_ifeval", "toy_d2", "ifeval", "arc_easy"]},  # one real-world retention twin of three
 }
 
 
