@@ -568,6 +568,24 @@ def test_broken_text_file_fails_before_the_model_loads(tiny_llama, tmp_path):
     assert not (tmp_path / "o.json").exists()
 
 
+def test_a_text_file_with_no_test_split_line_is_not_scored(tiny_llama, tmp_path):
+    """A chain window whose held-out articles all fell in the validation half (or that had none):
+    its fresh text has no test-split line, so fresh_bpb is left out, as for an empty file; the
+    other text is scored."""
+    from freshllm.eval import main
+
+    params = write_params(tmp_path / "params.yaml", tasks=["piqa"], limit=2, text={"docs": 4, "max_chars": 200})
+    fresh, known = tmp_path / "fresh.jsonl", tmp_path / "known.jsonl"
+    fresh.write_text('{"text": "only the gate sees this", "window": "2024-01", "split": "validation"}\n')
+    known.write_text('{"text": "the ancestor knew this sentence well"}\n{"text": "and this one too"}\n')
+    out = tmp_path / "o.json"
+    main(["--params", str(params), "--model", str(tiny_llama), "--name", "cpt-base-res+toy@2024-01",
+          "--out", str(out), "--samples", str(tmp_path / "s.jsonl"), "--fresh-text", str(fresh),
+          "--known-text", str(known)])
+    rec = json.loads(out.read_text())
+    assert "fresh_bpb" not in rec["results"] and "bits_per_byte" in rec["results"]["known_bpb"]
+
+
 def test_rolling_standard_error_resamples_documents():
     from freshllm.eval import extract_stderrs, rolling_bootstrap_se
 

@@ -81,7 +81,7 @@ def test_an_unknown_real_model_is_a_config_error(tmp_path):
 # --- every stage on the real model (a few steps each) -----------------------------------------
 
 TINY = {
-    "budgets": ["2K"], "merge_budget": "2K",
+    "budgets": ["1K"], "merge_budget": "1K",
     "models": {"smol": {"sft_examples": 40, "seq_len": 128, "sft": {"steps": 2, "batch_size": 2, "warmup_steps": 1}}},
     "crawl": {"max_articles": 300, "min_articles": 200, "local_per_month": 120},
     "pack": {"seq_len": 256},
@@ -122,13 +122,13 @@ def test_every_stage_runs_on_the_real_model(real_run):
     assert models["source"] == "real" and models["checked"]["parameters"] == 134_515_008
     assert "Paris" in models["checked"]["greedy"]["reply"]
     names = {p.relative_to(work / "models").as_posix() for p in _model_dirs(work)}
-    assert {"smol/base", "smol/instruct", "cpt/base-2K", "cpt/instruct-2K", "merged/smol-2K"} <= names, names
+    assert {"smol/base", "smol/instruct", "cpt/base-1K", "cpt/instruct-1K", "merged/smol-1K"} <= names, names
     evals = {}
     for f in (work / "metrics" / "eval").glob("*.json"):
         rec = json.loads(f.read_text())
         evals[rec["model"]] = rec
-    assert {"base+smol", "instruct+smol", "cpt-base@2K", "cpt-instruct@2K",
-            "cpt-base-res+smol@2K"} <= set(evals), list(evals)
+    assert {"base+smol", "instruct+smol", "cpt-base@1K", "cpt-instruct@1K",
+            "cpt-base-res+smol@1K"} <= set(evals), list(evals)
     for name, rec in evals.items():
         assert {"toy_ifeval", "toy_d2", "ifeval", "arc_easy", "fresh_bpb", "known_bpb"} <= set(rec["results"]), \
             (name, list(rec["results"]))
@@ -147,7 +147,7 @@ def test_bf16_and_tied_embeddings_are_kept_through_every_stage(real_run):
     from safetensors.torch import load_file
 
     base = load_file(str(work / "models" / "smol" / "base" / "model.safetensors"))
-    cpt = load_file(str(work / "models" / "cpt" / "base-2K" / "model.safetensors"))
+    cpt = load_file(str(work / "models" / "cpt" / "base-1K" / "model.safetensors"))
     assert not base["model.embed_tokens.weight"].equal(cpt["model.embed_tokens.weight"])  # it trained
 
 

@@ -323,7 +323,7 @@ def test_shrunken_world_budget_grid_as_queued_experiments(shrunken_run):
         if not re.search(r"\b(Queued|Running)\b", status):
             break
         assert time.monotonic() < deadline, status
-        time.sleep(5)
+        time.sleep(1)
     assert status.count("Success") == 2, status
     shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=work, env=env, check=True,
                                       capture_output=True, text=True).stdout)

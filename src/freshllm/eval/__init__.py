@@ -53,7 +53,7 @@ from ..config import WorldConfig, load_section
 from ..io.hf import ModelDirError, check_model_dir
 from ..names import KINDS, model_kind, model_name
 from ..tasks.text import TEXT_TASKS, TextConfig, TextDataError
-from ..tasks.text import load as load_text
+from ..tasks.text import load as load_text, read_rows
 from ..tasks.text import load_windows
 
 from .errors import EvalError
@@ -335,8 +335,9 @@ def main(argv: list[str] | None = None) -> None:
         texts = {task: path for task, path in (("fresh_bpb", args.fresh_text), ("known_bpb", args.known_text))
                  if path is not None}
         for task, path in list(texts.items()):
-            if path.is_file() and not path.read_bytes().strip():  # e.g. a chain whose windows had no article yet
-                log.warning("%s is empty: %s is not scored", path, task)
+            # e.g. a chain whose windows had no article yet, or held out only validation-half ones
+            if path.is_file() and not read_rows(path):
+                log.warning("%s has no test-split text: %s is not scored", path, task)
                 del texts[task]
         if not texts:
             log.warning("no --fresh-text / --known-text: the bits-per-byte tasks are not scored")
