@@ -79,7 +79,8 @@ def _running(pid: int) -> bool:
 
 
 def _claim(final: Path) -> str:
-    """Make ``final``'s parent, remove what killed runs left there, and return the temp prefix.
+    """Make ``final``'s parent, remove what killed runs left there, and return this process's
+    owner tag ``<host>-<pid>`` for the temp names.
 
     Temps are ``.<name>.tmp-<host>-<pid>-<random>`` (and ``.<name>.old-<host>-<pid>``): a run
     that was killed (no cleanup) leaves them behind, so the ones of the same output whose
@@ -97,7 +98,7 @@ def _claim(final: Path) -> str:
         if m and not p.is_symlink() and not _running(int(m.group(1))):
             log.warning("removing %s: left by process %s, which is no longer running", p, m.group(1))
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    return f".{final.name}.tmp-{host}-{os.getpid()}-"
+    return f"{host}-{os.getpid()}"
 
 
 @contextlib.contextmanager
@@ -108,8 +109,8 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     run left is removed at the next start (``_claim``).
     """
     final = Path(final)
-    prefix = _claim(final)
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
+    owner = _claim(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{owner}-", dir=final.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
@@ -117,7 +118,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if final.exists():
-        old = final.with_name(f".{final.name}.old-{prefix[len(final.name) + 6:-1]}")  # -<host>-<pid>
+        old = final.with_name(f".{final.name}.old-{owner}")
         os.replace(final, old) if final.is_dir() else final.unlink()
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
@@ -130,7 +131,7 @@ def atomic_file(final: str | Path, mode: str = "w", **kw) -> Iterator[Any]:
     """Open a temp file next to ``final`` and rename it into place on success (what a killed
     run left is removed at the next start, as for ``atomic_dir``)."""
     final = Path(final)
-    fd, tmp = tempfile.mkstemp(prefix=_claim(final), dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-{_claim(final)}-", dir=final.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
     try:
