@@ -86,7 +86,9 @@ p["crawl"].update(max_articles=40, min_articles=20, local_per_month=8)
 p["crawl"]["processes"] = 0
 p["eval"].update(limit=1, max_gen_toks=8)
 # one optimizer step over the budget's sequences (the profile's grad_accum would cycle them to 16)
-seqs = -(-8000 // p["pack"]["seq_len"])  # the 8K budget's packed sequences
+from freshllm.config import parse_count
+
+seqs = -(-parse_count(p["budgets"][0]) // p["pack"]["seq_len"])  # the budget's packed sequences
 p["cpt"]["train"].update(grad_accum=max(1, seqs // p["cpt"]["train"]["batch_size"]))
 Path("params.yaml").write_text("# rehearsal profile, --shrunken (scripts/rehearsal.sh)\n"
                                + yaml.safe_dump(p, sort_keys=False))
