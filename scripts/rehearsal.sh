@@ -78,8 +78,9 @@ if not shrunken:
 import yaml
 
 p = yaml.safe_load(Path("params.yaml").read_text())
-# the e2e test's sizes: one budget (one optimizer step), fewer articles, one document per task
-p["budgets"] = ["8K"]
+# the e2e test's sizes: one budget of one 4096-token sequence (one optimizer step), fewer articles,
+# one document per task
+p["budgets"] = ["4K"]
 p["crawl"].update(max_articles=40, min_articles=20, local_per_month=8)
 # BUG crawl-pool-hang (tests/test_rehearsal.py): with processes > 0 a month's fundus pool can
 # hang in Pool.terminate under the crawl stage's SIGTERM handler; in-process until that is fixed
