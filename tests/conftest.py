@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # pytest-xdist (scripts/test.sh: --dist loadscope --no-loadscope-reorder) hands whole modules to
 # workers in collection order: the long end-to-end modules go first, longest first, so that none
 # of them starts near the end of the run while the other workers sit idle.
-LONGEST_FIRST = ("test_updates.py", "test_rehearsal.py", "test_real.py", "test_toyworld.py",
-                 "test_chain_modes.py", "test_e2e.py")
+LONGEST_FIRST = ("test_updates.py", "test_rehearsal.py", "test_e2e.py", "test_toyworld.py",
+                 "test_real.py", "test_chain_modes.py")
 
 
 def pytest_collection_modifyitems(config, items):
