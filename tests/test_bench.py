@@ -185,13 +185,26 @@ def test_gpu_bench_flop_accounting():
     assert gpu.spec_peak("NVIDIA H200") == 989.0 and gpu.spec_peak("NVIDIA H100 PCIe") == 756.0
 
 
+def test_gpu_bench_models_are_the_projects_hub_configs():
+    """bench/gpu reads its hub configs as data (models.json, in priority order): they are what
+    freshllm.standins.architectures says, exact and shrunk for --tiny; `python -m freshllm.standins
+    bench-configs` rewrites the file when they change."""
+    from freshllm.bench import gpu
+    from freshllm.bench.gpu.shapes import MODELS_FILE
+    from freshllm.standins.architectures import BENCH_GPU_MODELS, bench_gpu_models
+
+    saved = json.loads(MODELS_FILE.read_text())
+    assert MODELS_FILE == BENCH_GPU_MODELS and list(gpu.MODELS)[0] == "qwen2.5-1.5b"  # the goal first
+    assert saved == bench_gpu_models(saved), "models.json is stale: run `python -m freshllm.standins bench-configs`"
+    assert gpu.model_config("llama3.2-3b", tiny=True, vocab=1024)["hidden_size"] == saved["tiny_shrink"]["hidden"]
+
+
 def test_gpu_bench_imports_only_torch_and_transformers(tmp_path):
     """The GPU machine has torch, transformers and accelerate only. Every module of the package
-    imports nothing but the standard library, torch, transformers, accelerate, the package's
-    own modules (relatively) and the stdlib-only hub configs ``freshllm.standins.architectures``:
-    checked in each module's source, and by running ``python -m freshllm.bench.gpu`` with
-    freshllm's other dependencies absent, then importing every module of the package, and
-    listing the freshllm modules loaded (no other one)."""
+    imports nothing but the standard library, torch, transformers, accelerate and the package's
+    own modules (relatively): checked in each module's source, and by running ``python -m
+    freshllm.bench.gpu`` with freshllm's other dependencies absent, then importing every module
+    of the package, and listing the freshllm modules loaded (no other one)."""
     import ast
 
     from freshllm.bench import gpu
@@ -200,7 +213,7 @@ def test_gpu_bench_imports_only_torch_and_transformers(tmp_path):
     modules = sorted(p.stem for p in pkg.glob("*.py"))
     assert {"__init__", "__main__", "cli", "shapes", "steps", "checks", "report"} <= set(modules)
     outside = {"torch", "transformers", "accelerate"}
-    project = {"freshllm.standins.architectures"}  # itself stdlib only
+    project: set[str] = set()
     bad = []
     for p in sorted(pkg.glob("*.py")):
         for node in ast.walk(ast.parse(p.read_text(), p.name)):
@@ -235,8 +248,7 @@ def test_gpu_bench_imports_only_torch_and_transformers(tmp_path):
     assert "llama3.2-3b sdpa_packed: batch 2 x 256" in res.stdout and "recommended GPU default:" in res.stdout
     line = [x for x in res.stdout.splitlines() if x.startswith("FRESHLLM ")][-1]
     assert set(line.split(" ", 1)[1].split(",")) == {
-        "freshllm", "freshllm.bench", "freshllm.standins", "freshllm.standins.architectures",
-        *("freshllm.bench.gpu" + ("" if m == "__init__" else "." + m) for m in modules)}
+        "freshllm", "freshllm.bench", *("freshllm.bench.gpu" + ("" if m == "__init__" else "." + m) for m in modules)}
     saved = json.loads(out.read_text())
     assert set(saved) == {"env", "args", "results", "recommended", "total_s"}  # no peak on CPU: no goal_1_5b
     (r,) = saved["results"]

@@ -49,6 +49,11 @@ def test_shared_bodies_resolve_to_each_stages_own_model(tmp_path):
         assert f"models/updates/{w}/{role}" in {d.def_path for d in s.deps}, stage
         assert {o.def_path for o in s.outs} == {f"data/updates/{w}/eval_samples/{role}.jsonl",
                                                 f"metrics/updates/{w}/eval/{role}.json"}, stage
+    cur = st[f"u-eval-current@{w}"]  # a copy of the candidate's or incumbent's record when it is that model
+    reused = [f"metrics/updates/{w}/eval/{r}.json" for r in ("cpt-base-res", "incumbent")]
+    assert cur.cmd.endswith("--reuse " + " ".join(reused))
+    assert {*reused, *(f"data/updates/{w}/eval_samples/{r}.jsonl" for r in ("cpt-base-res", "incumbent"))} \
+        <= {d.def_path for d in cur.deps}
     inc = st[f"u-eval-incumbent@{w}"]
     assert f"--model models/updates/2024-01/current --name cpt-base-res+incumbent@{w} " in inc.cmd
     assert "models/updates/2024-01/current" in {d.def_path for d in inc.deps}

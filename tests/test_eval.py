@@ -7,6 +7,7 @@ the stock prompts, filters and metrics correctly, and an always-wrong one scores
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import math
@@ -631,3 +632,88 @@ def test_data_parallel_eval_on_two_processes_equals_one(standin_pairs, tmp_path)
     a, b = (json.loads((d / "o.json").read_text()) for d in (one, two))
     assert a["results"] == b["results"]
     assert len((two / "s.jsonl").read_text().splitlines()) == len((one / "s.jsonl").read_text().splitlines())
+
+
+# --- reusing the record of the same model (--reuse; freshllm.eval.reuse) -----------------------
+
+def test_reuse_copies_the_record_of_the_same_model_as_a_fresh_eval_would_write_it(tiny_llama, tmp_path, caplog):
+    """A chain's served model is the candidate or the incumbent with its own card: --reuse copies
+    that model's record and samples, naming this model, and the copy equals what scoring it
+    again writes (but for saying what it copies); a record of other files is not reused."""
+    import logging
+
+    from freshllm.eval import main
+
+    params = write_params(tmp_path / "params.yaml", tasks=["piqa", "arc_easy"], limit=2,
+                          text={"docs": 4, "max_chars": 200})
+    fresh, known = tmp_path / "fresh.jsonl", tmp_path / "known.jsonl"
+    fresh.write_text('{"text": "the festival was held in the town", "window": "2024-01", "split": "test"}\n')
+    known.write_text('{"text": "the ancestor knew this sentence well"}\n')
+    cand = _copy_model(tiny_llama, tmp_path / "cpt-base-res")
+    served = _copy_model(tiny_llama, tmp_path / "current")
+    (cand / "README.md").write_text("the candidate's card\n")
+    (served / "README.md").write_text("the served model's card: another parent line\n")
+
+    def ev(model, name, tag, *extra):
+        out, samples = tmp_path / f"{tag}.json", tmp_path / f"{tag}.jsonl"
+        main(["--params", str(params), "--model", str(model), "--name", name, "--out", str(out),
+              "--samples", str(samples), "--fresh-text", str(fresh), "--known-text", str(known), *extra])
+        return json.loads(out.read_text()), samples
+
+    rec, rec_samples = ev(cand, "cpt-base-res+toy@2024-01", "cand")
+    assert rec["samples"] == {"path": str(rec_samples), "lines": len(rec_samples.read_text().splitlines()),
+                              "sha256": hashlib.sha256(rec_samples.read_bytes()).hexdigest()}
+    again, again_samples = ev(served, "cpt-base-res+current@2024-01", "scored")
+    with caplog.at_level(logging.INFO, logger="freshllm.eval.reuse"):
+        copied, copied_samples = ev(served, "cpt-base-res+current@2024-01", "copied",
+                                    "--reuse", str(tmp_path / "none.json"), str(tmp_path / "cand.json"))
+    assert "not reusing" in caplog.text and "no such record" in caplog.text  # the first one
+    assert copied.pop("reused_from") == {"record": str(tmp_path / "cand.json"), "model": rec["model"]}
+    assert copied_samples.read_bytes() == again_samples.read_bytes()
+    assert copied["samples"].pop("path") == str(copied_samples) and again["samples"].pop("path")
+    assert copied == again and copied["model_hash"] != rec["model_hash"]  # the card differs
+
+    # another model's files are scored, the reason logged
+    other = _copy_model(tiny_llama, tmp_path / "other", skip=("generation_config.json",))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="freshllm.eval.reuse"):
+        scored, _ = ev(other, "cpt-base-res+current@2024-01", "other", "--reuse", str(tmp_path / "cand.json"))
+    assert "reused_from" not in scored and "other model files" in caplog.text
+
+
+def test_reuse_refuses_a_record_that_differs_in_anything_that_decides_the_scores(tmp_path):
+    from dataclasses import asdict, replace
+    from importlib.metadata import version
+
+    from freshllm.common import sha256_file
+    from freshllm.eval import EvalConfig
+    from freshllm.eval.reuse import _mismatch
+
+    cfg = EvalConfig(tasks=["piqa"], limit=2)
+    text = tmp_path / "fresh.jsonl"
+    text.write_text('{"text": "a"}\n')
+    samples = tmp_path / "s.jsonl"
+    samples.write_text('{"task": "piqa"}\n')
+    args = {"dtype": "auto", "batch_size": 8, "device": "cpu"}
+    rec = {"model_files_sha256": "f", "chat_template": True,
+           "config": {"params": json.loads(json.dumps(asdict(cfg))), "backend": "hf",
+                      "model_args": {"pretrained": "elsewhere", **args}, "lm_eval_version": version("lm_eval"),
+                      "texts": {"fresh_bpb": {"sha256": sha256_file(text)}}},
+           "samples": {"path": str(samples), "sha256": sha256_file(samples)}}
+    texts = {"fresh_bpb": text}
+    assert _mismatch(rec, cfg, True, "f", texts, args) is None
+    assert _mismatch(rec, cfg, True, "g", texts, args) == "other model files"
+    assert _mismatch(rec, cfg, False, "f", texts, args) == "another chat-template choice"
+    assert _mismatch(rec, replace(cfg, limit=3), True, "f", texts, args) == "other eval params"
+    assert _mismatch(rec, cfg, True, "f", texts, {**args, "device": "cuda"}) == "another backend or model arguments"
+    assert _mismatch(rec, cfg, True, "f", {}, args) == "other texts"
+    text.write_text('{"text": "b"}\n')
+    assert _mismatch(rec, cfg, True, "f", texts, args) == "other texts"
+    text.write_text('{"text": "a"}\n')
+    samples.write_text('{"task": "piqa", "edited": true}\n')
+    assert _mismatch(rec, cfg, True, "f", texts, args) == "its samples file is not the one it wrote"
+    samples.unlink()
+    assert _mismatch(rec, cfg, True, "f", texts, args) == "its samples file is missing"
+    rec["config"]["lm_eval_version"] = "0.0.1"
+    samples.write_text('{"task": "piqa"}\n')
+    assert _mismatch(rec, cfg, True, "f", texts, args) == "another lm-eval version"

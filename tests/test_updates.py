@@ -514,7 +514,10 @@ def test_chain_runs_and_every_model_card_names_its_parents(shrunken_chain):
     held = [json.loads(x) for x in (work / "data/updates/2024-01/heldout.jsonl").read_text().splitlines()]
     assert {r["split"] for r in held} == {"validation", "test"}
     assert ev["config"]["texts"]["fresh_bpb"]["documents"] == sum(r["split"] == "test" for r in held)
-    assert (work / "metrics/updates/2024-01/eval/current.json").is_file()
+    served = json.loads((work / "metrics/updates/2024-01/eval/current.json").read_text())
+    if weights_hash(u / "current") == weights_hash(u / "cpt-base-res"):  # the candidate as is: its record, copied
+        assert served["reused_from"] == {"record": "metrics/updates/2024-01/eval/cpt-base-res.json", "model": ev["model"]}
+        assert served["results"] == ev["results"] and served["model"] == "cpt-base-res+current@2024-01"
     assert "## What is served" in (work / "metrics/chain/report.md").read_text()
     assert weights_hash(work / "models/current") == decision["current"]["weights_sha256"]
     assert (work / "models/current/README.md").is_file()
@@ -670,6 +673,10 @@ def test_months_with_no_article_train_nothing_and_keep_the_served_model(shrunken
         assert not rec["promoted"] and rec["no_new_articles"]
         assert rec["reasons"][0].startswith(f"kept the incumbent: window {w}: the crawl found no article")
     assert weights_hash(work / "models/current") == served
+    current = json.loads((work / f"metrics/updates/{last}/eval/current.json").read_text())
+    # not scored again (with no new article the candidate has the incumbent's weights too)
+    assert current["reused_from"]["record"] in {f"metrics/updates/{last}/eval/{r}.json"
+                                                for r in ("cpt-base-res", "incumbent")}
     decisions = json.loads((work / "metrics/promote.json").read_text())["decisions"]
     assert [d["window"] for d in decisions] == ["ancestor", *params["updates"]] and not decisions[-1]["promoted"]
     assert (work / "metrics/chain/report.md").read_text().count("| 2024-0") >= len(params["updates"])

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from .common import RESIDUAL_MANIFEST as MANIFEST
+from .common import MODEL_CARD as CARD
 from .common import atomic_file, setup_logging, sha256_file, user_errors, weights_hash, write_json
 from .config import read_params, section_values
 
 log = logging.getLogger(__name__)
 
-CARD = "README.md"
 FORMAT = "freshllm-lineage/1"
 ROLES = ("ancestor-base", "ancestor-instruct", "cpt-base", "cpt-instruct", "cpt-base-res")
 

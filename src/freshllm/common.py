@@ -158,12 +158,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def dir_content_hash(path: str | Path) -> str:
-    """A content hash of a model directory: sha256 over (relative name, file sha256) pairs."""
+MODEL_CARD = "README.md"  # a model directory's card (freshllm.cards): read by people, not by a model loader
+
+
+def dir_content_hash(path: str | Path, exclude: tuple[str, ...] = ()) -> str:
+    """A content hash of a model directory: sha256 over (relative name, file sha256) pairs, but
+    the files named in ``exclude`` (relative names)."""
     root = Path(path)
     h = hashlib.sha256()
     for f in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = f.relative_to(root).as_posix()
+        if rel in exclude:
+            continue
         h.update(rel.encode())
         h.update(b"\0")
         h.update(sha256_file(f).encode())

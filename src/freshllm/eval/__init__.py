@@ -31,9 +31,10 @@ Validation split (the promotion gate of chained updates, :mod:`freshllm.updates.
 ``validation_prompts`` of the generator, disjoint from the eval's (``toy_ifeval_prompts``);
 the record says ``config.split: validation``. Only the toy world has validation prompts.
 
-Outputs: ``--out`` JSON ``{model, model_hash, chat_template, config, results}`` with
-``results[task][metric]`` (see ``freshllm.tasks.SUITE`` for the keys) and ``--samples``
-per-sample logs (JSONL, one line per document and filter).
+Outputs: ``--out`` JSON ``{model, model_hash, model_files_sha256, chat_template, config, results,
+stderr, samples}`` with ``results[task][metric]`` (see ``freshllm.tasks.SUITE`` for the keys) and
+``--samples`` per-sample logs (JSONL, one line per document and filter; ``samples`` in the record
+names the file and its sha256). ``--reuse``: see :mod:`.reuse`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -59,6 +61,7 @@ from ..tasks.text import load_windows
 from .errors import EvalError
 from .ifeval_data import (ensure_punkt_tab, needs_ifeval_scoring,  # noqa: F401
                           nltk_data_dir, prepare_ifeval_scoring)
+from .reuse import model_files_hash, samples_info, try_reuse
 from .results import (_effective, check_finite_loglikelihoods, check_finite_weights,  # noqa: F401
                       cluster_bootstrap_se, extract_results, extract_stderrs, rolling_bootstrap_se)
 
@@ -135,10 +138,8 @@ def use_chat_template(cfg: EvalConfig, name: str, override: bool | None = None) 
 
 # ------------------------------------------------------------------- running
 
-def build_lm(cfg: EvalConfig, model_dir: Path):
-    """The lm-eval model object for ``model_dir`` (hf or vllm backend)."""
-    from lm_eval.api.registry import get_model
-
+def lm_args(cfg: EvalConfig, model_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """lm-eval's model arguments and its batch size / device for ``model_dir``."""
     args = {"pretrained": str(model_dir), "dtype": cfg.dtype, **cfg.model_args}
     extra: dict[str, Any] = {"batch_size": cfg.batch_size}
     if cfg.backend == "hf":
@@ -147,6 +148,14 @@ def build_lm(cfg: EvalConfig, model_dir: Path):
         extra["device"] = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     else:
         args.setdefault("seed", cfg.seed)
+    return args, extra
+
+
+def build_lm(cfg: EvalConfig, model_dir: Path):
+    """The lm-eval model object for ``model_dir`` (hf or vllm backend)."""
+    from lm_eval.api.registry import get_model
+
+    args, extra = lm_args(cfg, model_dir)
     try:
         cls = get_model(cfg.backend)
     except Exception as exc:
@@ -234,10 +243,12 @@ def write_samples(path: Path, samples: dict[str, list[dict]]) -> int:
 
 def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_path: Path,
         chat_override: bool | None = None, texts: dict[str, Path] | None = None,
-        validation_prompts: int | None = None, runtime: dict | None = None) -> dict:
+        validation_prompts: int | None = None, runtime: dict | None = None,
+        reuse: list[Path] | None = None) -> dict:
     """Score ``model_dir`` on the suite and, given ``texts`` (``{fresh_bpb|known_bpb: JSONL}``,
     as dvc.yaml always passes), on the bits-per-byte tasks; write ``out_path`` / ``samples_path``.
-    ``validation_prompts``: the toy IFEval validation split instead (see the module doc)."""
+    ``validation_prompts``: the toy IFEval validation split instead (see the module doc).
+    ``reuse``: eval records to copy instead when one is of the same model (:mod:`.reuse`)."""
     if validation_prompts is not None:
         if cfg.suite != "toyworld":
             raise EvalError(f"validation prompts: only the toy world's suite has a validation split "
@@ -256,6 +267,13 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
     if cfg.source == "local" and cfg.suite == "paper":
         lm_tasks.check_local_data(cfg.tasks)
     set_offline(cfg.source == "local")
+    if reuse and validation_prompts is None and os.environ.get("WORLD_SIZE", "1") == "1":  # one process
+        args, extra = lm_args(cfg, model_dir)
+        copied = try_reuse(reuse, cfg, model_dir, name, chat, texts,
+                           {**{k: v for k, v in args.items() if k != "pretrained"}, **extra},
+                           out_path, samples_path, runtime)
+        if copied is not None:
+            return copied
     t0 = time.time()
     model_hash = dir_content_hash(model_dir)
     log.info("model %s (%s): hash %s… in %.1fs; chat template: %s",
@@ -275,6 +293,7 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
     report = {
         "model": name,
         "model_hash": model_hash,
+        "model_files_sha256": model_files_hash(model_dir),
         "chat_template": chat,
         "config": {"backend": cfg.backend, "model_args": model_args, **settings,
                    "params": asdict(cfg)},
@@ -287,6 +306,7 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
     if windows:
         report["windows"] = windows
     n = write_samples(samples_path, out.get("samples") or {})
+    report["samples"] = samples_info(samples_path, n)
     write_json(out_path, report)
     log.info("wrote %s and %d samples to %s", out_path, n, samples_path)
     return report
@@ -327,6 +347,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="held-out fresh articles (JSONL, the eval-text stage's): bits per byte, task fresh_bpb")
     ap.add_argument("--known-text", type=Path, default=None,
                     help="text the ancestor knew (JSONL, eval.text.known): bits per byte, task known_bpb")
+    ap.add_argument("--reuse", type=Path, nargs="+", default=None, metavar="RECORD",
+                    help="eval records (--out of other evals) to copy instead of scoring when one is "
+                         "of the same model: the same files but the card, params, texts (freshllm.eval.reuse)")
     args = ap.parse_args(argv)
     setup_logging()
     with user_errors("eval", EvalError, ModelDirError, ModuleNotFoundError, ValueError, TextDataError):
@@ -342,5 +365,5 @@ def main(argv: list[str] | None = None) -> None:
         if not texts:
             log.warning("no --fresh-text / --known-text: the bits-per-byte tasks are not scored")
         runtime = use_runtime(args.params)
-        run(cfg, args.model, name, args.out, args.samples, args.chat, texts, runtime=runtime)
+        run(cfg, args.model, name, args.out, args.samples, args.chat, texts, runtime=runtime, reuse=args.reuse)
 

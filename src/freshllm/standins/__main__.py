@@ -7,6 +7,7 @@
     python -m freshllm.standins tokenizer --model Qwen/Qwen2.5-1.5B-Instruct --out DIR
     python -m freshllm.standins check-tokenizers
     python -m freshllm.standins list
+    python -m freshllm.standins bench-configs   # rewrite the GPU benchmark's models.json
 
 ``build`` is the default command.  Without ``--shrink`` the stand-in has the real size
 (16 GB for an 8B model), so that needs ``--full``.
@@ -21,7 +22,7 @@ import sys
 
 from ..common import setup_logging
 
-_COMMANDS = ("build", "pair", "tokenizer", "check-tokenizers", "list")
+_COMMANDS = ("build", "pair", "tokenizer", "check-tokenizers", "list", "bench-configs")
 
 
 def _shrink_args(p: argparse.ArgumentParser) -> None:
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True)
     sub.add_parser("check-tokenizers", help="compare with llama.cpp's expected ids")
     sub.add_parser("list", help="known model ids with their parameter counts")
+    sub.add_parser("bench-configs", help="rewrite the GPU benchmark's models.json from these hub configs "
+                                         "(its models and tiny shrink as listed there)")
     return ap
 
 
@@ -78,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         for mid in list_models():
             a = get_arch(mid)
             print(f"{mid:40s} {a.params / 1e9:6.3f}B  {a.n_shards} file(s)  {a.version}")
+        return 0
+    if args.cmd == "bench-configs":
+        from ..common import atomic_file
+        from .architectures import BENCH_GPU_MODELS, bench_gpu_models
+        new = bench_gpu_models(json.loads(BENCH_GPU_MODELS.read_text(encoding="utf-8")))
+        with atomic_file(BENCH_GPU_MODELS, "w", encoding="utf-8") as fh:  # in priority order: not sorted
+            fh.write(json.dumps(new, indent=2) + "\n")
+        print(BENCH_GPU_MODELS)
         return 0
     if args.cmd == "check-tokenizers":
         from .tokenizers import check_against_llamacpp

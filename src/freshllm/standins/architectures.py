@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["Arch", "ARCHS", "ALIASES", "get_arch", "list_models", "param_count", "shard_files",
@@ -322,3 +323,19 @@ def shrink_config(config: Mapping[str, Any], shrink: Mapping[str, int] | None) -
     if "max_window_layers" in cfg:
         cfg["max_window_layers"] = min(cfg["max_window_layers"], cfg["num_hidden_layers"])
     return cfg
+
+
+# The GPU benchmark (freshllm.bench.gpu) runs on a machine with torch and transformers only and
+# imports nothing from the project: it reads these configs as data, from its models.json.
+BENCH_GPU_MODELS = Path(__file__).resolve().parents[1] / "bench" / "gpu" / "models.json"
+
+
+def bench_gpu_models(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """models.json of the GPU benchmark from its ``tiny_shrink`` and each model's ``hub_id`` (in
+    priority order): the exact hub config and its tiny shrink (``--tiny``, the CPU smoke run)."""
+    shrink = dict(spec["tiny_shrink"])
+    models = {}
+    for key, m in spec["models"].items():
+        cfg = get_arch(m["hub_id"]).config()
+        models[key] = {"hub_id": m["hub_id"], "config": cfg, "tiny": shrink_config(cfg, shrink)}
+    return {"tiny_shrink": shrink, "models": models}

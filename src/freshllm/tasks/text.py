@@ -20,13 +20,12 @@ shows them in their own block, never in an average.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common import jsonl_records
+from ..common import jsonl_records, sha256_file
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "bpb"
 TEXT_TASKS = ("fresh_bpb", "known_bpb")
@@ -147,14 +146,6 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def materialize(dest: str | Path, files: dict[str, Path], cfg: TextConfig) -> dict[str, dict]:
     """Write the data (prepared from ``files``: ``{task: source JSONL}``) and task YAMLs of the
     bits-per-byte tasks under ``dest``; returns ``{task: {source, sha256, documents, chars,
@@ -174,7 +165,7 @@ def materialize(dest: str | Path, files: dict[str, Path], cfg: TextConfig) -> di
         out = dest / "twins" / "text" / f"{task}.yaml"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(yaml_text.substitute({"data": str(data_dir)}), encoding="utf-8")
-        info[task] = {"source": str(source), "sha256": file_sha256(Path(source)), "documents": len(texts),
+        info[task] = {"source": str(source), "sha256": sha256_file(Path(source)), "documents": len(texts),
                       "chars": sum(len(t) for t in texts),
                       "bytes": sum(len(t.encode("utf-8")) for t in texts)}
     return info

@@ -10,11 +10,11 @@ eager_packed) ends within ``--budget-s`` (420 s) + 40 s hard stop + start-up, i.
 minutes; configs that would not fit are skipped and listed as such. Output: a table on
 stdout and, with ``--json``, every figure (rewritten after each config).
 
-Needs only the standard library, torch and transformers (no other freshllm dependency: the
-exact hub configs come from ``freshllm.standins.architectures``, which is stdlib only), so
-``PYTHONPATH=src`` on a machine without the project installed is enough. Run it as a module
-(``-m``): the package's modules import one another relatively. They are ``shapes`` (models,
-paths, hub configs, FLOPs per token, the bf16 peak table, packed rows), ``checks`` (device
+Needs only the standard library, torch and transformers, and imports nothing else from the
+project (the exact hub configs are data: ``models.json``, written from the project's), so this
+directory alone on a machine without the project is enough. Run it as a module (``-m``): the
+package's modules import one another relatively. They are ``shapes`` (models, paths, hub
+configs, FLOPs per token, the bf16 peak table, packed rows), ``checks`` (device
 and memory helpers, the matmul probe, the exactness check), ``steps`` (the flex path's
 registration, the model, the timed cpt steps, ``run_config``: one config), ``report`` (the
 table and the recommended path) and ``cli`` (arguments, budget, OOM retries, the JSON).
@@ -83,9 +83,9 @@ from .report import recommend, table
 from .shapes import (DEFAULT_BATCH, DEFAULT_PATHS, EAGER_BATCH, FLEX_NAME, MODELS, PATHS,
                      PEAK_TFLOPS, TOL_BF16_FLOOR, TOL_BF16_NOISE_X, TOL_FP32, DocStream,
                      attention_flops_per_pair, head_dim, make_batch, matmul_params, model_config,
-                     spec_peak)
+                     param_count, spec_peak)
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_PATHS", "EAGER_BATCH", "FLEX_NAME", "MODELS", "PATHS",
            "PEAK_TFLOPS", "TOL_BF16_FLOOR", "TOL_BF16_NOISE_X", "TOL_FP32", "BudgetExceeded", "Dev",
            "DocStream", "attention_flops_per_pair", "exactness", "head_dim", "main", "make_batch",
-           "matmul_params", "model_config", "parse_batch", "plan", "recommend", "spec_peak", "table"]
+           "matmul_params", "model_config", "param_count", "parse_batch", "plan", "recommend", "spec_peak", "table"]

@@ -57,7 +57,7 @@ def estimate_s(key: str, path: str, a, done: list[dict], peak: float | None) -> 
     if same:
         base = statistics.fmean(r["seconds"] - r.get("first_step_s", 0) for r in same)
     else:
-        cfg = model_config(MODELS[key], a.tiny, a.vocab)
+        cfg = model_config(key, a.tiny, a.vocab)
         b = DEFAULT_BATCH.get(key, 1)
         step = 6 * matmul_params(cfg) * b * a.seq / (0.25 * (peak or 100) * 1e12)
         base = 10 + (a.warmup + a.steps + 6) * step

@@ -1,16 +1,21 @@
 """Shapes of the benchmark: the models, attention paths and micro-batches it runs, their hub
-configs (exact, from ``freshllm.standins.architectures``; shrunk in depth and width for
-``--tiny``), FLOPs per token, the bf16 peak table, and the packed input rows."""
+configs (``models.json``: exact, and shrunk in depth and width for ``--tiny``), FLOPs per
+token, the bf16 peak table, and the packed input rows.
+
+``models.json`` is data written from the project's hub configs (``python -m freshllm.standins
+bench-configs``; a test keeps the two equal), so this package reads it instead of importing
+them: it needs nothing from the project on the GPU machine."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 
-from freshllm.standins.architectures import get_arch, param_count, shrink_config
-
-MODELS = {"qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B", "qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B",
-          "llama3.2-3b": "meta-llama/Llama-3.2-3B"}  # priority order (the goal is at 1.5B)
+MODELS_FILE = Path(__file__).resolve().parent / "models.json"
+_MODELS = json.loads(MODELS_FILE.read_text(encoding="utf-8"))
+MODELS = {key: m["hub_id"] for key, m in _MODELS["models"].items()}  # priority order (the goal is at 1.5B)
 TABLE_ORDER = ["qwen2.5-0.5b", "qwen2.5-1.5b", "llama3.2-3b"]
 # micro-batch (sequences of 4096) that fits one 141 GB H200 with fp32 masters + AdamW,
 # no checkpointing; eager keeps S x S scores per layer, so it gets less
@@ -35,17 +40,26 @@ PEAK_TFLOPS = [("H200", 989.0), ("GH200", 989.0), ("H100 PCIe", 756.0), ("H100 N
 TOL_FP32 = 2e-3
 TOL_BF16_FLOOR = 0.02
 TOL_BF16_NOISE_X = 3.0
-TINY_SHRINK = {"hidden": 64, "layers": 2, "intermediate": 128, "heads": 4, "kv_heads": 2}
 
 # --- shapes, FLOPs -------------------------------------------------------------------------------
 
-def model_config(model_id: str, tiny: bool, vocab: int | None) -> dict:
-    cfg = get_arch(model_id).config()
-    if tiny:
-        cfg = shrink_config(cfg, TINY_SHRINK)
+def model_config(key: str, tiny: bool, vocab: int | None) -> dict:
+    """The hub config of model ``key`` (of ``MODELS``), its tiny shrink with ``tiny``."""
+    cfg = dict(_MODELS["models"][key]["tiny" if tiny else "config"])
     if vocab:
         cfg["vocab_size"] = vocab
     return cfg
+
+
+def param_count(cfg: dict) -> int:
+    """Parameters of the model ``cfg`` builds (a tied lm_head once), counted on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    d = dict(cfg)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(d.pop("model_type"), **d))
+    return sum(p.numel() for p in model.parameters())
 
 
 def head_dim(cfg: dict) -> int:

@@ -133,7 +133,7 @@ def run_config(torch, key: str, path: str, a, dev: Dev, batch: int, grad_ckpt: b
         register_flex_autocast(torch)
         if not dev.cuda:
             use_uncompiled_flex()
-    cfg = model_config(MODELS[key], a.tiny, a.vocab)
+    cfg = model_config(key, a.tiny, a.vocab)
     res: dict = {"model": key, "model_id": MODELS[key], "path": path, "attn_implementation": impl,
                  "packed": packed, "batch": batch, "seq": a.seq, "grad_ckpt": grad_ckpt,
                  "compiled_model": a.compile,
