@@ -643,8 +643,12 @@ def _pipeline_copy(tmp_path: Path, profile: Path, edit=lambda text: text) -> tup
 
 
 def _rename(text: str, old: str, new: str) -> str:
-    assert text.count(f"\n  {old}:\n") == 1, old
-    return text.replace(f"\n  {old}:\n", f"\n  {new}:\n")
+    """Rename stage ``old`` (its key line, a comment after it or not) to ``new``."""
+    import re
+
+    pattern = re.compile(rf"^  {re.escape(old)}:(?=\s*(#.*)?$)", re.M)
+    assert len(pattern.findall(text)) == 1, old
+    return pattern.sub(f"  {new}:", text)
 
 
 def test_renamed_stages_are_sized_the_same(tmp_path):

@@ -46,7 +46,7 @@ def _mismatch(rec: dict, cfg, chat: bool, files_hash: str, texts: dict[str, Path
         return "other model files"
     if rec.get("chat_template") is not chat:
         return "another chat-template choice"
-    if conf.get("params") != json.loads(json.dumps(asdict(cfg))):
+    if conf.get("params") != json.loads(json.dumps(asdict(cfg), default=str)):  # as write_json wrote it
         return "other eval params"
     if conf.get("backend") != cfg.backend or {k: v for k, v in (conf.get("model_args") or {}).items()
                                                if k != "pretrained"} != model_args:
