@@ -665,9 +665,10 @@ def test_reuse_copies_the_record_of_the_same_model_as_a_fresh_eval_would_write_i
                               "sha256": hashlib.sha256(rec_samples.read_bytes()).hexdigest()}
     again, again_samples = ev(served, "cpt-base-res+current@2024-01", "scored")
     with caplog.at_level(logging.INFO, logger="freshllm.eval.reuse"):
-        copied, copied_samples = ev(served, "cpt-base-res+current@2024-01", "copied",
-                                    "--reuse", str(tmp_path / "none.json"), str(tmp_path / "cand.json"))
-    assert "not reusing" in caplog.text and "no such record" in caplog.text  # the first one
+        (tmp_path / "broken.json").write_text("{not json")
+        copied, copied_samples = ev(served, "cpt-base-res+current@2024-01", "copied", "--reuse",
+                                    str(tmp_path / "none.json"), str(tmp_path / "broken.json"), str(tmp_path / "cand.json"))
+    assert "no such record" in caplog.text and "broken.json: unreadable" in caplog.text  # the first two
     assert copied.pop("reused_from") == {"record": str(tmp_path / "cand.json"), "model": rec["model"]}
     assert copied_samples.read_bytes() == again_samples.read_bytes()
     assert copied["samples"].pop("path") == str(copied_samples) and again["samples"].pop("path")

@@ -76,8 +76,12 @@ def try_reuse(records: list[Path], cfg, model_dir: Path, name: str, chat: bool, 
         if not path.is_file():
             log.info("not reusing %s: no such record", path)
             continue
-        rec = json.loads(path.read_text(encoding="utf-8"))
-        why = _mismatch(rec, cfg, chat, files_hash, texts, model_args)
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.info("not reusing %s: unreadable (%s)", path, exc)
+            continue
+        why = _mismatch(rec, cfg, chat, files_hash, texts, model_args) if isinstance(rec, dict) else "not a record"
         if why:
             log.info("not reusing %s (%s): %s", path, rec.get("model"), why)
             continue
