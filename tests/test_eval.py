@@ -666,9 +666,14 @@ def test_reuse_copies_the_record_of_the_same_model_as_a_fresh_eval_would_write_i
     again, again_samples = ev(served, "cpt-base-res+current@2024-01", "scored")
     with caplog.at_level(logging.INFO, logger="freshllm.eval.reuse"):
         (tmp_path / "broken.json").write_text("{not json")
+        (tmp_path / "list.json").write_text("[]")
+        (tmp_path / "malformed.json").write_text(json.dumps({**rec, "config": 3}))  # the same files, a bad config
+        bad = [tmp_path / f"{n}.json" for n in ("none", "broken", "list", "malformed")]
         copied, copied_samples = ev(served, "cpt-base-res+current@2024-01", "copied", "--reuse",
-                                    str(tmp_path / "none.json"), str(tmp_path / "broken.json"), str(tmp_path / "cand.json"))
-    assert "no such record" in caplog.text and "broken.json: unreadable" in caplog.text  # the first two
+                                    *map(str, bad), str(tmp_path / "cand.json"))
+    for reason in ("none.json: no such record", "broken.json: unreadable", "list.json: not a record",
+                   "malformed.json: unreadable (AttributeError"):  # passed over, each said why
+        assert reason in caplog.text, (reason, caplog.text)
     assert copied.pop("reused_from") == {"record": str(tmp_path / "cand.json"), "model": rec["model"]}
     assert copied_samples.read_bytes() == again_samples.read_bytes()
     assert copied["samples"].pop("path") == str(copied_samples) and again["samples"].pop("path")

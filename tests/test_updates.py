@@ -515,9 +515,14 @@ def test_chain_runs_and_every_model_card_names_its_parents(shrunken_chain):
     assert {r["split"] for r in held} == {"validation", "test"}
     assert ev["config"]["texts"]["fresh_bpb"]["documents"] == sum(r["split"] == "test" for r in held)
     served = json.loads((work / "metrics/updates/2024-01/eval/current.json").read_text())
+    assert served["model"] == "cpt-base-res+current@2024-01"
     if weights_hash(u / "current") == weights_hash(u / "cpt-base-res"):  # the candidate as is: its record, copied
         assert served["reused_from"] == {"record": "metrics/updates/2024-01/eval/cpt-base-res.json", "model": ev["model"]}
-        assert served["results"] == ev["results"] and served["model"] == "cpt-base-res+current@2024-01"
+        assert served["results"] == ev["results"]
+    elif weights_hash(u / "current") == weights_hash(work / "models/updates/ancestor/current"):  # the incumbent kept
+        assert served["reused_from"]["record"] == "metrics/updates/2024-01/eval/incumbent.json"
+    else:  # a retry setting's merge: a model no other stage scored
+        assert "reused_from" not in served
     assert "## What is served" in (work / "metrics/chain/report.md").read_text()
     assert weights_hash(work / "models/current") == decision["current"]["weights_sha256"]
     assert (work / "models/current/README.md").is_file()

@@ -161,19 +161,20 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 MODEL_CARD = "README.md"  # a model directory's card (freshllm.cards): read by people, not by a model loader
 
 
-def dir_content_hash(path: str | Path, exclude: tuple[str, ...] = ()) -> str:
-    """A content hash of a model directory: sha256 over (relative name, file sha256) pairs, but
-    the files named in ``exclude`` (relative names)."""
+def file_hashes(path: str | Path) -> dict[str, str]:
+    """The sha256 of every file under a directory, by relative name, in path order."""
     root = Path(path)
+    return {f.relative_to(root).as_posix(): sha256_file(f)
+            for f in sorted(p for p in root.rglob("*") if p.is_file())}
+
+
+def combine_hashes(hashes: dict[str, str], exclude: tuple[str, ...] = ()) -> str:
+    """A directory's content hash from its :func:`file_hashes`: sha256 over (relative name, file
+    sha256) pairs in their (path) order, but the names in ``exclude``."""
     h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = f.relative_to(root).as_posix()
-        if rel in exclude:
-            continue
-        h.update(rel.encode())
-        h.update(b"\0")
-        h.update(sha256_file(f).encode())
-        h.update(b"\n")
+    for rel, sha in hashes.items():
+        if rel not in exclude:
+            h.update(rel.encode() + b"\0" + sha.encode() + b"\n")
     return h.hexdigest()
 
 

@@ -50,7 +50,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import tasks as lm_tasks
-from ..common import atomic_file, dir_content_hash, set_offline, setup_logging, use_runtime, user_errors, write_json
+from ..common import (atomic_file, combine_hashes, file_hashes, set_offline, setup_logging, use_runtime,
+                      user_errors, write_json)
 from ..config import WorldConfig, load_section
 from ..io.hf import ModelDirError, check_model_dir
 from ..names import KINDS, model_kind, model_name
@@ -267,17 +268,18 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
     if cfg.source == "local" and cfg.suite == "paper":
         lm_tasks.check_local_data(cfg.tasks)
     set_offline(cfg.source == "local")
+    t0 = time.time()
+    hashes = file_hashes(model_dir)  # read once: the model's hash and that of what scoring reads
+    model_hash = combine_hashes(hashes)
+    log.info("model %s (%s): hash %s… in %.1fs; chat template: %s",
+             name, model_dir, model_hash[:12], time.time() - t0, chat)
     if reuse and validation_prompts is None and os.environ.get("WORLD_SIZE", "1") == "1":  # one process
         args, extra = lm_args(cfg, model_dir)
-        copied = try_reuse(reuse, cfg, model_dir, name, chat, texts,
+        copied = try_reuse(reuse, cfg, model_dir, hashes, name, chat, texts,
                            {**{k: v for k, v in args.items() if k != "pretrained"}, **extra},
                            out_path, samples_path, runtime)
         if copied is not None:
             return copied
-    t0 = time.time()
-    model_hash = dir_content_hash(model_dir)
-    log.info("model %s (%s): hash %s… in %.1fs; chat template: %s",
-             name, model_dir, model_hash[:12], time.time() - t0, chat)
     if needs_ifeval_scoring(cfg.tasks):
         prepare_ifeval_scoring(cfg.seed)  # fail before loading the model
     lm, model_args = build_lm(cfg, model_dir)
@@ -293,7 +295,7 @@ def run(cfg: EvalConfig, model_dir: Path, name: str, out_path: Path, samples_pat
     report = {
         "model": name,
         "model_hash": model_hash,
-        "model_files_sha256": model_files_hash(model_dir),
+        "model_files_sha256": model_files_hash(hashes),
         "chat_template": chat,
         "config": {"backend": cfg.backend, "model_args": model_args, **settings,
                    "params": asdict(cfg)},

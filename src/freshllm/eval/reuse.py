@@ -24,14 +24,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..common import MODEL_CARD, atomic_file, dir_content_hash, sha256_file, write_json
+from ..common import MODEL_CARD, atomic_file, combine_hashes, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
 
-def model_files_hash(model_dir: Path) -> str:
-    """The content hash of what scoring reads: every file of the model directory but its card."""
-    return dir_content_hash(model_dir, exclude=(MODEL_CARD,))
+def model_files_hash(hashes: dict[str, str]) -> str:
+    """The content hash of what scoring reads: every file of the model directory (``hashes``:
+    :func:`freshllm.common.file_hashes`) but its card."""
+    return combine_hashes(hashes, exclude=(MODEL_CARD,))
 
 
 def samples_info(path: Path, lines: int) -> dict[str, Any]:
@@ -66,28 +67,28 @@ def _mismatch(rec: dict, cfg, chat: bool, files_hash: str, texts: dict[str, Path
     return None
 
 
-def try_reuse(records: list[Path], cfg, model_dir: Path, name: str, chat: bool, texts: dict[str, Path],
-              model_args: dict[str, Any], out_path: Path, samples_path: Path,
+def try_reuse(records: list[Path], cfg, model_dir: Path, hashes: dict[str, str], name: str, chat: bool,
+              texts: dict[str, Path], model_args: dict[str, Any], out_path: Path, samples_path: Path,
               runtime: dict | None) -> dict | None:
     """Write ``out_path`` / ``samples_path`` as a copy of the first of ``records`` that stands
-    for this eval (see the module doc) and return the record; None if none does."""
-    files_hash = model_files_hash(model_dir)
+    for this eval of ``model_dir`` (its ``hashes``: :func:`freshllm.common.file_hashes`; see the
+    module doc) and return the record; None if none does."""
+    files_hash = model_files_hash(hashes)
     for path in records:
         if not path.is_file():
             log.info("not reusing %s: no such record", path)
             continue
         try:
             rec = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            log.info("not reusing %s: unreadable (%s)", path, exc)
-            continue
-        why = _mismatch(rec, cfg, chat, files_hash, texts, model_args) if isinstance(rec, dict) else "not a record"
+            why = _mismatch(rec, cfg, chat, files_hash, texts, model_args) if isinstance(rec, dict) else "not a record"
+        except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:  # unreadable, or malformed
+            why = f"unreadable ({type(exc).__name__}: {exc})"
         if why:
-            log.info("not reusing %s (%s): %s", path, rec.get("model"), why)
+            log.info("not reusing %s: %s", path, why)
             continue
         new = copy.deepcopy(rec)
-        new.update(model=name, model_hash=dir_content_hash(model_dir),
-                   reused_from={"record": str(path), "model": rec["model"]})
+        new.update(model=name, model_hash=combine_hashes(hashes),
+                   reused_from={"record": str(path), "model": rec.get("model")})
         new["config"]["model_args"]["pretrained"] = str(model_dir)
         new.pop("runtime", None)
         if runtime is not None:
