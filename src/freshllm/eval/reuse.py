@@ -87,8 +87,8 @@ def try_reuse(records: list[Path], cfg, model_dir: Path, hashes: dict[str, str],
             log.info("not reusing %s: %s", path, why)
             continue
         new = copy.deepcopy(rec)
-        new.update(model=name, model_hash=combine_hashes(hashes),
-                   reused_from={"record": str(path), "model": rec.get("model")})
+        source = rec.get("model")
+        new.update(model=name, model_hash=combine_hashes(hashes), reused_from={"record": str(path), "model": source})
         new["config"]["model_args"]["pretrained"] = str(model_dir)
         new.pop("runtime", None)
         if runtime is not None:
@@ -98,6 +98,6 @@ def try_reuse(records: list[Path], cfg, model_dir: Path, hashes: dict[str, str],
         new["samples"] = {**rec["samples"], "path": str(samples_path)}
         write_json(out_path, new)
         log.info("%s is %s's model (the same files but the card, the same eval): copied %s, not scored again",
-                 name, rec["model"], path)
+                 name, source, path)
         return new
     return None
